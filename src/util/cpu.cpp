@@ -1,0 +1,55 @@
+#include "util/cpu.h"
+
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+namespace optiq {
+
+namespace {
+std::atomic<int> g_forced{-1};
+}
+
+Isa detected_isa() {
+  static const Isa isa = [] {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
+    return Isa::Scalar;
+  }();
+  return isa;
+}
+
+Isa active_isa() {
+  int f = g_forced.load(std::memory_order_relaxed);
+  if (f >= 0) return Isa(f);
+  static const Isa isa = [] {
+    const char* e = std::getenv("OPTIQ_FORCE_ISA");
+    if (e && std::strcmp(e, "scalar") == 0) return Isa::Scalar;
+    return detected_isa();
+  }();
+  return isa;
+}
+
+void set_active_isa(Isa isa) {
+  if (isa == Isa::Avx2 && detected_isa() != Isa::Avx2) isa = Isa::Scalar;
+  g_forced.store(int(isa));
+}
+
+const char* isa_name(Isa isa) { return isa == Isa::Avx2 ? "avx2" : "scalar"; }
+
+int compute_threads() {
+  static const int n = [] {
+    if (const char* e = std::getenv("OPTIQ_THREADS")) {
+      int v = std::atoi(e);
+      if (v > 0) return v;
+    }
+    int hw = int(std::thread::hardware_concurrency());
+    return hw > 0 ? hw : 1;
+  }();
+  return n;
+}
+
+}  // namespace optiq
