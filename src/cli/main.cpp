@@ -1,1 +1,45 @@
-int main() { return 0; }
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+#include "util/error.h"
+
+namespace {
+
+const char* kUsage =
+    "optiq - LLM inference on your machine\n"
+    "\n"
+    "usage: optiq <command> [options]\n"
+    "\n"
+    "commands:\n"
+    "  generate MODEL --prompt P   generate text (streams to stdout, speed to stderr)\n"
+    "  bench MODEL                 prefill / decode speed at chosen context depths\n"
+    "  make-model -o OUT           write a random-weight model of a real shape (tests, benchmarks)\n"
+    "\n"
+    "MODEL is a Hugging Face / MLX model folder or a .gguf file.\n"
+    "Run 'optiq <command> --help' for the options of a command.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    std::fputs(kUsage, argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  std::string cmd = argv[1];
+  try {
+    if (cmd == "generate") return optiq::cli::run_generate(argc, argv);
+    if (cmd == "bench") return optiq::cli::run_bench(argc, argv);
+    if (cmd == "make-model") return optiq::cli::run_make_model(argc, argv);
+    std::fprintf(stderr, "optiq: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
+    return 2;
+  } catch (const optiq::Error& e) {
+    std::fprintf(stderr, "optiq: error: %s\n", e.what());
+    return e.kind() == optiq::ErrorKind::InvalidArgument ? 2 : 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "optiq: internal error: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,9 @@
+#pragma once
+// The optiq subcommands. Each returns the process exit code.
+namespace optiq::cli {
+
+int run_generate(int argc, char** argv);    // optiq generate MODEL --prompt P ...
+int run_bench(int argc, char** argv);       // optiq bench MODEL --depth 0,4096 ...
+int run_make_model(int argc, char** argv);  // optiq make-model --shape qwen3-0.6b --format mlx4 -o DIR
+
+}  // namespace optiq::cli

@@ -1,0 +1,114 @@
+#include "cli/flags.h"
+
+#include <cstdlib>
+
+#include "util/error.h"
+
+namespace optiq::cli {
+
+namespace {
+Error bad(const std::string& flag, const std::string& v, const char* what) {
+  return Error(ErrorKind::InvalidArgument, "--" + flag + ": '" + v + "' is not " + what);
+}
+long long to_int(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  long long x = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end || errno) throw bad(flag, v, "an integer");
+  return x;
+}
+}  // namespace
+
+void Flags::add(const std::string& name, std::string* out, const std::string& help) {
+  flags_.push_back({name, help, "TEXT", [out](const std::string& v) { *out = v; }});
+}
+void Flags::add(const std::string& name, int* out, const std::string& help) {
+  flags_.push_back({name, help, "N", [out, name](const std::string& v) {
+                      long long x = to_int(name, v);
+                      if (x < INT32_MIN || x > INT32_MAX) throw bad(name, v, "a 32-bit integer");
+                      *out = int(x);
+                    }});
+}
+void Flags::add(const std::string& name, float* out, const std::string& help) {
+  flags_.push_back({name, help, "X", [out, name](const std::string& v) {
+                      char* end = nullptr;
+                      float x = std::strtof(v.c_str(), &end);
+                      if (v.empty() || *end) throw bad(name, v, "a number");
+                      *out = x;
+                    }});
+}
+void Flags::add(const std::string& name, std::optional<uint64_t>* out, const std::string& help) {
+  flags_.push_back({name, help, "N", [out, name](const std::string& v) {
+                      long long x = to_int(name, v);
+                      if (x < 0) throw bad(name, v, "a non-negative integer");
+                      *out = uint64_t(x);
+                    }});
+}
+void Flags::add_bool(const std::string& name, bool* out, const std::string& help) {
+  flags_.push_back({name, help, "", [out](const std::string&) { *out = true; }});
+}
+
+void Flags::parse(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      help_ = true;
+      continue;
+    }
+    if (a.size() < 3 || a.rfind("--", 0) != 0) {
+      positionals_.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2), value;
+    bool has_value = false;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    for (auto& c : name)
+      if (c == '_') c = '-';  // mlx_lm spells some flags with underscores
+    const Flag* f = nullptr;
+    for (auto& x : flags_)
+      if (x.name == name) f = &x;
+    if (!f) throw Error(ErrorKind::InvalidArgument, "unknown option --" + name + " (see --help)");
+    if (f->kind.empty()) {
+      if (has_value) throw Error(ErrorKind::InvalidArgument, "--" + name + " takes no value");
+      f->set("");
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) throw Error(ErrorKind::InvalidArgument, "--" + name + " needs a value");
+      value = argv[++i];
+    }
+    f->set(value);
+  }
+}
+
+std::string Flags::help() const {
+  std::string s = "usage: " + usage_ + "\n\noptions:\n";
+  for (auto& f : flags_) {
+    std::string left = "  --" + f.name + (f.kind.empty() ? "" : " " + f.kind);
+    if (left.size() < 28) left.resize(28, ' ');
+    else left += "  ";
+    s += left + f.help + "\n";
+  }
+  return s;
+}
+
+std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
+  std::vector<int> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    std::string part = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    long long x = to_int(flag, part);
+    if (x < 0 || x > INT32_MAX) throw bad(flag, part, "a non-negative integer");
+    out.push_back(int(x));
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+
+}  // namespace optiq::cli

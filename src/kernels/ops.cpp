@@ -1,0 +1,51 @@
+#include "kernels/ops.h"
+
+#include <cmath>
+
+namespace optiq::kernels {
+
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
+  double ss = 0;
+  for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
+  const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
+  for (int64_t i = 0; i < n; ++i) y[i] = w[i] * (x[i] * inv);
+}
+
+void silu_mul(float* x, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
+}
+
+void rope(float* x, int n_heads, int head_dim, int rot_dims, int32_t pos, const float* inv_freq, bool traditional) {
+  const int half = rot_dims / 2;
+  float cs[512], sn[512];
+  for (int i = 0; i < half; ++i) {
+    // Angles in double then rounded: positions reach 1e5+, where f32 angle products lose digits.
+    double a = double(pos) * double(inv_freq[i]);
+    cs[i] = float(std::cos(a));
+    sn[i] = float(std::sin(a));
+  }
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + int64_t(h) * head_dim;
+    for (int i = 0; i < half; ++i) {
+      int a = traditional ? 2 * i : i;
+      int b = traditional ? 2 * i + 1 : i + half;
+      float x0 = v[a], x1 = v[b];
+      v[a] = x0 * cs[i] - x1 * sn[i];
+      v[b] = x0 * sn[i] + x1 * cs[i];
+    }
+  }
+}
+
+void softmax(float* x, int64_t n) {
+  float mx = -INFINITY;
+  for (int64_t i = 0; i < n; ++i) mx = std::fmax(mx, x[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  const float inv = float(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+}  // namespace optiq::kernels

@@ -1,0 +1,17 @@
+#pragma once
+// Small per-row operations of the decoder (cheap next to matmul and attention): f32 in, f32 out.
+#include <cstdint>
+
+namespace optiq::kernels {
+
+// y = w * x / sqrt(mean(x²) + eps); y may alias x.
+void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y);
+// In place: x[i] = silu(x[i]) * up[i].
+void silu_mul(float* x, const float* up, int64_t n);
+// RoPE on n_heads heads of size head_dim at position pos, rotating the first rot_dims dims of each head.
+// traditional=false: rotate-half pairs (i, i + rot/2); true: interleaved pairs (2i, 2i+1).
+void rope(float* x, int n_heads, int head_dim, int rot_dims, int32_t pos, const float* inv_freq, bool traditional);
+// In place softmax over n values (f32, max-subtracted).
+void softmax(float* x, int64_t n);
+
+}  // namespace optiq::kernels

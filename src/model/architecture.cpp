@@ -1,0 +1,151 @@
+#include "model/architecture.h"
+
+#include "util/error.h"
+
+namespace optiq::model {
+
+extern const Architecture kLlama;
+extern const Architecture kQwen2;
+extern const Architecture kQwen3;
+
+namespace {
+const Architecture* const kArchitectures[] = {&kLlama, &kQwen2, &kQwen3};
+const std::pair<const char*, const char*> kAliases[] = {{"mistral", "llama"}};
+}  // namespace
+
+const Architecture* find_architecture(const std::string& model_type) {
+  std::string t = model_type;
+  for (auto& [alias, real] : kAliases)
+    if (t == alias) t = real;
+  for (auto* a : kArchitectures)
+    if (t == a->model_type) return a;
+  return nullptr;
+}
+
+const Architecture* find_gguf_architecture(const std::string& gguf_arch) {
+  for (auto* a : kArchitectures)
+    if (gguf_arch == a->gguf_arch) return a;
+  return nullptr;
+}
+
+std::string supported_architectures() {
+  std::string s;
+  for (auto* a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a->model_type);
+  for (auto& [alias, real] : kAliases) s += ", " + std::string(alias);
+  return s;
+}
+
+namespace {
+
+int get_int(const nlohmann::json& j, const char* key, const std::string& file, int def, bool required) {
+  if (!j.contains(key) || j[key].is_null()) {
+    if (required) throw Error(ErrorKind::BadModel, file + ": missing required key '" + key + "'");
+    return def;
+  }
+  if (!j[key].is_number_integer() || j[key].get<int64_t>() < 0 || j[key].get<int64_t>() > (int64_t(1) << 30))
+    throw Error(ErrorKind::BadModel, file + ": key '" + key + "' must be a non-negative integer");
+  return j[key].get<int>();
+}
+
+float get_float(const nlohmann::json& j, const char* key, const std::string& file, float def) {
+  if (!j.contains(key) || j[key].is_null()) return def;
+  if (!j[key].is_number()) throw Error(ErrorKind::BadModel, file + ": key '" + key + "' must be a number");
+  return j[key].get<float>();
+}
+
+void read_rope_scaling(const nlohmann::json& rs, const std::string& file, ModelConfig& c) {
+  if (!rs.is_object()) return;
+  std::string type = rs.value("rope_type", rs.value("type", std::string("default")));
+  if (type == "default" || type.empty()) return;
+  RopeScaling& s = c.rope_scaling;
+  s.type = type;
+  s.factor = get_float(rs, "factor", file, 1.0f);
+  s.low_freq_factor = get_float(rs, "low_freq_factor", file, 1.0f);
+  s.high_freq_factor = get_float(rs, "high_freq_factor", file, 4.0f);
+  s.original_max_position_embeddings = get_int(rs, "original_max_position_embeddings", file, 0, false);
+  s.beta_fast = get_float(rs, "beta_fast", file, 32.0f);
+  s.beta_slow = get_float(rs, "beta_slow", file, 1.0f);
+  if (type != "linear" && type != "llama3" && type != "yarn")
+    throw Error(ErrorKind::Unsupported, file + ": rope scaling type '" + type + "' is not supported (linear, llama3, yarn are)");
+  if (s.factor <= 0) throw Error(ErrorKind::BadModel, file + ": rope scaling factor must be positive");
+}
+
+}  // namespace
+
+void read_hf_common(const nlohmann::json& j, const std::string& file, ModelConfig& c) {
+  c.hidden_size = get_int(j, "hidden_size", file, 0, true);
+  c.intermediate_size = get_int(j, "intermediate_size", file, 0, true);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", file, 0, true);
+  c.num_attention_heads = get_int(j, "num_attention_heads", file, 0, true);
+  c.num_key_value_heads = get_int(j, "num_key_value_heads", file, c.num_attention_heads, false);
+  c.vocab_size = get_int(j, "vocab_size", file, 0, true);
+  c.head_dim = get_int(j, "head_dim", file, c.num_attention_heads ? c.hidden_size / c.num_attention_heads : 0, false);
+  c.max_position_embeddings = get_int(j, "max_position_embeddings", file, 4096, false);
+  c.rms_norm_eps = get_float(j, "rms_norm_eps", file, 1e-6f);
+  c.rope_theta = get_float(j, "rope_theta", file, 10000.0f);
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object()) {
+    const auto& rp = j["rope_parameters"];
+    c.rope_theta = get_float(rp, "rope_theta", file, c.rope_theta);
+    read_rope_scaling(rp, file, c);
+  }
+  if (j.contains("rope_scaling")) read_rope_scaling(j["rope_scaling"], file, c);
+  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_token_id = j["bos_token_id"].get<int32_t>();
+  c.eos_token_ids.clear();
+  if (j.contains("eos_token_id")) {
+    const auto& e = j["eos_token_id"];
+    if (e.is_number_integer()) c.eos_token_ids.push_back(e.get<int32_t>());
+    else if (e.is_array())
+      for (auto& x : e)
+        if (x.is_number_integer()) c.eos_token_ids.push_back(x.get<int32_t>());
+  }
+  if (c.num_attention_heads <= 0 || c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
+    throw Error(ErrorKind::BadModel, file + ": num_attention_heads must be a positive multiple of num_key_value_heads");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 1024)
+    throw Error(ErrorKind::BadModel, file + ": head_dim must be a positive even number");
+  if (c.hidden_size <= 0 || c.num_hidden_layers <= 0 || c.vocab_size <= 0 || c.intermediate_size <= 0)
+    throw Error(ErrorKind::BadModel, file + ": hidden_size, intermediate_size, num_hidden_layers and vocab_size must be positive");
+}
+
+void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {
+  auto need = [&](const std::string& key) {
+    int64_t v = f.get_int(key, -1);
+    if (v <= 0 || v > (int64_t(1) << 30)) throw Error(ErrorKind::BadModel, f.path() + ": missing or invalid metadata '" + key + "'");
+    return int(v);
+  };
+  c.hidden_size = need(a + ".embedding_length");
+  c.intermediate_size = need(a + ".feed_forward_length");
+  c.num_hidden_layers = need(a + ".block_count");
+  c.num_attention_heads = need(a + ".attention.head_count");
+  c.num_key_value_heads = int(f.get_int(a + ".attention.head_count_kv", c.num_attention_heads));
+  c.head_dim = int(f.get_int(a + ".attention.key_length", c.hidden_size / c.num_attention_heads));
+  c.max_position_embeddings = int(f.get_int(a + ".context_length", 4096));
+  c.rms_norm_eps = float(f.get_float(a + ".attention.layer_norm_rms_epsilon", 1e-5));
+  c.rope_theta = float(f.get_float(a + ".rope.freq_base", 10000.0));
+  std::string st = f.get_string(a + ".rope.scaling.type", "none");
+  if (st == "linear") {
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = float(f.get_float(a + ".rope.scaling.factor", 1.0));
+  } else if (st == "yarn") {
+    c.rope_scaling.type = "yarn";
+    c.rope_scaling.factor = float(f.get_float(a + ".rope.scaling.factor", 1.0));
+    c.rope_scaling.original_max_position_embeddings = int(f.get_int(a + ".rope.scaling.original_context_length", 0));
+  }
+  auto tokens = f.find("tokenizer.ggml.tokens");
+  c.vocab_size = int(f.get_int(a + ".vocab_size", tokens ? int64_t(tokens->arr.size()) : 0));
+  if (f.has("tokenizer.ggml.bos_token_id")) c.bos_token_id = int32_t(f.get_int("tokenizer.ggml.bos_token_id", 0));
+  c.eos_token_ids.clear();
+  for (const char* k : {"tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"})
+    if (f.has(k)) {
+      int32_t id = int32_t(f.get_int(k, 0));
+      bool dup = false;
+      for (auto e : c.eos_token_ids) dup |= e == id;
+      if (!dup) c.eos_token_ids.push_back(id);
+    }
+  if (c.num_key_value_heads <= 0 || c.num_attention_heads % c.num_key_value_heads != 0)
+    throw Error(ErrorKind::BadModel, f.path() + ": head_count must be a multiple of head_count_kv");
+  if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 1024)
+    throw Error(ErrorKind::BadModel, f.path() + ": invalid attention.key_length");
+}
+
+}  // namespace optiq::model

@@ -1,0 +1,27 @@
+#pragma once
+// The registry of architectures: model_type -> how to read its config. One file per architecture
+// (llama.cpp, qwen2.cpp, qwen3.cpp ...) defines its entry; adding one is its file plus a table line.
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "formats/gguf.h"
+#include "model/config.h"
+
+namespace optiq::model {
+
+struct Architecture {
+  const char* model_type;
+  const char* gguf_arch;  // general.architecture value
+  void (*from_hf_config)(const nlohmann::json& cfg, ModelConfig& c);
+  void (*from_gguf)(const formats::GgufFile& f, ModelConfig& c);
+};
+
+const Architecture* find_architecture(const std::string& model_type);  // resolves aliases (mistral -> llama)
+const Architecture* find_gguf_architecture(const std::string& gguf_arch);
+std::string supported_architectures();
+
+// Shared config readers the architecture files compose.
+void read_hf_common(const nlohmann::json& cfg, const std::string& file, ModelConfig& c);
+void read_gguf_common(const formats::GgufFile& f, const std::string& arch, ModelConfig& c);
+
+}  // namespace optiq::model

@@ -1,0 +1,193 @@
+#include "model/model.h"
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "model/architecture.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace optiq::model {
+
+namespace {
+
+nlohmann::json read_json(const std::string& path) {
+  try {
+    return nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(ErrorKind::BadModel, path + ": not valid JSON: " + e.what());
+  }
+}
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// MLX records quantization as {"group_size", "bits", "mode", "<module path>": {...} | false}.
+void read_mlx_quantization(const nlohmann::json& cfg, const std::string& file, WeightSource& ws) {
+  const nlohmann::json* q = nullptr;
+  if (cfg.contains("quantization") && cfg["quantization"].is_object()) q = &cfg["quantization"];
+  else if (cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
+           !cfg["quantization_config"].contains("quant_method"))
+    q = &cfg["quantization_config"];
+  if (!q) {
+    if (cfg.contains("quantization_config") && cfg["quantization_config"].contains("quant_method"))
+      throw Error(ErrorKind::Unsupported, file + ": quantization method '" +
+                                              cfg["quantization_config"]["quant_method"].dump() +
+                                              "' is not supported (MLX affine and GGUF are)");
+    return;
+  }
+  std::string mode = q->value("mode", std::string("affine"));
+  if (mode != "affine") throw Error(ErrorKind::Unsupported, file + ": MLX quantization mode '" + mode + "' is not supported (affine is)");
+  MlxQuantParams def{q->value("bits", 4), q->value("group_size", 64)};
+  std::map<std::string, MlxQuantParams> overrides;
+  for (auto& [k, v] : q->items()) {
+    if (v.is_boolean() && !v.get<bool>()) overrides[k] = MlxQuantParams{};
+    else if (v.is_object()) overrides[k] = MlxQuantParams{v.value("bits", def.bits), v.value("group_size", def.group_size)};
+  }
+  ws.set_mlx_quantization(def, std::move(overrides));
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  auto m = std::unique_ptr<Model>(new Model());
+  m->path_ = path;
+  std::unique_ptr<WeightSource> ws;
+  if (is_directory(path)) {
+    std::string cfg_path = path + "/config.json";
+    if (!file_exists(cfg_path)) throw Error(ErrorKind::NotFound, path + ": no config.json in model folder");
+    nlohmann::json cfg = read_json(cfg_path);
+    if (!cfg.is_object()) throw Error(ErrorKind::BadModel, cfg_path + ": not a JSON object");
+    nlohmann::json lm = cfg;
+    if (cfg.contains("text_config") && cfg["text_config"].is_object()) {
+      lm = cfg["text_config"];
+      for (auto& [k, v] : cfg.items())
+        if (!lm.contains(k) && k != "text_config" && k != "vision_config") lm[k] = v;
+    }
+    std::string type = lm.value("model_type", std::string());
+    const Architecture* arch = find_architecture(type);
+    if (!arch)
+      throw Error(ErrorKind::Unsupported, cfg_path + ": model_type '" + type + "' is not supported (supported: " +
+                                              supported_architectures() + ")");
+    m->config_.model_type = arch->model_type;
+    read_hf_common(lm, cfg_path, m->config_);
+    arch->from_hf_config(lm, m->config_);
+    std::string gen = path + "/generation_config.json";
+    if (file_exists(gen)) {
+      nlohmann::json g = read_json(gen);
+      if (g.is_object() && g.contains("eos_token_id")) {
+        std::vector<int32_t> eos;
+        if (g["eos_token_id"].is_number_integer()) eos.push_back(g["eos_token_id"].get<int32_t>());
+        else if (g["eos_token_id"].is_array())
+          for (auto& e : g["eos_token_id"])
+            if (e.is_number_integer()) eos.push_back(e.get<int32_t>());
+        if (!eos.empty()) m->config_.eos_token_ids = eos;
+      }
+    }
+    ws = WeightSource::from_folder(path);
+    read_mlx_quantization(cfg, cfg_path, *ws);
+  } else if (ends_with(path, ".gguf")) {
+    auto gguf = std::make_shared<formats::GgufFile>(path);
+    std::string a = gguf->get_string("general.architecture");
+    const Architecture* arch = find_gguf_architecture(a);
+    if (!arch)
+      throw Error(ErrorKind::Unsupported, path + ": GGUF architecture '" + a + "' is not supported (supported: " +
+                                              supported_architectures() + ")");
+    m->config_.model_type = arch->model_type;
+    read_gguf_common(*gguf, a, m->config_);
+    arch->from_gguf(*gguf, m->config_);
+    m->gguf_ = gguf;
+    ws = WeightSource::from_gguf(gguf);
+  } else if (file_exists(path)) {
+    throw Error(ErrorKind::InvalidArgument, path + ": not a model folder or .gguf file");
+  } else {
+    throw Error(ErrorKind::NotFound, path + ": no such model folder or file");
+  }
+  m->load_weights(*ws);
+  m->weights_ = std::move(ws);
+  return m;
+}
+
+void Model::load_weights(const WeightSource& ws) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
+  const int64_t q_dim = int64_t(c.num_attention_heads) * hd, kv_dim = int64_t(c.num_key_value_heads) * hd;
+  embed_ = ws.linear("model.embed_tokens", c.vocab_size, H);
+  if (ws.has("lm_head.weight")) {
+    lm_head_ = ws.linear("lm_head", c.vocab_size, H);
+  } else {
+    lm_head_ = embed_;  // tied (mlx-lm's rule: tie iff there is no lm_head tensor)
+    config_.tie_word_embeddings = true;
+  }
+  final_norm_ = ws.vector_f32("model.norm.weight", H);
+  auto lin = [&](const std::string& name, int64_t out, int64_t in, bool bias) {
+    Linear l;
+    l.w = ws.linear(name, out, in);
+    if (bias || ws.has(name + ".bias")) l.bias = ws.vector_f32(name + ".bias", out);
+    return l;
+  };
+  layers_.resize(size_t(c.num_hidden_layers));
+  for (int il = 0; il < c.num_hidden_layers; ++il) {
+    std::string p = "model.layers." + std::to_string(il) + ".";
+    DecoderLayer& L = layers_[size_t(il)];
+    L.input_norm = ws.vector_f32(p + "input_layernorm.weight", H);
+    L.post_attn_norm = ws.vector_f32(p + "post_attention_layernorm.weight", H);
+    L.q_proj = lin(p + "self_attn.q_proj", q_dim, H, c.attention_bias);
+    L.k_proj = lin(p + "self_attn.k_proj", kv_dim, H, c.attention_bias);
+    L.v_proj = lin(p + "self_attn.v_proj", kv_dim, H, c.attention_bias);
+    L.o_proj = lin(p + "self_attn.o_proj", H, q_dim, c.o_proj_bias);
+    if (c.qk_norm) {
+      L.q_norm = ws.vector_f32(p + "self_attn.q_norm.weight", hd);
+      L.k_norm = ws.vector_f32(p + "self_attn.k_norm.weight", hd);
+    }
+    L.gate_proj = lin(p + "mlp.gate_proj", I, H, c.mlp_bias);
+    L.up_proj = lin(p + "mlp.up_proj", I, H, c.mlp_bias);
+    L.down_proj = lin(p + "mlp.down_proj", H, I, c.mlp_bias);
+  }
+  inv_freq_ = rope_inv_freq(c);
+  if (ws.has("rope_freqs.weight")) {  // GGUF llama3: per-dimension frequency divisors precomputed
+    auto f = ws.vector_f32("rope_freqs.weight", hd / 2);
+    for (int64_t i = 0; i < hd / 2; ++i) inv_freq_[i] /= f[i];
+  }
+}
+
+std::unique_ptr<kv::KvCache> Model::make_cache() const {
+  return std::make_unique<kv::KvCache>(config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim);
+}
+
+namespace {
+int64_t view_bytes(const kernels::WeightView& w) {
+  int64_t b = int64_t(w.row_bytes) * w.rows;
+  if (w.format == kernels::WeightFormat::MlxAffine)
+    b += 2 * w.rows * (w.cols / w.group_size) * int64_t(dtype_block_bytes(w.scale_dtype));
+  return b;
+}
+std::string view_kind(const kernels::WeightView& w) {
+  if (w.format == kernels::WeightFormat::MlxAffine)
+    return "mlx " + std::to_string(w.bits) + "-bit g" + std::to_string(w.group_size);
+  return kernels::weight_format_name(w.format);
+}
+}  // namespace
+
+int64_t Model::weight_bytes_per_token() const {
+  int64_t b = view_bytes(lm_head_) + int64_t(final_norm_.size()) * 4;
+  for (auto& L : layers_)
+    for (auto* l : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      b += view_bytes(l->w);
+  return b;
+}
+
+std::string Model::weight_summary() const {
+  std::map<std::string, int> n;
+  n[view_kind(embed_)]++;
+  if (!config_.tie_word_embeddings) n[view_kind(lm_head_)]++;
+  for (auto& L : layers_)
+    for (auto* l : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
+      n[view_kind(l->w)]++;
+  std::string s;
+  for (auto& [k, v] : n) s += (s.empty() ? "" : ", ") + k + " x" + std::to_string(v);
+  return s;
+}
+
+}  // namespace optiq::model

@@ -1,0 +1,59 @@
+#pragma once
+// A loaded decoder-only model: its config, its weights (views into mmap'd files) and the forward pass.
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kernels/weight.h"
+#include "kv/kv_cache.h"
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/weight_source.h"
+
+namespace optiq::model {
+
+struct Linear {
+  kernels::WeightView w;
+  std::vector<float> bias;  // empty when the layer has none
+};
+
+struct DecoderLayer {
+  std::vector<float> input_norm;      // [hidden_size]
+  std::vector<float> post_attn_norm;  // [hidden_size]
+  Linear q_proj, k_proj, v_proj, o_proj;
+  std::vector<float> q_norm, k_norm;  // [head_dim] (qk_norm only)
+  Linear gate_proj, up_proj, down_proj;
+};
+
+class Model {
+ public:
+  // A HF / MLX folder (config.json + safetensors) or a .gguf file.
+  static std::unique_ptr<Model> load(const std::string& path);
+
+  const ModelConfig& config() const { return config_; }
+  const std::string& path() const { return path_; }
+  // The GGUF file the model came from (tokenizer and chat template live in its metadata), or null.
+  std::shared_ptr<formats::GgufFile> gguf() const { return gguf_; }
+
+  // Runs every row of the batch through the decoder, storing K/V in `cache`, and writes the logits of
+  // rows with want_logits (in batch order) to logits[n_logits * vocab_size].
+  void forward(const Batch& batch, kv::KvCache& cache, float* logits) const;
+
+  std::unique_ptr<kv::KvCache> make_cache() const;
+  int64_t weight_bytes_per_token() const;  // bytes of weights read by one decode step
+  std::string weight_summary() const;      // e.g. "mlx-affine 4-bit g64 x196, bf16 x57"
+
+ private:
+  void load_weights(const WeightSource& ws);
+  std::string path_;
+  ModelConfig config_;
+  std::unique_ptr<WeightSource> weights_;
+  std::shared_ptr<formats::GgufFile> gguf_;
+  kernels::WeightView embed_;    // [vocab_size, hidden_size]
+  kernels::WeightView lm_head_;  // [vocab_size, hidden_size] (the embedding when tied)
+  std::vector<float> final_norm_;
+  std::vector<DecoderLayer> layers_;
+  std::vector<float> inv_freq_;
+};
+
+}  // namespace optiq::model

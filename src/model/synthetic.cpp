@@ -1,0 +1,301 @@
+#include "model/synthetic.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "quant/ggml_blocks.h"
+#include "quant/mlx_affine.h"
+#include "util/error.h"
+#include "util/half.h"
+
+namespace optiq::model {
+
+namespace {
+
+struct Rng {
+  uint64_t s;
+  uint64_t next() {
+    uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  float uniform() { return float(double(next() >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f; }  // [-1, 1)
+};
+
+struct Tensor {
+  std::string name;             // HF name
+  std::vector<int64_t> shape;   // row-major
+  std::vector<float> values;
+  bool is_linear = false;       // a 2-D weight matrix (quantizable)
+};
+
+std::vector<Tensor> make_tensors(const SyntheticSpec& s) {
+  Rng rng{s.seed * 0x100000001b3ull + 12345};
+  std::vector<Tensor> out;
+  auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float std_dev) {
+    Tensor t{name, {rows, cols}, std::vector<float>(size_t(rows * cols)), true};
+    const float a = std_dev * std::sqrt(3.0f);
+    for (auto& v : t.values) v = a * rng.uniform();
+    out.push_back(std::move(t));
+  };
+  auto vec = [&](const std::string& name, int64_t n, float center, float spread) {
+    Tensor t{name, {n}, std::vector<float>(size_t(n)), false};
+    for (auto& v : t.values) v = center + spread * rng.uniform();
+    out.push_back(std::move(t));
+  };
+  const int64_t H = s.hidden_size, hd = s.head_dim, I = s.intermediate_size;
+  const int64_t q_dim = int64_t(s.num_attention_heads) * hd, kv_dim = int64_t(s.num_key_value_heads) * hd;
+  mat("model.embed_tokens.weight", s.vocab_size, H, 1.0f);
+  for (int il = 0; il < s.num_hidden_layers; ++il) {
+    std::string p = "model.layers." + std::to_string(il) + ".";
+    vec(p + "input_layernorm.weight", H, 1.0f, 0.2f);
+    mat(p + "self_attn.q_proj.weight", q_dim, H, 1.0f / std::sqrt(float(H)));
+    mat(p + "self_attn.k_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
+    mat(p + "self_attn.v_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
+    if (s.model_type == "qwen2") {
+      vec(p + "self_attn.q_proj.bias", q_dim, 0.0f, 0.2f);
+      vec(p + "self_attn.k_proj.bias", kv_dim, 0.0f, 0.2f);
+      vec(p + "self_attn.v_proj.bias", kv_dim, 0.0f, 0.2f);
+    }
+    if (s.model_type == "qwen3") {
+      vec(p + "self_attn.q_norm.weight", hd, 1.0f, 0.2f);
+      vec(p + "self_attn.k_norm.weight", hd, 1.0f, 0.2f);
+    }
+    mat(p + "self_attn.o_proj.weight", H, q_dim, 1.0f / std::sqrt(float(q_dim)));
+    vec(p + "post_attention_layernorm.weight", H, 1.0f, 0.2f);
+    mat(p + "mlp.gate_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+    mat(p + "mlp.up_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+    mat(p + "mlp.down_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
+  }
+  vec("model.norm.weight", H, 1.0f, 0.2f);
+  if (!s.tie_word_embeddings) mat("lm_head.weight", s.vocab_size, H, 1.0f / std::sqrt(float(H)));
+  return out;
+}
+
+std::vector<uint8_t> to_bytes(const std::vector<float>& v, DType t) {
+  std::vector<uint8_t> b(v.size() * size_t(dtype_block_bytes(t)));
+  if (t == DType::F32) {
+    std::memcpy(b.data(), v.data(), b.size());
+  } else {
+    auto* p = reinterpret_cast<uint16_t*>(b.data());
+    for (size_t i = 0; i < v.size(); ++i) p[i] = t == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+  }
+  return b;
+}
+
+nlohmann::ordered_json hf_config(const SyntheticSpec& s) {
+  nlohmann::ordered_json c = {
+      {"architectures", {s.model_type == "llama" ? "LlamaForCausalLM" : s.model_type == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"}},
+      {"model_type", s.model_type},
+      {"hidden_size", s.hidden_size},
+      {"intermediate_size", s.intermediate_size},
+      {"num_hidden_layers", s.num_hidden_layers},
+      {"num_attention_heads", s.num_attention_heads},
+      {"num_key_value_heads", s.num_key_value_heads},
+      {"head_dim", s.head_dim},
+      {"vocab_size", s.vocab_size},
+      {"max_position_embeddings", 40960},
+      {"rms_norm_eps", s.rms_norm_eps},
+      {"rope_theta", s.rope_theta},
+      {"tie_word_embeddings", s.tie_word_embeddings},
+      {"bos_token_id", 1},
+      {"eos_token_id", 2},
+      {"torch_dtype", "bfloat16"},
+  };
+  if (s.llama3_rope)
+    c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  return c;
+}
+
+void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, int gs,
+                  const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  formats::SafetensorsWriter w;
+  nlohmann::ordered_json cfg = hf_config(s);
+  int bits = 0;
+  if (format.rfind("mlx", 0) == 0) {
+    bits = std::atoi(format.c_str() + 3);
+    if (!quant::mlx_bits_supported(bits) || !quant::mlx_group_size_supported(gs))
+      throw Error(ErrorKind::InvalidArgument, "unsupported MLX format '" + format + "' / group size " + std::to_string(gs));
+    cfg["quantization"] = {{"group_size", gs}, {"bits", bits}, {"mode", "affine"}};
+    cfg["quantization_config"] = cfg["quantization"];
+    w.set_metadata("format", "mlx");
+  } else if (format != "f32" && format != "f16" && format != "bf16") {
+    throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
+  }
+  DType plain = format == "f32" ? DType::F32 : format == "f16" ? DType::F16 : DType::BF16;
+  for (const Tensor& t : ts) {
+    const int64_t cols = t.shape.back();
+    if (bits && t.is_linear && cols % gs == 0) {  // mlx-lm quantizes a module iff its in-dim divides by gs
+      const int64_t rows = t.shape[0];
+      std::vector<uint8_t> packed(size_t(rows) * quant::mlx_packed_bytes(cols, bits));
+      std::vector<float> scales(size_t(rows * cols / gs)), biases(scales.size());
+      quant::quantize_matrix(t.values.data(), rows, cols, bits, gs, packed.data(), scales.data(), biases.data());
+      std::string mod = t.name.substr(0, t.name.size() - 7);  // strip ".weight"
+      w.add(t.name, DType::U32, {rows, cols * bits / 32}, std::move(packed));
+      w.add(mod + ".scales", DType::BF16, {rows, cols / gs}, to_bytes(scales, DType::BF16));
+      w.add(mod + ".biases", DType::BF16, {rows, cols / gs}, to_bytes(biases, DType::BF16));
+    } else {
+      w.add(t.name, bits ? DType::BF16 : plain, t.shape, to_bytes(t.values, bits ? DType::BF16 : plain));
+    }
+  }
+  w.write(dir + "/model.safetensors");
+  std::ofstream(dir + "/config.json") << cfg.dump(2) << "\n";
+}
+
+// llama.cpp permutes llama Q/K rows so that interleaved RoPE applies: within each head, HF row
+// j*(d/2)+i (j in {0,1}) becomes row 2i+j.
+std::vector<float> permute_qk(const std::vector<float>& w, int64_t rows, int64_t cols, int64_t head_dim) {
+  std::vector<float> out(w.size());
+  const int64_t half = head_dim / 2;
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t h = r / head_dim, within = r % head_dim, j = within / half, i = within % half;
+    int64_t dst = h * head_dim + 2 * i + j;
+    std::memcpy(&out[size_t(dst * cols)], &w[size_t(r * cols)], size_t(cols) * 4);
+  }
+  return out;
+}
+
+std::vector<uint8_t> gguf_quantize(const std::vector<float>& v, int64_t rows, int64_t cols, DType t) {
+  std::vector<uint8_t> b(size_t(rows) * dtype_row_bytes(t, cols));
+  const size_t rb = dtype_row_bytes(t, cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = &v[size_t(r * cols)];
+    uint8_t* y = &b[size_t(r) * rb];
+    switch (t) {
+      case DType::Q8_0: quant::quantize_row_q8_0(x, reinterpret_cast<quant::BlockQ8_0*>(y), cols); break;
+      case DType::Q4_0: quant::quantize_row_q4_0(x, reinterpret_cast<quant::BlockQ4_0*>(y), cols); break;
+      case DType::Q4_1: quant::quantize_row_q4_1(x, reinterpret_cast<quant::BlockQ4_1*>(y), cols); break;
+      case DType::Q4_K: quant::quantize_row_q4_k(x, reinterpret_cast<quant::BlockQ4_K*>(y), cols); break;
+      case DType::Q6_K: quant::quantize_row_q6_k(x, reinterpret_cast<quant::BlockQ6_K*>(y), cols); break;
+      default: OPTIQ_CHECK(false, "not a block type");
+    }
+  }
+  return b;
+}
+
+std::string gguf_name(const std::string& hf) {
+  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+  if (hf == "model.norm.weight") return "output_norm.weight";
+  if (hf == "lm_head.weight") return "output.weight";
+  static const std::pair<const char*, const char*> m[] = {
+      {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
+      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
+      {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
+      {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
+      {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
+      {"mlp.down_proj", "ffn_down"},
+  };
+  // model.layers.N.<module>.<weight|bias>
+  size_t a = std::strlen("model.layers."), b = hf.find('.', a);
+  std::string layer = hf.substr(a, b - a), rest = hf.substr(b + 1);
+  size_t d = rest.rfind('.');
+  std::string mod = rest.substr(0, d), suffix = rest.substr(d);
+  for (auto& [from, to] : m)
+    if (mod == from) return "blk." + layer + "." + to + suffix;
+  OPTIQ_CHECK(false, "no GGUF name for " + hf);
+  return "";
+}
+
+void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, const std::string& path) {
+  DType wt;
+  if (format == "gguf-f32") wt = DType::F32;
+  else if (format == "gguf-f16") wt = DType::F16;
+  else if (format == "gguf-q8_0") wt = DType::Q8_0;
+  else if (format == "gguf-q4_0") wt = DType::Q4_0;
+  else if (format == "gguf-q4_1") wt = DType::Q4_1;
+  else if (format == "gguf-q4_k") wt = DType::Q4_K;
+  else if (format == "gguf-q6_k") wt = DType::Q6_K;
+  else throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
+  const std::string a = s.model_type;
+  formats::GgufWriter w;
+  w.set_string("general.architecture", a);
+  w.set_string("general.name", "optiq synthetic " + a);
+  w.set_u32("general.quantization_version", 2);
+  w.set_u32(a + ".context_length", 40960);
+  w.set_u32(a + ".embedding_length", uint32_t(s.hidden_size));
+  w.set_u32(a + ".block_count", uint32_t(s.num_hidden_layers));
+  w.set_u32(a + ".feed_forward_length", uint32_t(s.intermediate_size));
+  w.set_u32(a + ".attention.head_count", uint32_t(s.num_attention_heads));
+  w.set_u32(a + ".attention.head_count_kv", uint32_t(s.num_key_value_heads));
+  w.set_u32(a + ".attention.key_length", uint32_t(s.head_dim));
+  w.set_u32(a + ".attention.value_length", uint32_t(s.head_dim));
+  w.set_u32(a + ".rope.dimension_count", uint32_t(s.head_dim));
+  w.set_f32(a + ".rope.freq_base", s.rope_theta);
+  w.set_f32(a + ".attention.layer_norm_rms_epsilon", s.rms_norm_eps);
+  w.set_u32(a + ".vocab_size", uint32_t(s.vocab_size));
+  // A placeholder SentencePiece-style vocabulary so that other GGUF readers (llama.cpp) load the file.
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<int32_t> types;
+  for (int i = 0; i < s.vocab_size; ++i) {
+    if (i == 0) tokens.push_back("<unk>"), types.push_back(2);
+    else if (i == 1) tokens.push_back("<s>"), types.push_back(3);
+    else if (i == 2) tokens.push_back("</s>"), types.push_back(3);
+    else tokens.push_back("\xe2\x96\x81t" + std::to_string(i)), types.push_back(1);
+    scores.push_back(-float(i));
+  }
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  w.set_f32_array("tokenizer.ggml.scores", scores);
+  w.set_i32_array("tokenizer.ggml.token_type", types);
+  w.set_u32("tokenizer.ggml.bos_token_id", 1);
+  w.set_u32("tokenizer.ggml.eos_token_id", 2);
+  w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+  for (const Tensor& t : ts) {
+    std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
+    if (!t.is_linear) {
+      w.add_tensor(gguf_name(t.name), DType::F32, ne, to_bytes(t.values, DType::F32));
+      continue;
+    }
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    std::vector<float> v = t.values;
+    if (a == "llama" && (t.name.find("q_proj") != std::string::npos || t.name.find("k_proj") != std::string::npos))
+      v = permute_qk(v, rows, cols, s.head_dim);
+    DType ty = wt;
+    if (cols % dtype_block_elems(ty) != 0) ty = DType::F16;  // rows that do not fill whole blocks
+    std::vector<uint8_t> bytes = (ty == DType::F32 || ty == DType::F16) ? to_bytes(v, ty) : gguf_quantize(v, rows, cols, ty);
+    w.add_tensor(gguf_name(t.name), ty, ne, std::move(bytes));
+  }
+  w.write(path);
+}
+
+}  // namespace
+
+SyntheticSpec synthetic_shape(const std::string& name) {
+  SyntheticSpec s;
+  if (name == "qwen3-0.6b") {
+    s.model_type = "qwen3";
+    s.hidden_size = 1024, s.intermediate_size = 3072, s.num_hidden_layers = 28;
+    s.num_attention_heads = 16, s.num_key_value_heads = 8, s.head_dim = 128;
+    s.vocab_size = 151936, s.tie_word_embeddings = true, s.rope_theta = 1e6f, s.rms_norm_eps = 1e-6f;
+  } else if (name == "llama-3.2-1b") {
+    s.model_type = "llama";
+    s.hidden_size = 2048, s.intermediate_size = 8192, s.num_hidden_layers = 16;
+    s.num_attention_heads = 32, s.num_key_value_heads = 8, s.head_dim = 64;
+    s.vocab_size = 128256, s.tie_word_embeddings = true, s.rope_theta = 500000.0f, s.llama3_rope = true;
+  } else if (name == "tiny-llama" || name == "tiny-qwen2" || name == "tiny-qwen3") {
+    s.model_type = name.substr(5);
+  } else {
+    throw Error(ErrorKind::InvalidArgument, "unknown model shape '" + name +
+                                                "' (known: qwen3-0.6b, llama-3.2-1b, tiny-llama, tiny-qwen2, tiny-qwen3)");
+  }
+  return s;
+}
+
+void write_synthetic_model(const SyntheticSpec& spec, const std::string& format, const std::string& out_path, int group_size) {
+  std::vector<Tensor> ts = make_tensors(spec);
+  if (format.rfind("gguf-", 0) == 0) write_gguf(spec, ts, format, out_path);
+  else write_folder(spec, ts, format, group_size, out_path);
+}
+
+}  // namespace optiq::model

@@ -1,0 +1,211 @@
+#include "model/weight_source.h"
+
+#include <dirent.h>
+
+#include <algorithm>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "util/error.h"
+#include "util/half.h"
+
+namespace optiq::model {
+
+using formats::TensorRef;
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+Error bad_tensor(const TensorRef& t, const std::string& what) {
+  return Error(ErrorKind::BadModel, t.file + ": tensor '" + t.name + "' " + what);
+}
+
+}  // namespace
+
+std::unique_ptr<WeightSource> WeightSource::from_folder(const std::string& dir) {
+  auto ws = std::make_unique<WeightSource>();
+  ws->origin_ = dir;
+  std::vector<std::string> shards;
+  std::string index = dir + "/model.safetensors.index.json";
+  if (file_exists(index)) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(read_text_file(index));
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(ErrorKind::BadModel, index + ": not valid JSON: " + e.what());
+    }
+    if (!j.contains("weight_map") || !j["weight_map"].is_object())
+      throw Error(ErrorKind::BadModel, index + ": no weight_map object");
+    for (auto& [name, file] : j["weight_map"].items()) {
+      if (!file.is_string()) throw Error(ErrorKind::BadModel, index + ": weight_map entry '" + name + "' is not a file name");
+      std::string f = file.get<std::string>();
+      if (f.find('/') != std::string::npos || f.find("..") != std::string::npos)
+        throw Error(ErrorKind::BadModel, index + ": weight_map names a file outside the folder: " + f);
+      if (std::find(shards.begin(), shards.end(), f) == shards.end()) shards.push_back(f);
+    }
+  } else {
+    DIR* d = opendir(dir.c_str());
+    if (!d) throw Error(ErrorKind::NotFound, dir + ": cannot open model folder");
+    while (dirent* e = readdir(d)) {
+      std::string n = e->d_name;
+      if (n.rfind("model", 0) == 0 && n.size() > 12 && n.substr(n.size() - 12) == ".safetensors") shards.push_back(n);
+    }
+    closedir(d);
+    std::sort(shards.begin(), shards.end());
+  }
+  if (shards.empty()) throw Error(ErrorKind::NotFound, dir + ": no model*.safetensors files (and no GGUF given)");
+  for (auto& s : shards) {
+    auto f = std::make_unique<formats::SafetensorsFile>(dir + "/" + s);
+    for (auto& [name, t] : f->tensors()) ws->tensors_[name] = t;
+    ws->files_.push_back(std::move(f));
+  }
+  return ws;
+}
+
+std::string hf_name_from_gguf(const std::string& g) {
+  static const std::pair<const char*, const char*> top[] = {
+      {"token_embd.weight", "model.embed_tokens.weight"},
+      {"output_norm.weight", "model.norm.weight"},
+      {"output.weight", "lm_head.weight"},
+  };
+  for (auto& [a, b] : top)
+    if (g == a) return b;
+  if (g.rfind("blk.", 0) != 0) return g;
+  size_t dot = g.find('.', 4);
+  if (dot == std::string::npos) return g;
+  std::string layer = g.substr(4, dot - 4);
+  std::string rest = g.substr(dot + 1);
+  static const std::pair<const char*, const char*> per_layer[] = {
+      {"attn_norm", "input_layernorm"},       {"ffn_norm", "post_attention_layernorm"},
+      {"attn_q", "self_attn.q_proj"},         {"attn_k", "self_attn.k_proj"},
+      {"attn_v", "self_attn.v_proj"},         {"attn_output", "self_attn.o_proj"},
+      {"attn_q_norm", "self_attn.q_norm"},    {"attn_k_norm", "self_attn.k_norm"},
+      {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
+      {"ffn_down", "mlp.down_proj"},
+  };
+  size_t d2 = rest.rfind('.');
+  std::string base = rest.substr(0, d2), suffix = d2 == std::string::npos ? "" : rest.substr(d2);
+  for (auto& [a, b] : per_layer)
+    if (base == a) return "model.layers." + layer + "." + b + suffix;
+  return g;
+}
+
+std::unique_ptr<WeightSource> WeightSource::from_gguf(std::shared_ptr<formats::GgufFile> gguf) {
+  auto ws = std::make_unique<WeightSource>();
+  ws->origin_ = gguf->path();
+  for (auto& gt : gguf->tensors()) {
+    TensorRef t;
+    t.name = hf_name_from_gguf(gt.name);
+    t.file = gguf->path();
+    t.dtype = gt.dtype;
+    t.dtype_name = t.dtype == DType::Unknown ? "ggml type " + std::to_string(gt.ggml_type) : dtype_name(gt.dtype);
+    t.shape.assign(gt.ne.rbegin(), gt.ne.rend());
+    t.data = gt.data;
+    t.nbytes = size_t(gt.nbytes);
+    ws->tensors_[t.name] = std::move(t);
+  }
+  ws->gguf_ = std::move(gguf);
+  return ws;
+}
+
+const TensorRef* WeightSource::find(const std::string& name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? nullptr : &it->second;
+}
+
+const TensorRef& WeightSource::get(const std::string& name) const {
+  auto* t = find(name);
+  if (!t) throw Error(ErrorKind::BadModel, describe() + ": missing tensor '" + name + "'");
+  return *t;
+}
+
+std::string WeightSource::describe() const { return origin_; }
+
+void WeightSource::set_mlx_quantization(MlxQuantParams defaults, std::map<std::string, MlxQuantParams> overrides) {
+  mlx_default_ = defaults;
+  mlx_overrides_ = std::move(overrides);
+}
+
+std::vector<float> WeightSource::vector_f32(const std::string& name, int64_t n) const {
+  const TensorRef& t = get(name);
+  if (t.numel() != n) throw bad_tensor(t, "has shape " + shape_str(t.shape) + ", expected " + std::to_string(n) + " values");
+  std::vector<float> out(static_cast<size_t>(n));
+  switch (t.dtype) {
+    case DType::F32: std::memcpy(out.data(), t.data, size_t(n) * 4); break;
+    case DType::F16: {
+      auto* p = reinterpret_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(p[i]);
+      break;
+    }
+    case DType::BF16: {
+      auto* p = reinterpret_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(p[i]);
+      break;
+    }
+    default: throw bad_tensor(t, std::string("has dtype ") + t.dtype_name + ", expected F32, F16 or BF16");
+  }
+  return out;
+}
+
+kernels::WeightView WeightSource::linear(const std::string& module, int64_t out, int64_t in) const {
+  using kernels::WeightFormat;
+  const TensorRef& w = get(module + ".weight");
+  kernels::WeightView v;
+  v.rows = out;
+  v.cols = in;
+  v.data = w.data;
+  if (w.shape.size() != 2 || w.shape[0] != out)
+    throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected [" + std::to_string(out) + ", " + std::to_string(in) + "]");
+  if (const TensorRef* scales = find(module + ".scales")) {
+    // MLX affine: weight U32 [out, in*bits/32], scales/biases [out, in/group_size].
+    const TensorRef& biases = get(module + ".biases");
+    MlxQuantParams q = mlx_default_;
+    auto ov = mlx_overrides_.find(module);
+    if (ov != mlx_overrides_.end()) q = ov->second;
+    if (w.dtype != DType::U32) throw bad_tensor(w, std::string("is quantized (has .scales) but has dtype ") + w.dtype_name + ", expected U32");
+    if (scales->shape.size() != 2 || scales->shape[0] != out || scales->shape[1] <= 0 || in % scales->shape[1] != 0)
+      throw bad_tensor(*scales, "has shape " + shape_str(scales->shape) + ", which does not fit in_features " + std::to_string(in));
+    int gs = int(in / scales->shape[1]);
+    if (q.group_size && q.group_size != gs)
+      throw bad_tensor(*scales, "implies group_size " + std::to_string(gs) + " but config.json says " + std::to_string(q.group_size));
+    if ((w.shape[1] * 32) % in != 0) throw bad_tensor(w, "has " + std::to_string(w.shape[1]) + " packed words per row, which fits no bit width for in_features " + std::to_string(in));
+    int bits = int(w.shape[1] * 32 / in);
+    if (bits < 2 || bits > 8 || bits == 7) throw bad_tensor(w, "implies " + std::to_string(bits) + "-bit quantization, which MLX does not define");
+    if (q.bits && q.bits != bits)
+      throw bad_tensor(w, "is packed at " + std::to_string(bits) + " bits but config.json says " + std::to_string(q.bits));
+    if (biases.shape != scales->shape || biases.dtype != scales->dtype)
+      throw bad_tensor(biases, "does not match the shape/dtype of its .scales");
+    if (scales->dtype != DType::F16 && scales->dtype != DType::BF16 && scales->dtype != DType::F32)
+      throw bad_tensor(*scales, std::string("has dtype ") + scales->dtype_name + ", expected F16, BF16 or F32");
+    v.format = WeightFormat::MlxAffine;
+    v.bits = bits;
+    v.group_size = gs;
+    v.row_bytes = size_t(w.shape[1]) * 4;
+    v.scale_dtype = scales->dtype;
+    v.scales = scales->data;
+    v.biases = biases.data;
+    return v;
+  }
+  if (w.shape[1] != in)
+    throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected [" + std::to_string(out) + ", " + std::to_string(in) + "]");
+  switch (w.dtype) {
+    case DType::F32: v.format = WeightFormat::F32; break;
+    case DType::F16: v.format = WeightFormat::F16; break;
+    case DType::BF16: v.format = WeightFormat::BF16; break;
+    case DType::Q4_0: v.format = WeightFormat::Q4_0; break;
+    case DType::Q4_1: v.format = WeightFormat::Q4_1; break;
+    case DType::Q8_0: v.format = WeightFormat::Q8_0; break;
+    case DType::Q4_K: v.format = WeightFormat::Q4_K; break;
+    case DType::Q6_K: v.format = WeightFormat::Q6_K; break;
+    default: throw bad_tensor(w, std::string("has dtype ") + w.dtype_name + ", which optiq cannot use for a weight matrix");
+  }
+  v.row_bytes = dtype_row_bytes(w.dtype, in);
+  return v;
+}
+
+}  // namespace optiq::model

@@ -1,0 +1,54 @@
+#pragma once
+// All tensors of one model, by HF-style name, wherever they live (safetensors shards or one GGUF file).
+// GGUF names are mapped to HF names here, so architecture code sees one vocabulary.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "formats/safetensors.h"
+#include "kernels/weight.h"
+
+namespace optiq::model {
+
+struct MlxQuantParams {
+  int bits = 0;        // 0: not quantized
+  int group_size = 0;
+};
+
+class WeightSource {
+ public:
+  // A HF / MLX folder: model.safetensors.index.json if present, else top-level model*.safetensors.
+  static std::unique_ptr<WeightSource> from_folder(const std::string& dir);
+  // A GGUF file (tensors renamed to HF names; shapes given row-major like safetensors).
+  static std::unique_ptr<WeightSource> from_gguf(std::shared_ptr<formats::GgufFile> gguf);
+
+  const formats::TensorRef* find(const std::string& name) const;
+  const formats::TensorRef& get(const std::string& name) const;  // Error naming the tensor if missing
+  bool has(const std::string& name) const { return find(name) != nullptr; }
+  const std::map<std::string, formats::TensorRef>& tensors() const { return tensors_; }
+  std::string describe() const;  // "dir/model.safetensors" or "file.gguf"
+
+  // MLX quantization from config.json: default params plus per-module overrides (false => not quantized).
+  void set_mlx_quantization(MlxQuantParams defaults, std::map<std::string, MlxQuantParams> overrides);
+
+  // A Linear / Embedding module as a kernel view, checked against the expected [out, in] shape.
+  // Handles plain F32/F16/BF16, MLX affine (<module>.weight U32 + .scales + .biases), GGUF blocks.
+  kernels::WeightView linear(const std::string& module, int64_t out, int64_t in) const;
+  // Small vectors (norm weights, biases) as f32, checked against the expected length.
+  std::vector<float> vector_f32(const std::string& name, int64_t n) const;
+
+ private:
+  std::string origin_;
+  std::vector<std::unique_ptr<formats::SafetensorsFile>> files_;
+  std::shared_ptr<formats::GgufFile> gguf_;
+  std::map<std::string, formats::TensorRef> tensors_;
+  MlxQuantParams mlx_default_;
+  std::map<std::string, MlxQuantParams> mlx_overrides_;
+};
+
+// GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight").
+std::string hf_name_from_gguf(const std::string& gguf_name);
+
+}  // namespace optiq::model
