@@ -2,6 +2,18 @@
 // y[n, rows] = x[n, cols] · Wᵀ for every weight format. x and y are f32, row-major, contiguous.
 // Multi-threaded inside (OpenMP over output rows). Dispatches on active_isa(): AVX2 path when available,
 // the scalar reference otherwise; both are callable directly so tests compare them.
+//
+// Accuracy of matmul() against matmul_ref() (the oracle: dequantize to f32, f32 dot):
+//  - F32/F16/BF16 (and MLX affine with group_size < 32): exact products, f32 accumulation; only the
+//    summation order differs (~1e-6 relative to Σ|w·x|).
+//  - Quantized formats on AVX2 (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, MLX affine gs >= 32): x is quantized per
+//    32-element block to int8 (dx_b = max|x_b|/127, round to nearest) and dotted with integer weights
+//    (maddubs/madd). Each block is seen as w_i = ws_b·q_i + wb_b with wb_b the block offset
+//    (Q4_0: -8d, Q4_1: m, Q4_K: -dmin·m_j, MLX: bias (+128·scale at 8 bits), Q8_0/Q6_K: 0); the offset
+//    term uses the exact f32 Σx_b. Added error per output:
+//        |matmul - matmul_ref| <= Σ_b (dx_b / 2) · Σ_{i∈b} |w_i - wb_b|   (+ f32 rounding)
+//    (a worst-case bound: per-element rounding errors are independent and mostly cancel). Same class
+//    of error as llama.cpp's Q8 activations. tests/kernels/matmul_test.cpp checks exactly this bound.
 #include "kernels/weight.h"
 
 namespace optiq::kernels {

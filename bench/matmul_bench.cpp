@@ -1,0 +1,174 @@
+// Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=128/512 (prefill) per format and shape.
+// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name]
+//   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "quant/ggml_blocks.h"
+#include "quant/mlx_affine.h"
+#include "util/cpu.h"
+#include "util/half.h"
+
+using namespace optiq;
+using namespace optiq::kernels;
+
+namespace {
+
+struct Owned {
+  std::vector<uint8_t> data, scales, biases;
+  WeightView v;
+  size_t bytes() const { return data.size() + scales.size() + biases.size(); }
+};
+
+uint32_t g_state = 12345;
+float rnd() {  // xorshift, ~uniform(-1, 1)
+  g_state ^= g_state << 13;
+  g_state ^= g_state >> 17;
+  g_state ^= g_state << 5;
+  return float(int32_t(g_state)) * (1.0f / 2147483648.0f);
+}
+
+Owned make(WeightFormat f, int64_t rows, int64_t cols, int bits = 4, int gs = 64) {
+  Owned o;
+  WeightView& v = o.v;
+  v.format = f;
+  v.rows = rows;
+  v.cols = cols;
+  std::vector<float> w(static_cast<size_t>(cols));
+  std::vector<float> s(static_cast<size_t>(cols / 32 + 1)), b(s.size());
+  switch (f) {
+    case WeightFormat::BF16: v.row_bytes = size_t(cols) * 2; break;
+    case WeightFormat::MlxAffine: v.row_bytes = quant::mlx_packed_bytes(cols, bits); break;
+    case WeightFormat::Q4_0: v.row_bytes = size_t(cols / 32) * 18; break;
+    case WeightFormat::Q8_0: v.row_bytes = size_t(cols / 32) * 34; break;
+    case WeightFormat::Q4_K: v.row_bytes = size_t(cols / 256) * 144; break;
+    case WeightFormat::Q6_K: v.row_bytes = size_t(cols / 256) * 210; break;
+    default: v.row_bytes = size_t(cols) * 4; break;
+  }
+  o.data.resize(v.row_bytes * size_t(rows));
+  if (f == WeightFormat::MlxAffine) {
+    v.bits = bits;
+    v.group_size = gs;
+    v.scale_dtype = DType::BF16;
+    o.scales.resize(size_t(rows * cols / gs) * 2);
+    o.biases.resize(o.scales.size());
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& x : w) x = rnd() * 0.05f;
+    uint8_t* out = o.data.data() + size_t(r) * v.row_bytes;
+    switch (f) {
+      case WeightFormat::BF16:
+        for (int64_t i = 0; i < cols; ++i) {
+          uint16_t h = f32_to_bf16(w[size_t(i)]);
+          std::memcpy(out + 2 * i, &h, 2);
+        }
+        break;
+      case WeightFormat::MlxAffine: {
+        const int64_t g = cols / gs;
+        quant::quantize_row(w.data(), cols, bits, gs, out, s.data(), b.data());
+        quant::store_params(s.data(), g, DType::BF16, o.scales.data() + size_t(r * g) * 2);
+        quant::store_params(b.data(), g, DType::BF16, o.biases.data() + size_t(r * g) * 2);
+        break;
+      }
+      case WeightFormat::Q4_0: quant::quantize_row_q4_0(w.data(), (quant::BlockQ4_0*)out, cols); break;
+      case WeightFormat::Q8_0: quant::quantize_row_q8_0(w.data(), (quant::BlockQ8_0*)out, cols); break;
+      case WeightFormat::Q4_K: quant::quantize_row_q4_k(w.data(), (quant::BlockQ4_K*)out, cols); break;
+      case WeightFormat::Q6_K: quant::quantize_row_q6_k(w.data(), (quant::BlockQ6_K*)out, cols); break;
+      default: std::memcpy(out, w.data(), size_t(cols) * 4); break;
+    }
+  }
+  v.data = o.data.data();
+  v.scales = o.scales.empty() ? nullptr : o.scales.data();
+  v.biases = o.biases.empty() ? nullptr : o.biases.data();
+  return o;
+}
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Median-of-runs seconds per call.
+template <class F>
+double time_it(F&& f, double min_total) {
+  f();  // warm
+  std::vector<double> t;
+  const double start = now();
+  while (t.size() < 3 || (now() - start < min_total && t.size() < 200)) {
+    const double a = now();
+    f();
+    t.push_back(now() - a);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false, with_ref = false, n1_only = false;
+  std::string only;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--ref")) with_ref = true;
+    if (!std::strcmp(argv[i], "--n1")) n1_only = true;
+    if (!std::strcmp(argv[i], "--fmt") && i + 1 < argc) only = argv[++i];
+  }
+  std::printf("isa=%s threads=%d\n", isa_name(active_isa()), compute_threads());
+  struct Shape { int64_t rows, cols; };
+  std::vector<Shape> shapes = {{3072, 1024}, {1024, 3072}, {151936, 1024}};
+  if (quick) shapes.pop_back();
+  struct Fmt { const char* name; WeightFormat f; int bits; };
+  const Fmt fmts[] = {{"mlx4g64", WeightFormat::MlxAffine, 4}, {"q4_0", WeightFormat::Q4_0, 0},
+                      {"q8_0", WeightFormat::Q8_0, 0},        {"bf16", WeightFormat::BF16, 0},
+                      {"mlx8g64", WeightFormat::MlxAffine, 8}, {"mlx6g64", WeightFormat::MlxAffine, 6},
+                      {"mlx3g64", WeightFormat::MlxAffine, 3}, {"q4_k", WeightFormat::Q4_K, 0},
+                      {"q6_k", WeightFormat::Q6_K, 0}};
+  for (const Shape& sh : shapes) {
+    const bool big = sh.rows > 100000;
+    std::vector<float> x(static_cast<size_t>(512 * sh.cols));
+    for (auto& v : x) v = rnd();
+    std::vector<float> y(static_cast<size_t>(512 * sh.rows));
+    for (const Fmt& f : fmts) {
+      if (!only.empty() && only.find(f.name) == std::string::npos) continue;
+      if (big && f.f != WeightFormat::MlxAffine && f.f != WeightFormat::Q4_0 &&
+          f.f != WeightFormat::Q8_0 && f.f != WeightFormat::BF16)
+        continue;
+      if (big && f.f == WeightFormat::MlxAffine && f.bits != 4) continue;
+      Owned o = make(f.f, sh.rows, sh.cols, f.bits ? f.bits : 4, 64);
+      const double gb = double(o.bytes()) / 1e9;
+      const double t1 = time_it([&] { matmul(o.v, x.data(), 1, y.data()); }, 1.0);
+      std::printf("%-8s %6lldx%-5lld n=1   %8.3f ms  %6.2f GB/s", f.name, (long long)sh.rows,
+                  (long long)sh.cols, t1 * 1e3, gb / t1);
+      if (with_ref) {
+        const double tr = time_it([&] { matmul_ref(o.v, x.data(), 1, y.data()); }, 0.5);
+        std::printf("   (ref %6.2f GB/s)", gb / tr);
+      }
+      if (big) {  // plain streaming read of the same bytes, for reference
+        const double tr = time_it([&] {
+          const uint64_t* p = reinterpret_cast<const uint64_t*>(o.data.data());
+          const int64_t words = int64_t(o.data.size() / 8);
+          uint64_t acc = 0;
+#pragma omp parallel for reduction(^ : acc) num_threads(compute_threads())
+          for (int64_t i = 0; i < words; i += 8) acc ^= p[i] + p[i + 1] + p[i + 2] + p[i + 3] +
+                                                       p[i + 4] + p[i + 5] + p[i + 6] + p[i + 7];
+          if (acc == 42) std::printf(" ");
+        }, 0.5);
+        std::printf("   (plain read %6.2f GB/s)", double(o.data.size()) / 1e9 / tr);
+      }
+      std::printf("\n");
+      if (big || n1_only) continue;
+      for (int64_t n : {int64_t(128), int64_t(512)}) {
+        const double t = time_it([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 0.5 : 1.5);
+        const double gflop = 2.0 * double(sh.rows) * double(sh.cols) * double(n) / 1e9;
+        std::printf("%-8s %6lldx%-5lld n=%-3lld %8.3f ms  %6.1f GFLOP/s\n", f.name, (long long)sh.rows,
+                    (long long)sh.cols, (long long)n, t * 1e3, gflop / t);
+      }
+    }
+  }
+  return 0;
+}

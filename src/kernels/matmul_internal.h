@@ -1,0 +1,47 @@
+#pragma once
+// Shared between matmul.cpp (reference, dispatch) and the *_avx2.cpp files. Not a public API.
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "kernels/weight.h"
+#include "util/cpu.h"
+
+namespace optiq::kernels::detail {
+
+// Elements per block along a row (1 for plain float formats).
+int64_t format_block_elems(const WeightView& w);
+// Bytes one row needs (the minimum for row_bytes).
+size_t format_min_row_bytes(const WeightView& w);
+// OPTIQ_CHECKs that the view is consistent (format params, cols multiple of block, pointers).
+void check_view(const WeightView& w);
+
+// Scalar reference dequantization of row r (no checks).
+void dequantize_row_scalar(const WeightView& w, int64_t r, float* out);
+
+// AVX2 implementation. Only call when detected_isa() == Avx2.
+void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);    // matmul_avx2.cpp
+bool qmatmul_avx2_supported(const WeightView& w);                             // qmatmul_avx2.cpp
+void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
+
+// Threads to use for `macs` multiply-adds: 1 for tiny work or inside a parallel region.
+inline int threads_for(double macs) {
+  if (omp_in_parallel()) return 1;
+  if (macs < 65536.0) return 1;
+  return std::max(1, compute_threads());
+}
+
+// Runs f(begin, end) over [0, count) split in chunks of `chunk`, OpenMP static over chunks.
+template <class F>
+void parallel_chunks(int64_t count, int64_t chunk, int threads, F&& f) {
+  const int64_t nchunks = (count + chunk - 1) / chunk;
+  if (threads <= 1 || nchunks <= 1) {
+    for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(count, (c + 1) * chunk));
+    return;
+  }
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(count, (c + 1) * chunk));
+}
+
+}  // namespace optiq::kernels::detail

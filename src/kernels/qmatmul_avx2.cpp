@@ -1,0 +1,518 @@
+// AVX2 integer path for quantized weights (Q4_0, Q4_1, Q8_0, Q4_K, Q6_K, MLX affine with
+// group_size >= 32, any bits). See matmul.h for the accuracy contract.
+//
+// Every format is seen as 32-element blocks b with  w_i = ws_b * q_i (* sub_scale) + wb_b,  q_i small
+// integers. x is quantized per 32-element block to int8 (dx_b = amax_b / 127, xq = rint(x / dx_b)), and
+// xs_b = Σ x_i (exact f32). Then
+//   y = Σ_b ws_b * dx_b * Σ_i q_i * xq_i  +  Σ_b wb_b * xs_b
+// The integer dot uses _mm256_maddubs_epi16 (u8 × i8 pairs → i16) and _mm256_madd_epi16 (→ i32).
+// Unsigned q (≤ 6 bits) go straight in; signed q (Q8_0, MLX 8-bit as q-128, Q6_K as q-32) use the
+// sign trick (|q| × sign(xq, q)) so no i16 pair sum can saturate (2·128·127 < 32768).
+// Within a block the element order does not matter as long as q and xq agree, so for MLX 4-bit and
+// 2-bit the activations are permuted (even/odd, resp. stride-4) to make the weight unpack cheap.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "kernels/matmul_internal.h"
+#include "quant/ggml_blocks.h"
+#include "quant/mlx_affine.h"
+
+namespace optiq::kernels::detail {
+
+namespace {
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float f16(const uint8_t* p) {
+  uint16_t h;
+  std::memcpy(&h, p, 2);
+  return _cvtsh_ss(h);
+}
+
+// 8 f16 values at p, p+stride, ... -> 8 floats
+inline __m256 f16x8_strided(const uint8_t* p, size_t stride) {
+  auto h = [&](int i) {
+    uint16_t v;
+    std::memcpy(&v, p + i * stride, 2);
+    return short(v);
+  };
+  // (built in registers: eight 2-byte stores + one 16-byte load would stall store forwarding)
+  return _mm256_cvtph_ps(_mm_setr_epi16(h(0), h(1), h(2), h(3), h(4), h(5), h(6), h(7)));
+}
+
+// Per-32-block scale (and optional scaled copy as the offset) from f16 fields at a fixed stride.
+inline void strided_params(const uint8_t* p, size_t stride, int64_t nb, float* ws, float* wb,
+                           float wb_mul, const uint8_t* pb) {
+  int64_t b = 0;
+  for (; b + 8 <= nb; b += 8) {
+    const __m256 d = f16x8_strided(p + b * stride, stride);
+    _mm256_storeu_ps(ws + b, d);
+    if (pb) _mm256_storeu_ps(wb + b, f16x8_strided(pb + b * stride, stride));
+    else if (wb) _mm256_storeu_ps(wb + b, _mm256_mul_ps(d, _mm256_set1_ps(wb_mul)));
+  }
+  for (; b < nb; ++b) {
+    ws[b] = f16(p + b * stride);
+    if (pb) wb[b] = f16(pb + b * stride);
+    else if (wb) wb[b] = wb_mul * ws[b];
+  }
+}
+
+// n params of dtype dt (F32/F16/BF16) -> floats
+inline void params_to_f32(const uint8_t* p, int64_t n, DType dt, float* out) {
+  int64_t i = 0;
+  if (dt == DType::F32) {
+    std::memcpy(out, p, size_t(n) * 4);
+    return;
+  }
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i));
+    const __m256 f = dt == DType::F16
+                         ? _mm256_cvtph_ps(h)
+                         : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+    _mm256_storeu_ps(out + i, f);
+  }
+  for (; i < n; ++i) out[i] = quant::load_param(p, i, dt);
+}
+
+inline __m256i nibbles_lo_hi(const uint8_t* p) {  // 16 bytes -> [low nibbles | high nibbles]
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i both = _mm256_set_m128i(_mm_srli_epi16(v, 4), v);
+  return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+}
+
+enum class Perm { None, Stride2, Stride4 };
+
+// ---- activations ----------------------------------------------------------------------------
+struct QActs {
+  int64_t n = 0, cols = 0, nb = 0;
+  std::vector<int8_t> q;   // [n][cols], 32-byte blocks
+  std::vector<float> d;    // [n][nb]
+  std::vector<float> s;    // [n][nb]
+};
+
+void quantize_block(const float* src, Perm perm, int8_t* q, float* d, float* s) {
+  float tmp[32];
+  if (perm == Perm::Stride2) {
+    for (int j = 0; j < 16; ++j) {
+      tmp[j] = src[2 * j];
+      tmp[16 + j] = src[2 * j + 1];
+    }
+    src = tmp;
+  } else if (perm == Perm::Stride4) {
+    for (int t = 0; t < 4; ++t)
+      for (int i = 0; i < 8; ++i) tmp[8 * t + i] = src[4 * i + t];
+    src = tmp;
+  }
+  __m256 v[4];
+  for (int j = 0; j < 4; ++j) v[j] = _mm256_loadu_ps(src + 8 * j);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 amax = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                              _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  const float am = _mm_cvtss_f32(m);
+  *d = am / 127.0f;
+  *s = hsum(_mm256_add_ps(_mm256_add_ps(v[0], v[1]), _mm256_add_ps(v[2], v[3])));
+  const __m256 id = _mm256_set1_ps(am > 0.0f ? 127.0f / am : 0.0f);
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v[0], id));  // round to nearest even
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v[1], id));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v[2], id));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v[3], id));
+  __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+  p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), p);
+}
+
+void quantize_acts(const float* x, int64_t n, int64_t cols, Perm perm, int threads, QActs& a) {
+  a.n = n;
+  a.cols = cols;
+  a.nb = cols / 32;
+  a.q.resize(size_t(n * cols));
+  a.d.resize(size_t(n * a.nb));
+  a.s.resize(size_t(n * a.nb));
+  const int t = n >= 8 ? threads : 1;
+  parallel_chunks(n, 1, t, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      for (int64_t b = 0; b < a.nb; ++b)
+        quantize_block(x + i * cols + 32 * b, perm, a.q.data() + i * cols + 32 * b,
+                       a.d.data() + i * a.nb + b, a.s.data() + i * a.nb + b);
+  });
+}
+
+// ---- weight formats ---------------------------------------------------------------------------
+// Each format: params(ws, wb) fills per-32-block scale and bias for its row; load(b) gives the 32 q
+// bytes of block b (in the order of the activation permutation perm()).
+struct FmtQ4_0 {
+  static constexpr bool kSigned = false, kSubScale = false, kBias = true;
+  const uint8_t* row;
+  void params(int64_t nb, float* ws, float* wb) const {
+    strided_params(row, 18, nb, ws, wb, -8.0f, nullptr);
+  }
+  __m256i load(int64_t b) const { return nibbles_lo_hi(row + 18 * b + 2); }
+  const uint8_t* pf(int64_t b) const { return row + 18 * b; }
+  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
+};
+
+struct FmtQ4_1 {
+  static constexpr bool kSigned = false, kSubScale = false, kBias = true;
+  const uint8_t* row;
+  void params(int64_t nb, float* ws, float* wb) const {
+    strided_params(row, 20, nb, ws, wb, 0.0f, row + 2);
+  }
+  __m256i load(int64_t b) const { return nibbles_lo_hi(row + 20 * b + 4); }
+  const uint8_t* pf(int64_t b) const { return row + 20 * b; }
+  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
+};
+
+struct FmtQ8_0 {
+  static constexpr bool kSigned = true, kSubScale = false, kBias = false;
+  const uint8_t* row;
+  void params(int64_t nb, float* ws, float*) const {
+    strided_params(row, 34, nb, ws, nullptr, 0.0f, nullptr);
+  }
+  __m256i load(int64_t b) const {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 34 * b + 2));
+  }
+  const uint8_t* pf(int64_t b) const { return row + 34 * b; }
+  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
+};
+
+struct FmtQ4_K {
+  static constexpr bool kSigned = false, kSubScale = false, kBias = true;
+  const uint8_t* row;
+  void params(int64_t nb, float* ws, float* wb) const {
+    for (int64_t sb = 0; sb < nb / 8; ++sb) {
+      const uint8_t* blk = row + 144 * sb;
+      const float d = f16(blk), dmin = f16(blk + 2);
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, m;
+        quant::q4_k_scale_min(blk + 4, j, &sc, &m);
+        ws[8 * sb + j] = d * float(sc);
+        wb[8 * sb + j] = -dmin * float(m);
+      }
+    }
+  }
+  __m256i load(int64_t b) const {
+    const int64_t sb = b >> 3, j = b & 7;
+    const __m256i v =
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 144 * sb + 16 + 32 * (j >> 1)));
+    const __m256i s = (j & 1) ? _mm256_srli_epi16(v, 4) : v;
+    return _mm256_and_si256(s, _mm256_set1_epi8(0x0F));
+  }
+  const uint8_t* pf(int64_t b) const { return row + 18 * b; }
+  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
+};
+
+struct FmtQ6_K {
+  static constexpr bool kSigned = true, kSubScale = true, kBias = false;
+  const uint8_t* row;
+  void params(int64_t nb, float* ws, float*) const {
+    for (int64_t sb = 0; sb < nb / 8; ++sb) {
+      const float d = f16(row + 210 * sb + 208);
+      for (int j = 0; j < 8; ++j) ws[8 * sb + j] = d;
+    }
+  }
+  __m256i load(int64_t b) const {
+    const int64_t sb = b >> 3, j = b & 7, h = j >> 2, k = j & 3;
+    const uint8_t* blk = row + 210 * sb;
+    const __m256i ql = _mm256_loadu_si256(
+        reinterpret_cast<const __m256i*>(blk + 64 * h + 32 * (k & 1)));
+    const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 128 + 32 * h));
+    const __m128i sl = _mm_cvtsi32_si128(int(4 * (k >> 1)));
+    const __m128i sh = _mm_cvtsi32_si128(int(2 * k));
+    const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, sl), _mm256_set1_epi8(0x0F));
+    const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, sh), _mm256_set1_epi8(0x03));
+    const __m256i q = _mm256_or_si256(lo, _mm256_slli_epi16(hi, 4));
+    return _mm256_sub_epi8(q, _mm256_set1_epi8(32));
+  }
+  const uint8_t* pf(int64_t b) const { return row + 26 * b; }
+  __m256i sub(int64_t b) const {  // int16 sub-scales: lanes 0-7 -> elements 0-15, 8-15 -> 16-31
+    const int64_t sb = b >> 3, j = b & 7;
+    const int8_t* sc = reinterpret_cast<const int8_t*>(row + 210 * sb + 192) + 2 * j;
+    return _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+  }
+};
+
+struct OddConsts {
+  alignas(32) int8_t lo[32];
+  alignas(32) int8_t hi[32];
+  alignas(32) int16_t mul[16];
+};
+// pshufb indices (a 16-bit window per value) and the left-shift multipliers for 3/5/6-bit unpacking.
+constexpr OddConsts make_odd_consts(int bits) {
+  OddConsts k{};
+  for (int lane = 0; lane < 2; ++lane) {
+    for (int v = 0; v < 8; ++v) {
+      const int bit = v * bits;
+      k.lo[16 * lane + 2 * v] = int8_t(bit / 8);
+      k.lo[16 * lane + 2 * v + 1] = int8_t(bit / 8 + 1);
+      k.hi[16 * lane + 2 * v] = int8_t(bits + bit / 8);
+      k.hi[16 * lane + 2 * v + 1] = int8_t(bits + bit / 8 + 1);
+      k.mul[8 * lane + v] = int16_t(1 << (16 - (bit % 8) - bits));
+    }
+  }
+  return k;
+}
+
+// MLX affine, group_size >= 32. BITS 2/4 expect permuted activations (Stride4/Stride2).
+template <int BITS>
+struct FmtMlx {
+  static constexpr bool kSigned = BITS == 8, kSubScale = false, kBias = true;
+  const uint8_t* row;
+  const uint8_t* scales;  // this row's groups
+  const uint8_t* biases;
+  DType pdt;
+  int group_size;
+  int64_t nb;
+  void params(int64_t nbk, float* ws, float* wb) const {
+    const int per = group_size / 32;
+    const int64_t groups = nbk / per;
+    float sg[1024], bg[1024];  // groups per chunk of the row
+    for (int64_t g0 = 0; g0 < groups; g0 += 1024) {
+      const int64_t ng = std::min<int64_t>(1024, groups - g0);
+      const size_t pb = quant::param_bytes(pdt);
+      params_to_f32(scales + g0 * pb, ng, pdt, sg);
+      params_to_f32(biases + g0 * pb, ng, pdt, bg);
+      if (BITS == 8)  // q is fed as q - 128
+        for (int64_t g = 0; g < ng; ++g) bg[g] += 128.0f * sg[g];
+      float* wsg = ws + g0 * per;
+      float* wbg = wb + g0 * per;
+      if (per == 1) {
+        std::memcpy(wsg, sg, size_t(ng) * 4);
+        std::memcpy(wbg, bg, size_t(ng) * 4);
+      } else if (per == 2) {
+        int64_t g = 0;
+        const __m256i lo = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+        const __m256i hi = _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7);
+        for (; g + 8 <= ng; g += 8) {
+          const __m256 s8 = _mm256_loadu_ps(sg + g), b8 = _mm256_loadu_ps(bg + g);
+          _mm256_storeu_ps(wsg + 2 * g, _mm256_permutevar8x32_ps(s8, lo));
+          _mm256_storeu_ps(wsg + 2 * g + 8, _mm256_permutevar8x32_ps(s8, hi));
+          _mm256_storeu_ps(wbg + 2 * g, _mm256_permutevar8x32_ps(b8, lo));
+          _mm256_storeu_ps(wbg + 2 * g + 8, _mm256_permutevar8x32_ps(b8, hi));
+        }
+        for (; g < ng; ++g) wsg[2 * g] = wsg[2 * g + 1] = sg[g], wbg[2 * g] = wbg[2 * g + 1] = bg[g];
+      } else {
+        for (int64_t g = 0; g < ng; ++g)
+          for (int j = 0; j < per; ++j) wsg[g * per + j] = sg[g], wbg[g * per + j] = bg[g];
+      }
+    }
+  }
+  const uint8_t* pf(int64_t b) const { return row + 4 * BITS * b; }
+  __m256i load(int64_t b) const {
+    const uint8_t* p = row + 4 * BITS * b;
+    if constexpr (BITS == 4) {
+      return nibbles_lo_hi(p);
+    } else if constexpr (BITS == 2) {
+      int64_t u;
+      std::memcpy(&u, p, 8);
+      const __m256i v = _mm256_srlv_epi64(_mm256_set1_epi64x(u), _mm256_setr_epi64x(0, 2, 4, 6));
+      return _mm256_and_si256(v, _mm256_set1_epi8(0x03));
+    } else if constexpr (BITS == 8) {
+      const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+      return _mm256_xor_si256(v, _mm256_set1_epi8(char(0x80)));
+    } else {
+      return load_odd(p, b == nb - 1);
+    }
+  }
+  // 3/5/6 bits: 32 values in 4*BITS bytes; each 8 values start on a byte boundary. Lane 0 reads bytes
+  // [0,16), lane 1 bytes [2*BITS, 2*BITS+16); a 16-bit window per value is shifted into place with a
+  // multiply (left shift) and a fixed right shift.
+  static constexpr OddConsts kOdd = make_odd_consts(BITS == 2 || BITS == 4 || BITS == 8 ? 3 : BITS);
+  static __m256i load_odd(const uint8_t* p, bool last) {
+    alignas(32) uint8_t pad[48];
+    if (last) {  // do not read past the end of the row (and of the mapping)
+      std::memset(pad, 0, sizeof pad);
+      std::memcpy(pad, p, 4 * BITS);
+      p = pad;
+    }
+    const __m256i lo = _mm256_load_si256(reinterpret_cast<const __m256i*>(kOdd.lo));
+    const __m256i hi = _mm256_load_si256(reinterpret_cast<const __m256i*>(kOdd.hi));
+    const __m256i mul = _mm256_load_si256(reinterpret_cast<const __m256i*>(kOdd.mul));
+    const __m256i src = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(p + 2 * BITS),
+                                            reinterpret_cast<const __m128i*>(p));
+    __m256i a = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, lo), mul);
+    __m256i c = _mm256_mullo_epi16(_mm256_shuffle_epi8(src, hi), mul);
+    a = _mm256_srli_epi16(a, 16 - BITS);
+    c = _mm256_srli_epi16(c, 16 - BITS);
+    return _mm256_packus_epi16(a, c);
+  }
+  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
+};
+
+// ---- kernel ------------------------------------------------------------------------------------
+// out[c] = Σ_b comb[c][b] * dot(q_b, xq[c]_b), for NX activation rows.
+#define OPTIQ_INLINE inline __attribute__((always_inline))
+
+// Decode streams rows from DRAM; the L2 prefetchers stop at 4 KiB pages, so prefetch ahead in software.
+constexpr int kPrefetchBytes = 4096;
+
+template <class F, int NX>
+OPTIQ_INLINE void qstep(const F& f, int64_t b, int64_t nb, const int8_t* const* xq, const float* comb,
+                        __m256 (&acc)[NX]) {
+  const __m256i q = f.load(b);
+  const __m256i mw = F::kSubScale ? f.sub(b) : _mm256_set1_epi16(1);
+  const __m256i qa = F::kSigned ? _mm256_sign_epi8(q, q) : q;
+  for (int c = 0; c < NX; ++c) {
+    __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[c] + 32 * b));
+    if (F::kSigned) xv = _mm256_sign_epi8(xv, q);
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(qa, xv), mw);
+    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_broadcast_ss(comb + c * nb + b), acc[c]);
+  }
+}
+
+// out[c] = Σ_b comb[c][b] * dot(q_b, xq[c]_b), for NX activation rows.
+template <class F, int NX>
+OPTIQ_INLINE void qdot(const F& f, int64_t nb, const int8_t* const* xq, const float* comb, float* out) {
+  __m256 a0[NX], a1[NX], a2[NX], a3[NX];
+  for (int c = 0; c < NX; ++c) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();
+  int64_t b = 0;
+  if constexpr (NX == 1) {  // four independent FMA chains (FMA latency 4, two FMA pipes)
+    for (; b + 4 <= nb; b += 4) {
+      _mm_prefetch(reinterpret_cast<const char*>(f.pf(b)) + kPrefetchBytes, _MM_HINT_T0);
+      qstep<F, NX>(f, b, nb, xq, comb, a0);
+      qstep<F, NX>(f, b + 1, nb, xq, comb, a1);
+      qstep<F, NX>(f, b + 2, nb, xq, comb, a2);
+      qstep<F, NX>(f, b + 3, nb, xq, comb, a3);
+    }
+  } else if constexpr (NX == 2) {
+    for (; b + 2 <= nb; b += 2) {
+      _mm_prefetch(reinterpret_cast<const char*>(f.pf(b)) + kPrefetchBytes, _MM_HINT_T0);
+      qstep<F, NX>(f, b, nb, xq, comb, a0);
+      qstep<F, NX>(f, b + 1, nb, xq, comb, a1);
+    }
+  }
+  for (; b < nb; ++b) qstep<F, NX>(f, b, nb, xq, comb, a0);
+  for (int c = 0; c < NX; ++c)
+    out[c] = hsum(_mm256_add_ps(_mm256_add_ps(a0[c], a1[c]), _mm256_add_ps(a2[c], a3[c])));
+}
+
+inline float dot_f32(const float* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+inline void mul_f32(const float* a, const float* b, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i)));
+  for (; i < n; ++i) out[i] = a[i] * b[i];
+}
+
+template <class F, int NX>
+void rows_x_tile(const std::vector<F>& fmts, const float* ws, const float* wb, int64_t r0,
+                 int64_t r1, const QActs& a, int64_t c0, float* y, int64_t rows_total) {
+  const int64_t nb = a.nb;
+  thread_local std::vector<float> comb;
+  comb.resize(size_t(NX * nb));
+  const int8_t* xq[NX];
+  for (int c = 0; c < NX; ++c) xq[c] = a.q.data() + (c0 + c) * a.cols;
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* wsr = ws + (r - r0) * nb;
+    const float* wbr = wb + (r - r0) * nb;
+    for (int c = 0; c < NX; ++c) mul_f32(wsr, a.d.data() + (c0 + c) * nb, nb, comb.data() + c * nb);
+    float out[NX];
+    qdot<F, NX>(fmts[size_t(r - r0)], nb, xq, comb.data(), out);
+    for (int c = 0; c < NX; ++c) {
+      float v = out[c];
+      if (F::kBias) v += dot_f32(wbr, a.s.data() + (c0 + c) * nb, nb);
+      y[(c0 + c) * rows_total + r] = v;
+    }
+  }
+}
+
+template <class F, class MakeF>
+void qmatmul_fmt(const WeightView& w, const QActs& a, float* y, int threads, MakeF make) {
+  const int64_t nb = a.nb, n = a.n;
+  int64_t rb = int64_t((128 * 1024) / std::max<size_t>(1, w.row_bytes));
+  rb = std::max<int64_t>(4, std::min<int64_t>(64, rb));
+  if (n == 1) rb = 64;
+  parallel_chunks(w.rows, rb, threads, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> ws, wb;
+    thread_local std::vector<F> fmts;
+    ws.resize(size_t((r1 - r0) * nb));
+    wb.resize(size_t((r1 - r0) * nb));
+    fmts.clear();
+    for (int64_t r = r0; r < r1; ++r) {
+      fmts.push_back(make(r));
+      fmts.back().params(nb, ws.data() + (r - r0) * nb, wb.data() + (r - r0) * nb);
+    }
+    int64_t c = 0;
+    for (; c + 4 <= n; c += 4) rows_x_tile<F, 4>(fmts, ws.data(), wb.data(), r0, r1, a, c, y, w.rows);
+    const int64_t rem = n - c;
+    if (rem == 3) rows_x_tile<F, 3>(fmts, ws.data(), wb.data(), r0, r1, a, c, y, w.rows);
+    if (rem == 2) rows_x_tile<F, 2>(fmts, ws.data(), wb.data(), r0, r1, a, c, y, w.rows);
+    if (rem == 1) rows_x_tile<F, 1>(fmts, ws.data(), wb.data(), r0, r1, a, c, y, w.rows);
+  });
+}
+
+template <class F>
+void run_simple(const WeightView& w, const QActs& a, float* y, int threads) {
+  qmatmul_fmt<F>(w, a, y, threads, [&](int64_t r) { return F{w.data + size_t(r) * w.row_bytes}; });
+}
+
+template <int BITS>
+void run_mlx(const WeightView& w, const QActs& a, float* y, int threads) {
+  const int64_t groups = w.cols / w.group_size;
+  const size_t pb = quant::param_bytes(w.scale_dtype);
+  qmatmul_fmt<FmtMlx<BITS>>(w, a, y, threads, [&](int64_t r) {
+    return FmtMlx<BITS>{w.data + size_t(r) * w.row_bytes, w.scales + size_t(r * groups) * pb,
+                        w.biases + size_t(r * groups) * pb, w.scale_dtype, w.group_size, a.nb};
+  });
+}
+
+}  // namespace
+
+bool qmatmul_avx2_supported(const WeightView& w) {
+  switch (w.format) {
+    case WeightFormat::Q4_0:
+    case WeightFormat::Q4_1:
+    case WeightFormat::Q8_0:
+    case WeightFormat::Q4_K:
+    case WeightFormat::Q6_K: return true;
+    case WeightFormat::MlxAffine: return w.group_size >= 32;
+    default: return false;
+  }
+}
+
+void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
+  const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
+  Perm perm = Perm::None;
+  if (w.format == WeightFormat::MlxAffine && w.bits == 4) perm = Perm::Stride2;
+  if (w.format == WeightFormat::MlxAffine && w.bits == 2) perm = Perm::Stride4;
+  thread_local QActs acts;
+  quantize_acts(x, n, w.cols, perm, threads, acts);
+  switch (w.format) {
+    case WeightFormat::Q4_0: return run_simple<FmtQ4_0>(w, acts, y, threads);
+    case WeightFormat::Q4_1: return run_simple<FmtQ4_1>(w, acts, y, threads);
+    case WeightFormat::Q8_0: return run_simple<FmtQ8_0>(w, acts, y, threads);
+    case WeightFormat::Q4_K: return run_simple<FmtQ4_K>(w, acts, y, threads);
+    case WeightFormat::Q6_K: return run_simple<FmtQ6_K>(w, acts, y, threads);
+    case WeightFormat::MlxAffine:
+      switch (w.bits) {
+        case 2: return run_mlx<2>(w, acts, y, threads);
+        case 3: return run_mlx<3>(w, acts, y, threads);
+        case 4: return run_mlx<4>(w, acts, y, threads);
+        case 5: return run_mlx<5>(w, acts, y, threads);
+        case 6: return run_mlx<6>(w, acts, y, threads);
+        case 8: return run_mlx<8>(w, acts, y, threads);
+      }
+      return;
+    default: return;
+  }
+}
+
+}  // namespace optiq::kernels::detail

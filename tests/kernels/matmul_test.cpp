@@ -1,0 +1,307 @@
+#include "kernels/matmul.h"
+
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "quant/ggml_blocks.h"
+#include "quant/mlx_affine.h"
+#include "util/cpu.h"
+#include "util/half.h"
+
+namespace optiq::kernels {
+namespace {
+
+// A weight matrix of any format built from random floats, owning its bytes.
+struct TestWeight {
+  std::vector<uint8_t> data, scales, biases;
+  WeightView view;
+};
+
+struct Spec {
+  WeightFormat format;
+  int bits = 0;
+  int group_size = 0;
+  DType scale_dtype = DType::F32;
+  std::string name() const {
+    std::string s = weight_format_name(format);
+    if (format == WeightFormat::MlxAffine)
+      s += "/b" + std::to_string(bits) + "/g" + std::to_string(group_size) + "/" +
+           dtype_name(scale_dtype);
+    return s;
+  }
+};
+
+TestWeight make_weight(const Spec& sp, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 0.5f);
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  for (auto& v : w) v = nd(rng);
+  TestWeight t;
+  WeightView& v = t.view;
+  v.format = sp.format;
+  v.rows = rows;
+  v.cols = cols;
+  auto blocks = [&](size_t bytes_per_block, int qk, auto quant) {
+    v.row_bytes = size_t(cols / qk) * bytes_per_block;
+    t.data.resize(v.row_bytes * size_t(rows));
+    for (int64_t r = 0; r < rows; ++r) quant(w.data() + r * cols, t.data.data() + r * v.row_bytes);
+  };
+  switch (sp.format) {
+    case WeightFormat::F32:
+      v.row_bytes = size_t(cols) * 4;
+      t.data.resize(v.row_bytes * size_t(rows));
+      std::memcpy(t.data.data(), w.data(), t.data.size());
+      break;
+    case WeightFormat::F16:
+    case WeightFormat::BF16: {
+      v.row_bytes = size_t(cols) * 2;
+      t.data.resize(v.row_bytes * size_t(rows));
+      for (size_t i = 0; i < w.size(); ++i) {
+        const uint16_t h = sp.format == WeightFormat::F16 ? f32_to_f16(w[i]) : f32_to_bf16(w[i]);
+        std::memcpy(t.data.data() + 2 * i, &h, 2);
+      }
+      break;
+    }
+    case WeightFormat::MlxAffine: {
+      v.bits = sp.bits;
+      v.group_size = sp.group_size;
+      v.scale_dtype = sp.scale_dtype;
+      v.row_bytes = quant::mlx_packed_bytes(cols, sp.bits);
+      t.data.resize(v.row_bytes * size_t(rows));
+      std::vector<float> s(static_cast<size_t>(rows * cols / sp.group_size)), b(s.size());
+      quant::quantize_matrix(w.data(), rows, cols, sp.bits, sp.group_size, t.data.data(), s.data(),
+                             b.data());
+      t.scales.resize(s.size() * quant::param_bytes(sp.scale_dtype));
+      t.biases.resize(t.scales.size());
+      quant::store_params(s.data(), int64_t(s.size()), sp.scale_dtype, t.scales.data());
+      quant::store_params(b.data(), int64_t(b.size()), sp.scale_dtype, t.biases.data());
+      v.scales = t.scales.data();
+      v.biases = t.biases.data();
+      break;
+    }
+    case WeightFormat::Q4_0:
+      blocks(18, 32, [&](const float* x, uint8_t* o) {
+        quant::quantize_row_q4_0(x, reinterpret_cast<quant::BlockQ4_0*>(o), cols);
+      });
+      break;
+    case WeightFormat::Q4_1:
+      blocks(20, 32, [&](const float* x, uint8_t* o) {
+        quant::quantize_row_q4_1(x, reinterpret_cast<quant::BlockQ4_1*>(o), cols);
+      });
+      break;
+    case WeightFormat::Q8_0:
+      blocks(34, 32, [&](const float* x, uint8_t* o) {
+        quant::quantize_row_q8_0(x, reinterpret_cast<quant::BlockQ8_0*>(o), cols);
+      });
+      break;
+    case WeightFormat::Q4_K:
+      blocks(144, 256, [&](const float* x, uint8_t* o) {
+        quant::quantize_row_q4_k(x, reinterpret_cast<quant::BlockQ4_K*>(o), cols);
+      });
+      break;
+    case WeightFormat::Q6_K:
+      blocks(210, 256, [&](const float* x, uint8_t* o) {
+        quant::quantize_row_q6_k(x, reinterpret_cast<quant::BlockQ6_K*>(o), cols);
+      });
+      break;
+  }
+  v.data = t.data.data();
+  return t;
+}
+
+bool is_float_format(WeightFormat f) {
+  return f == WeightFormat::F32 || f == WeightFormat::F16 || f == WeightFormat::BF16;
+}
+
+// The int8 path computes w_i = ws_b*q_i + wb_b per 32-block b as ws_b*Σ q_i*x̂_i + wb_b*Σ x_i, where
+// wb_b is the format's per-block offset (below) and x̂ is x rounded to int8 with step
+// dx_b = amax_b/127. Offsets per format (must match qmatmul_avx2.cpp).
+std::vector<float> block_offsets(const Spec& sp, const WeightView& v, int64_t r) {
+  const int64_t nb = v.cols / 32;
+  std::vector<float> wb(static_cast<size_t>(nb), 0.0f);
+  const uint8_t* row = v.data + size_t(r) * v.row_bytes;
+  auto h = [](const uint8_t* p) {
+    uint16_t u;
+    std::memcpy(&u, p, 2);
+    return f16_to_f32(u);
+  };
+  for (int64_t b = 0; b < nb; ++b) {
+    switch (sp.format) {
+      case WeightFormat::Q4_0: wb[size_t(b)] = -8.0f * h(row + 18 * b); break;
+      case WeightFormat::Q4_1: wb[size_t(b)] = h(row + 20 * b + 2); break;
+      case WeightFormat::Q4_K: {
+        const uint8_t* blk = row + 144 * (b / 8);
+        uint8_t sc, m;
+        quant::q4_k_scale_min(blk + 4, int(b % 8), &sc, &m);
+        wb[size_t(b)] = -h(blk + 2) * float(m);
+        break;
+      }
+      case WeightFormat::MlxAffine: {
+        const int64_t groups = v.cols / v.group_size, g = r * groups + b * 32 / v.group_size;
+        wb[size_t(b)] = quant::load_param(v.biases, g, v.scale_dtype);
+        if (v.bits == 8) wb[size_t(b)] += 128.0f * quant::load_param(v.scales, g, v.scale_dtype);
+        break;
+      }
+      default: break;  // Q8_0, Q6_K: signed q, no offset
+    }
+  }
+  return wb;
+}
+
+// Bound on |matmul - matmul_ref| for one output:
+//  float path (F32/F16/BF16, and MLX with group_size < 32): summation order only,
+//    kFloatRelTol * Σ|w x|.
+//  int8 path (all other quantized layouts): |err| <= Σ_b (dx_b / 2) Σ_{i in b} |w_i - wb_b|
+//    (plus the float part above).
+constexpr double kFloatRelTol = 1e-5;
+
+double bound(const Spec& sp, const std::vector<float>& wrow, const std::vector<float>& wb,
+             const float* x, int64_t cols) {
+  double absdot = 0.0, qerr = 0.0;
+  for (int64_t i = 0; i < cols; ++i) absdot += std::fabs(double(wrow[size_t(i)]) * x[i]);
+  const bool int8_path =
+      !is_float_format(sp.format) && !(sp.format == WeightFormat::MlxAffine && sp.group_size < 32);
+  if (int8_path) {
+    for (int64_t b = 0; b < cols / 32; ++b) {
+      double amax = 0.0, wsum = 0.0;
+      for (int i = 0; i < 32; ++i) {
+        amax = std::max(amax, std::fabs(double(x[b * 32 + i])));
+        wsum += std::fabs(double(wrow[size_t(b * 32 + i)]) - wb[size_t(b)]);
+      }
+      qerr += amax / 127.0 / 2.0 * wsum;
+    }
+  }
+  return 1.001 * qerr + kFloatRelTol * absdot + 1e-6;
+}
+
+void check_format(const Spec& sp, int64_t rows, int64_t cols, int64_t n, uint32_t seed) {
+  SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
+               " n=" + std::to_string(n));
+  TestWeight tw = make_weight(sp, rows, cols, seed);
+  std::mt19937 rng(seed + 1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n * cols));
+  for (auto& v : x) v = nd(rng);
+  if (cols >= 64) {  // an all-zero block and an outlier
+    for (int i = 0; i < 32; ++i) x[size_t(i)] = 0.0f;
+    x[size_t(cols / 2)] = 20.0f;
+  }
+  std::vector<float> yref(static_cast<size_t>(n * rows), -1.0f), yfast(static_cast<size_t>(n * rows), -2.0f);
+  matmul_ref(tw.view, x.data(), n, yref.data());
+  set_active_isa(Isa::Scalar);
+  std::vector<float> yscalar(static_cast<size_t>(n * rows));
+  matmul(tw.view, x.data(), n, yscalar.data());
+  EXPECT_EQ(yscalar, yref) << "scalar dispatch must be the reference";
+  set_active_isa(Isa::Avx2);
+  matmul(tw.view, x.data(), n, yfast.data());
+  set_active_isa(detected_isa());
+  std::vector<float> wrow(static_cast<size_t>(cols));
+  int bad = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    dequantize_row(tw.view, r, wrow.data());
+    const std::vector<float> wb = block_offsets(sp, tw.view, r);
+    for (int64_t c = 0; c < n; ++c) {
+      const double tol = bound(sp, wrow, wb, x.data() + c * cols, cols);
+      const double diff = std::fabs(double(yfast[size_t(c * rows + r)]) - yref[size_t(c * rows + r)]);
+      if (!(diff <= tol) && bad++ < 5)
+        ADD_FAILURE() << "r=" << r << " c=" << c << " fast=" << yfast[size_t(c * rows + r)]
+                      << " ref=" << yref[size_t(c * rows + r)] << " tol=" << tol;
+    }
+  }
+}
+
+std::vector<Spec> all_specs() {
+  std::vector<Spec> s = {{WeightFormat::F32}, {WeightFormat::F16},  {WeightFormat::BF16},
+                         {WeightFormat::Q4_0}, {WeightFormat::Q4_1}, {WeightFormat::Q8_0},
+                         {WeightFormat::Q4_K}, {WeightFormat::Q6_K}};
+  for (int bits : {2, 3, 4, 5, 6, 8})
+    for (int gs : {32, 64})
+      s.push_back({WeightFormat::MlxAffine, bits, gs, bits == 4 ? DType::BF16 : DType::F16});
+  s.push_back({WeightFormat::MlxAffine, 4, 128, DType::F32});
+  s.push_back({WeightFormat::MlxAffine, 3, 8, DType::F32});
+  s.push_back({WeightFormat::MlxAffine, 4, 16, DType::BF16});
+  return s;
+}
+
+int64_t cols_for(const Spec& sp, int variant) {
+  if (is_float_format(sp.format)) return variant == 0 ? 37 : 200;  // any length, with tails
+  if (sp.format == WeightFormat::Q4_K || sp.format == WeightFormat::Q6_K) return variant == 0 ? 256 : 512;
+  if (sp.format == WeightFormat::MlxAffine) return variant == 0 ? std::max(sp.group_size, 64) : 384;
+  return variant == 0 ? 32 : 96;
+}
+
+TEST(Matmul, Avx2MatchesReferenceAllFormats) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  uint32_t seed = 100;
+  for (const Spec& sp : all_specs()) {
+    for (int64_t rows : {1, 7, 33, 257}) {
+      for (int64_t n : {1, 3, 17, 64}) {
+        if (rows == 257 && n == 64) continue;  // keep the suite fast
+        check_format(sp, rows, cols_for(sp, int(rows + n) % 2), n, seed++);
+      }
+    }
+  }
+}
+
+TEST(Matmul, LargerShapesThreaded) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  for (const Spec& sp : {Spec{WeightFormat::BF16}, Spec{WeightFormat::Q4_0}, Spec{WeightFormat::Q8_0},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::BF16},
+                         Spec{WeightFormat::MlxAffine, 6, 64, DType::F16}}) {
+    check_format(sp, 300, 1024, 1, 7);
+    check_format(sp, 130, 768, 9, 8);
+  }
+}
+
+TEST(Matmul, InsideParallelRegion) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  Spec sp{WeightFormat::Q4_0};
+  TestWeight tw = make_weight(sp, 64, 256, 5);
+  std::vector<float> x(256 * 4), y0(64 * 4), y1(64 * 4), y2(64 * 4);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(int(i % 13) - 6) * 0.1f;
+  matmul(tw.view, x.data(), 4, y0.data());
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_thread_num() == 0) matmul(tw.view, x.data(), 4, y1.data());
+    if (omp_get_thread_num() == 1 || omp_get_num_threads() == 1) matmul(tw.view, x.data(), 4, y2.data());
+  }
+  EXPECT_EQ(y0, y1);
+  EXPECT_EQ(y0, y2);
+}
+
+TEST(Matmul, DequantizeRowMatchesQuantModule) {
+  Spec sp{WeightFormat::MlxAffine, 5, 32, DType::F16};
+  TestWeight tw = make_weight(sp, 3, 64, 9);
+  std::vector<float> a(64), b(64);
+  dequantize_row(tw.view, 2, a.data());
+  quant::dequantize_row(tw.data.data() + 2 * tw.view.row_bytes, tw.scales.data() + 2 * 2 * 2,
+                        tw.biases.data() + 2 * 2 * 2, DType::F16, 64, 5, 32, b.data());
+  EXPECT_EQ(a, b);
+  Spec sq{WeightFormat::Q6_K};
+  TestWeight tq = make_weight(sq, 2, 256, 10);
+  std::vector<float> c(256), d(256);
+  dequantize_row(tq.view, 1, c.data());
+  quant::dequantize_row_q6_k(reinterpret_cast<const quant::BlockQ6_K*>(tq.data.data() + 210), d.data(),
+                             256);
+  EXPECT_EQ(c, d);
+}
+
+TEST(Matmul, Deterministic) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  Spec sp{WeightFormat::MlxAffine, 4, 64, DType::BF16};
+  TestWeight tw = make_weight(sp, 200, 512, 12);
+  std::vector<float> x(512 * 5, 0.25f), y0(200 * 5), y1(200 * 5);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(float(i));
+  matmul(tw.view, x.data(), 5, y0.data());
+  matmul(tw.view, x.data(), 5, y1.data());
+  EXPECT_EQ(y0, y1);
+}
+
+}  // namespace
+}  // namespace optiq::kernels
