@@ -62,6 +62,7 @@ int run_generate(int argc, char** argv) {
     return true;
   });
   std::fputc('\n', stdout);
+  std::fflush(stdout);
   if (!quiet) {
     std::fprintf(stderr, "prompt: %d tokens, %.2f tokens/s\n", st.prompt_tokens,
                  st.prefill_seconds > 0 ? st.prompt_tokens / st.prefill_seconds : 0.0);

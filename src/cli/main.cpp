@@ -14,6 +14,7 @@ const char* kUsage =
     "usage: optiq <command> [options]\n"
     "\n"
     "commands:\n"
+    "  serve --model MODEL         OpenAI + Anthropic HTTP APIs (drop-in for mlx_lm.server)\n"
     "  generate MODEL --prompt P   generate text (streams to stdout, speed to stderr)\n"
     "  bench MODEL                 prefill / decode speed at chosen context depths\n"
     "  make-model -o OUT           write a random-weight model of a real shape (tests, benchmarks)\n"
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     if (cmd == "generate") return optiq::cli::run_generate(argc, argv);
     if (cmd == "bench") return optiq::cli::run_bench(argc, argv);
     if (cmd == "make-model") return optiq::cli::run_make_model(argc, argv);
+    if (cmd == "serve") return optiq::cli::run_serve(argc, argv);
     std::fprintf(stderr, "optiq: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const optiq::Error& e) {

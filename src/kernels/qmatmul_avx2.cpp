@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -474,6 +475,217 @@ void run_mlx(const WeightView& w, const QActs& a, float* y, int threads) {
   });
 }
 
+// ---- decode (n == 1) ---------------------------------------------------------------------------
+// Matrix-vector products are streamed from memory, so the inner loops keep per-row state in
+// registers and process RW rows together (the activation loads are shared between them).
+//
+// 4-bit formats (MLX 4-bit, Q4_0) take 64 weights (two 32-blocks) per step: one 32-byte weight load
+// (two 16-byte loads for Q4_0) gives [block 2p | block 2p+1] in the two 128-bit lanes; the low and
+// high nibbles are matched with activations stored in "pair layout" ([lo16(2p) lo16(2p+1)]
+// [hi16(2p) hi16(2p+1)]), the two maddubs results are added in int16 (2*2*15*127 < 32768) and one
+// madd gives int32 lanes 0-3 for block 2p and 4-7 for block 2p+1; a per-pair vector
+// [dx_2p x4 | dx_2p+1 x4] rescales them. The arithmetic is exactly that of the general path (same
+// int8 activations, same integer dots); only the f32 summation order differs.
+struct DecodeActs {
+  int64_t nb = 0, np = 0;   // blocks, blocks taken in pairs
+  std::vector<int8_t> q;    // nb*32; pairs [0, np) in pair layout, a trailing odd block as is
+  std::vector<float> dx, xs;  // per block: step, exact f32 sum
+  std::vector<float> dxv;   // per pair: [dx_2p x4 | dx_2p+1 x4]
+  std::vector<float> offv;  // per pair: off_mul * [xs_2p/4 x4 | xs_2p+1/4 x4]
+  std::vector<float> xsg;   // per weight group (group_size elements): Σx (MLX bias term)
+};
+
+void decode_acts(const float* x, int64_t cols, Perm perm, bool pairs, float off_mul, int group_size,
+                 DecodeActs& a) {
+  a.nb = cols / 32;
+  a.np = pairs ? a.nb / 2 : 0;
+  a.q.resize(size_t(cols));
+  a.dx.resize(size_t(a.nb));
+  a.xs.resize(size_t(a.nb));
+  for (int64_t b = 0; b < a.nb; ++b)
+    quantize_block(x + 32 * b, perm, a.q.data() + 32 * b, &a.dx[size_t(b)], &a.xs[size_t(b)]);
+  a.dxv.resize(size_t(8 * a.np));
+  a.offv.resize(size_t(8 * a.np));
+  for (int64_t p = 0; p < a.np; ++p) {
+    int8_t* q = a.q.data() + 64 * p;
+    int8_t tmp[16];
+    std::memcpy(tmp, q + 16, 16);
+    std::memcpy(q + 16, q + 32, 16);
+    std::memcpy(q + 32, tmp, 16);
+    for (int j = 0; j < 8; ++j) {
+      const int64_t b = 2 * p + j / 4;
+      a.dxv[size_t(8 * p + j)] = a.dx[size_t(b)];
+      a.offv[size_t(8 * p + j)] = off_mul * 0.25f * a.xs[size_t(b)];
+    }
+  }
+  if (group_size > 0) {
+    const int64_t per = group_size / 32, groups = a.nb / per;
+    a.xsg.resize(size_t(groups));
+    for (int64_t g = 0; g < groups; ++g) {
+      float s = 0.0f;
+      for (int64_t j = 0; j < per; ++j) s += a.xs[size_t(g * per + j)];
+      a.xsg[size_t(g)] = s;
+    }
+  }
+}
+
+inline int32_t hsum_i32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
+
+inline float bf16_bits_to_f32(uint16_t h) {
+  const uint32_t u = uint32_t(h) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows.
+template <class F>
+void decode_rows(int64_t rows, int64_t align, int threads, F&& f) {
+  if (threads <= 1 || rows < 2 * align) {
+    f(int64_t(0), rows);
+    return;
+  }
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+    const int64_t units = (rows + align - 1) / align;
+    const int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
+    const int64_t r0 = std::min(rows, u0 * align), r1 = std::min(rows, u1 * align);
+    if (r0 < r1) f(r0, r1);
+  }
+}
+
+constexpr int kDecodeRows = 4;
+
+inline int64_t decode_prefetch_tiles() {  // OPTIQ_PF_TILES: tuning knob for experiments
+  static const int64_t v = [] {
+    const char* e = std::getenv("OPTIQ_PF_TILES");
+    return e ? int64_t(std::atoi(e)) : int64_t(2);
+  }();
+  return v;
+}
+
+// Decode rows tile. Format K:
+//   0 = MLX 4-bit (scales per group >= 64 elements: broadcast), 1 = MLX 4-bit group 32,
+//   2 = Q4_0.
+struct NibDesc {
+  const uint8_t* data;
+  size_t row_bytes;
+  // MLX: per-row f32 scales for the tile rows (groups each), group shift (pair -> group).
+  const float* sc;
+  int64_t groups;
+  int gshift;
+};
+
+template <int K, int RW>
+OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int64_t pf_dist,
+                           float* out) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const uint8_t* row[RW];
+  for (int i = 0; i < RW; ++i) row[i] = d.data + size_t(r + i) * d.row_bytes;
+  __m256 acc[RW];
+#pragma GCC unroll 8
+  for (int i = 0; i < RW; ++i) acc[i] = _mm256_setzero_ps();
+  const int64_t np = a.np;
+  const __m256i perm01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t p = 0; p < np; ++p) {
+    const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p));
+    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p + 32));
+    const __m256 dxv = _mm256_loadu_ps(a.dxv.data() + 8 * p);
+    [[maybe_unused]] __m256 offv;
+    if constexpr (K == 2) offv = _mm256_loadu_ps(a.offv.data() + 8 * p);
+#pragma GCC unroll 8
+    for (int i = 0; i < RW; ++i) {
+      __m256i w;
+      if constexpr (K == 2) {
+        if (pf_dist) _mm_prefetch(reinterpret_cast<const char*>(row[i] + 36 * p + pf_dist), _MM_HINT_T0);
+        w = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row[i] + 36 * p + 20),
+                                reinterpret_cast<const __m128i*>(row[i] + 36 * p + 2));
+      } else {
+        if (pf_dist && !(p & 1))
+          _mm_prefetch(reinterpret_cast<const char*>(row[i] + 32 * p + pf_dist), _MM_HINT_T0);
+        w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[i] + 32 * p));
+      }
+      const __m256i lo = _mm256_and_si256(w, m4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+      const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
+      const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+      if constexpr (K == 0) {
+        const __m256 s = _mm256_broadcast_ss(d.sc + i * d.groups + (p >> d.gshift));
+        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s, acc[i]);
+      } else if constexpr (K == 1) {
+        double s2;
+        std::memcpy(&s2, d.sc + i * d.groups + 2 * p, 8);
+        const __m256 s = _mm256_permutevar8x32_ps(_mm256_castpd_ps(_mm256_set1_pd(s2)), perm01);
+        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s, acc[i]);
+      } else {
+        uint16_t h0, h1;
+        std::memcpy(&h0, row[i] + 36 * p, 2);
+        std::memcpy(&h1, row[i] + 36 * p + 18, 2);
+        const __m128i hh = _mm_cvtsi32_si128(int(uint32_t(h0) | (uint32_t(h1) << 16)));
+        const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hh)), perm01);
+        acc[i] = _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, offv), s, acc[i]);
+      }
+    }
+  }
+  for (int i = 0; i < RW; ++i) out[i] = hsum(acc[i]);
+  if (2 * np < a.nb) {  // odd trailing block (block layout, not pair layout)
+    const int64_t b = a.nb - 1;
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 32 * b));
+    for (int i = 0; i < RW; ++i) {
+      const uint8_t* p = K == 2 ? row[i] + 18 * b + 2 : row[i] + 16 * b;
+      const int32_t isum = hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_lo_hi(p), xv), ones));
+      const float v = a.dx[size_t(b)] * float(isum);
+      if constexpr (K == 2) {
+        const float dd = f16(row[i] + 18 * b);
+        out[i] += dd * v - 8.0f * dd * a.xs[size_t(b)];
+      } else {
+        out[i] += d.sc[i * d.groups + b] * v;  // K == 1 here: a group per block
+      }
+    }
+  }
+}
+
+template <int K>
+void nib_decode(const WeightView& w, const DecodeActs& a, float* y, int threads, int64_t pf_tiles) {
+  constexpr bool mlx = K != 2;
+  const int64_t groups = mlx ? w.cols / w.group_size : 0;
+  const size_t pb = mlx ? quant::param_bytes(w.scale_dtype) : 0;
+  int gshift = 0;
+  if (mlx)
+    while ((int64_t(64) << gshift) < w.group_size) ++gshift;
+  decode_rows(w.rows, kDecodeRows, threads, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> sc, bi;
+    sc.resize(size_t(kDecodeRows * groups));
+    bi.resize(size_t(groups));
+    const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift};
+    const int64_t pf = pf_tiles * kDecodeRows * int64_t(w.row_bytes);
+    for (int64_t r = r0; r < r1; r += kDecodeRows) {
+      const int rw = int(std::min<int64_t>(kDecodeRows, r1 - r));
+      float out[kDecodeRows] = {}, o[kDecodeRows];
+      if constexpr (mlx) {
+        for (int i = 0; i < rw; ++i) {
+          params_to_f32(w.scales + size_t((r + i) * groups) * pb, groups, w.scale_dtype,
+                        sc.data() + i * groups);
+          params_to_f32(w.biases + size_t((r + i) * groups) * pb, groups, w.scale_dtype, bi.data());
+          out[i] = dot_f32(bi.data(), a.xsg.data(), groups);
+        }
+      }
+      if (rw == kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, r + 2 * kDecodeRows <= r1 ? pf : 0, o);
+      else if (rw == 3) nib_tile<K, 3>(d, r, a, 0, o);
+      else if (rw == 2) nib_tile<K, 2>(d, r, a, 0, o);
+      else nib_tile<K, 1>(d, r, a, 0, o);
+      for (int i = 0; i < rw; ++i) y[r + i] = out[i] + o[i];
+    }
+  });
+}
+
 }  // namespace
 
 bool qmatmul_avx2_supported(const WeightView& w) {
@@ -493,6 +705,17 @@ void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
   Perm perm = Perm::None;
   if (w.format == WeightFormat::MlxAffine && w.bits == 4) perm = Perm::Stride2;
   if (w.format == WeightFormat::MlxAffine && w.bits == 2) perm = Perm::Stride4;
+  if (n == 1) {
+    const bool mlx4 = w.format == WeightFormat::MlxAffine && w.bits == 4;
+    if (mlx4 || w.format == WeightFormat::Q4_0) {
+      thread_local DecodeActs da;
+      decode_acts(x, w.cols, perm, true, mlx4 ? 0.0f : -8.0f, mlx4 ? w.group_size : 0, da);
+      const int64_t pf_tiles = decode_prefetch_tiles();
+      if (!mlx4) return nib_decode<2>(w, da, y, threads, pf_tiles);
+      if (w.group_size == 32) return nib_decode<1>(w, da, y, threads, pf_tiles);
+      return nib_decode<0>(w, da, y, threads, pf_tiles);
+    }
+  }
   thread_local QActs acts;
   quantize_acts(x, n, w.cols, perm, threads, acts);
   switch (w.format) {

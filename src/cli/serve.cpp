@@ -1,0 +1,150 @@
+// optiq serve: mlx_lm.server's flags (unimplemented ones warn, never fail) plus optiq's own.
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "chat/prompt.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "engine/engine.h"
+#include "server/http_server.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace optiq::cli {
+
+namespace {
+server::HttpServer* g_server = nullptr;
+void on_signal(int) {
+  if (g_server) g_server->stop();
+}
+
+std::string read_template_arg(const std::string& v) {
+  // --chat-template takes a file or the template text itself.
+  if (file_exists(v)) return read_text_file(v);
+  return v;
+}
+}  // namespace
+
+int run_serve(int argc, char** argv) {
+  std::string model, host = "127.0.0.1", chat_template, chat_template_args, api_key, allowed_origins = "*",
+              log_level = "info";
+  int port = 8080, max_tokens = 512, max_concurrency = 4, prefill_step = 512, max_queue = 64;
+  engine::SamplingParams defaults;
+  bool use_default_template = false, no_anthropic = false, anthropic = false;
+  // Accepted for mlx_lm.server compatibility; not implemented yet.
+  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_size, pc_bytes, kv_bits, kv_gs,
+      kv_config, qkv_start, adapter, max_kv_size;
+  bool trust_remote_code = false, pipeline = false;
+
+  Flags f("optiq serve --model MODEL [--host H] [--port P] [options]");
+  f.add("model", &model, "model folder or .gguf file");
+  f.add("host", &host, "address to bind (default 127.0.0.1)");
+  f.add("port", &port, "port (default 8080)");
+  f.add("max-tokens", &max_tokens, "default max tokens for requests that give none (default 512)");
+  f.add("temp", &defaults.temperature, "default temperature (default 0.0)");
+  f.add("top-p", &defaults.top_p, "default top-p (default 1.0)");
+  f.add("top-k", &defaults.top_k, "default top-k (default 0 = off)");
+  f.add("min-p", &defaults.min_p, "default min-p (default 0.0)");
+  f.add("chat-template", &chat_template, "chat template file or text (overrides the model's)");
+  f.add_bool("use-default-chat-template", &use_default_template, "use a plain ChatML template when the model has none");
+  f.add("chat-template-args", &chat_template_args, "JSON object passed to the template, e.g. {\"enable_thinking\": false}");
+  f.add("max-concurrency", &max_concurrency, "sequences generated at once (default 4)");
+  f.add("max-concurrent", &max_concurrency, "alias of --max-concurrency");
+  f.add("max-queue", &max_queue, "requests waiting beyond those before the server answers 429/529 (default 64)");
+  f.add("prefill-step-size", &prefill_step, "prompt tokens per engine step (default 512)");
+  f.add("allowed-origins", &allowed_origins, "CORS allowed origins, comma-separated (default *)");
+  f.add("api-key", &api_key, "require this key (Authorization: Bearer or x-api-key) on /v1 routes");
+  f.add_bool("anthropic", &anthropic, "serve the Anthropic Messages API (default on)");
+  f.add_bool("no-anthropic", &no_anthropic, "do not serve /v1/messages");
+  f.add("log-level", &log_level, "debug | info | warning | error (default info)");
+  f.add("adapter-path", &adapter_path, "(accepted; adapters are not implemented yet)");
+  f.add("adapter", &adapter, "(accepted; adapters are not implemented yet)");
+  f.add("draft-model", &draft_model, "(accepted; speculative decoding is not implemented)");
+  f.add("num-draft-tokens", &num_draft, "(accepted; speculative decoding is not implemented)");
+  f.add_bool("trust-remote-code", &trust_remote_code, "(accepted; no effect)");
+  f.add_bool("pipeline", &pipeline, "(accepted; no effect)");
+  f.add("decode-concurrency", &decode_conc, "(accepted; see --max-concurrency)");
+  f.add("prompt-concurrency", &prompt_conc, "(accepted; see --max-concurrency)");
+  f.add("prompt-cache-size", &pc_size, "(accepted; prefix caching is not implemented yet)");
+  f.add("prompt-cache-bytes", &pc_bytes, "(accepted; prefix caching is not implemented yet)");
+  f.add("kv-bits", &kv_bits, "(accepted; the quantized KV cache is not implemented yet)");
+  f.add("kv-group-size", &kv_gs, "(accepted; the quantized KV cache is not implemented yet)");
+  f.add("kv-config", &kv_config, "(accepted; the quantized KV cache is not implemented yet)");
+  f.add("quantized-kv-start", &qkv_start, "(accepted; the quantized KV cache is not implemented yet)");
+  f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
+  f.parse(argc, argv, 2);
+  if (f.help_requested()) {
+    std::fputs(f.help().c_str(), stdout);
+    return 0;
+  }
+  if (model.empty() && !f.positionals().empty()) model = f.positionals()[0];
+  if (model.empty()) throw Error(ErrorKind::InvalidArgument, "no model given (optiq serve --model MODEL)");
+  if (log_level == "debug" || log_level == "DEBUG") set_log_level(LogLevel::Debug);
+  else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
+  else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
+  const std::pair<const char*, const std::string*> unimplemented[] = {
+      {"--adapter-path", &adapter_path}, {"--adapter", &adapter},        {"--draft-model", &draft_model},
+      {"--num-draft-tokens", &num_draft}, {"--prompt-cache-size", &pc_size}, {"--prompt-cache-bytes", &pc_bytes},
+      {"--kv-bits", &kv_bits},           {"--kv-group-size", &kv_gs},    {"--kv-config", &kv_config},
+      {"--quantized-kv-start", &qkv_start}, {"--max-kv-size", &max_kv_size}};
+  for (auto& [name, val] : unimplemented)
+    if (!val->empty()) OPTIQ_LOG_WARN("%s is accepted but not implemented yet; ignoring it", name);
+  if (port < 0 || port > 65535) throw Error(ErrorKind::InvalidArgument, "--port must be 0-65535");
+  if (max_concurrency < 1) throw Error(ErrorKind::InvalidArgument, "--max-concurrency must be >= 1");
+  if (!chat_template_args.empty()) {
+    try {
+      if (!nlohmann::json::parse(chat_template_args).is_object()) throw std::runtime_error("not an object");
+    } catch (const std::exception&) {
+      throw Error(ErrorKind::InvalidArgument, "--chat-template-args must be a JSON object");
+    }
+  }
+
+  OPTIQ_LOG_INFO("loading %s", model.c_str());
+  engine::LoadedModel lm = engine::LoadedModel::load(model);
+  const auto& info = lm.tokenizer->info();
+  std::string tmpl = chat_template.empty() ? info.chat_template : read_template_arg(chat_template);
+  if (tmpl.empty() && use_default_template)
+    tmpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  std::unique_ptr<chat::PromptBuilder> prompts;
+  if (!tmpl.empty()) prompts = std::make_unique<chat::PromptBuilder>(tmpl, chat::PromptOptions{info.bos_token, info.eos_token, chat_template_args});
+  else OPTIQ_LOG_WARN("the model has no chat template: /v1/chat/completions and /v1/messages will answer 400 (use --chat-template)");
+
+  engine::EngineOptions eo;
+  eo.max_concurrency = max_concurrency;
+  eo.max_queue = max_queue;
+  eo.prefill_chunk = prefill_step;
+  engine::Engine eng(lm, eo);
+
+  server::ServerOptions so;
+  so.host = host;
+  so.port = port;
+  so.model_id = model;
+  so.api_key = api_key;
+  so.allowed_origins.clear();
+  for (size_t s = 0; s <= allowed_origins.size();) {
+    size_t c = allowed_origins.find(',', s);
+    if (c == std::string::npos) c = allowed_origins.size();
+    if (c > s) so.allowed_origins.push_back(allowed_origins.substr(s, c - s));
+    s = c + 1;
+  }
+  so.anthropic = !no_anthropic;
+  so.default_max_tokens = max_tokens;
+  so.default_sampling = defaults;
+  if (host != "127.0.0.1" && host != "localhost" && host != "::1" && api_key.empty())
+    OPTIQ_LOG_WARN("binding %s without --api-key: anyone who can reach this address can use the model", host.c_str());
+  server::HttpServer srv(eng, prompts.get(), so);
+  g_server = &srv;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  OPTIQ_LOG_INFO("serving %s on http://%s:%d (OpenAI /v1/chat/completions, /v1/completions%s)", model.c_str(), host.c_str(),
+                 port, so.anthropic ? ", Anthropic /v1/messages" : "");
+  bool ok = srv.listen();
+  g_server = nullptr;
+  if (!ok) throw Error(ErrorKind::InvalidArgument, "cannot listen on " + host + ":" + std::to_string(port));
+  return 0;
+}
+
+}  // namespace optiq::cli

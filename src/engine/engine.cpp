@@ -1,0 +1,224 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+
+#include "engine/stop_matcher.h"
+#include "util/error.h"
+#include "util/log.h"
+
+namespace optiq::engine {
+
+// ---- RequestHandle ----
+
+bool RequestHandle::next(GenerationEvent& ev, std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (!cv_.wait_for(lock, timeout, [&] { return !events_.empty(); })) return false;
+  ev = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+void RequestHandle::push(GenerationEvent ev) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    events_.push_back(std::move(ev));
+  }
+  cv_.notify_one();
+}
+
+// ---- Sequence: one request's state while it runs ----
+
+struct Engine::Sequence {
+  std::shared_ptr<RequestHandle> handle;
+  EngineRequest req;
+  int32_t kv_seq = -1;
+  size_t prefilled = 0;             // prompt tokens already in the KV cache
+  std::vector<int32_t> context;     // prompt + generated
+  int generated = 0;
+  int32_t pending_token = -1;       // sampled, not yet fed back through the model
+  std::unique_ptr<Sampler> sampler;
+  std::unique_ptr<tokenizer::StreamingDetokenizer> detok;
+  std::unique_ptr<StopMatcher> stops;
+  std::unique_ptr<chat::OutputParser> parser;
+  std::vector<SampledToken> pending_logprobs;
+  bool done = false;
+};
+
+Engine::Engine(const LoadedModel& lm, EngineOptions opts) : lm_(lm), opts_(opts) {
+  context_length_ = opts.context_length > 0 ? opts.context_length : lm.model->config().max_position_embeddings;
+  cache_ = lm.model->make_cache();
+  worker_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  worker_.join();
+}
+
+std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
+  if (req.prompt.empty()) throw Error(ErrorKind::InvalidArgument, "the prompt is empty");
+  const int32_t vocab = lm_.model->config().vocab_size;
+  for (int32_t t : req.prompt)
+    if (t < 0 || t >= vocab) throw Error(ErrorKind::InvalidArgument, "prompt token id " + std::to_string(t) + " is outside the vocabulary");
+  if (int(req.prompt.size()) >= context_length_)
+    throw Error(ErrorKind::InvalidArgument, "prompt is too long: " + std::to_string(req.prompt.size()) + " tokens > " +
+                                                std::to_string(context_length_ - 1) + " maximum");
+  req.max_tokens = std::min(req.max_tokens, context_length_ - int(req.prompt.size()));
+  auto s = std::make_unique<Sequence>();
+  s->handle = std::make_shared<RequestHandle>();
+  s->req = std::move(req);
+  auto handle = s->handle;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (int(waiting_.size()) >= opts_.max_queue) throw Error(ErrorKind::Overloaded, "the server is busy: too many queued requests");
+    waiting_.push_back(std::move(s));
+  }
+  cv_.notify_one();
+  return handle;
+}
+
+void Engine::run() {
+  std::vector<std::unique_ptr<Sequence>> running;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running.empty(); });
+      if (stopping_) break;
+      while (!waiting_.empty() && int(running.size()) < opts_.max_concurrency) {
+        running.push_back(std::move(waiting_.front()));
+        waiting_.pop_front();
+      }
+    }
+    for (auto& s : running) {
+      if (s->kv_seq >= 0) continue;
+      s->kv_seq = cache_->create_sequence();
+      s->context = s->req.prompt;
+      s->sampler = std::make_unique<Sampler>(s->req.sampling);
+      s->detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
+      s->stops = std::make_unique<StopMatcher>(s->req.stop);
+      s->parser = std::make_unique<chat::OutputParser>(s->req.output_format, s->req.tools_requested);
+    }
+    try {
+      step(running);
+    } catch (const std::exception& e) {
+      OPTIQ_LOG_WARN("engine step failed: %s", e.what());
+      for (auto& s : running) {
+        GenerationEvent ev;
+        ev.kind = GenerationEvent::Kind::Error;
+        ev.http_status = 500;
+        ev.error = std::string("generation failed: ") + e.what();
+        s->handle->push(std::move(ev));
+        s->done = true;
+      }
+    }
+    for (auto& s : running)
+      if (s->done || s->handle->cancelled()) {
+        cache_->release_sequence(s->kv_seq);
+        s.reset();
+      }
+    running.erase(std::remove(running.begin(), running.end(), nullptr), running.end());
+  }
+}
+
+void Engine::step(std::vector<std::unique_ptr<Sequence>>& running) {
+  model::Batch batch;
+  std::vector<Sequence*> logit_rows;  // which sequence each logits row belongs to
+  int budget = opts_.prefill_chunk;
+  for (auto& sp : running) {
+    Sequence& s = *sp;
+    if (s.handle->cancelled()) continue;
+    if (s.prefilled < s.req.prompt.size()) {
+      size_t n = std::min(s.req.prompt.size() - s.prefilled, size_t(std::max(budget, 1)));
+      budget -= int(n);
+      for (size_t i = 0; i < n; ++i) {
+        size_t p = s.prefilled + i;
+        bool last = p + 1 == s.req.prompt.size();
+        batch.add(s.req.prompt[p], int32_t(p), s.kv_seq, last);
+        if (last) logit_rows.push_back(&s);
+      }
+      s.prefilled += n;
+      if (s.prefilled < s.req.prompt.size()) {
+        GenerationEvent ev;
+        ev.kind = GenerationEvent::Kind::Progress;
+        ev.prompt_tokens = int(s.prefilled);
+        ev.prompt_total = int(s.req.prompt.size());
+        s.handle->push(std::move(ev));
+      }
+    } else if (s.pending_token >= 0) {
+      batch.add(s.pending_token, int32_t(s.context.size() - 1), s.kv_seq, true);
+      logit_rows.push_back(&s);
+      s.pending_token = -1;
+    }
+  }
+  if (batch.size() == 0) return;
+  const int32_t vocab = lm_.model->config().vocab_size;
+  std::vector<float> logits(logit_rows.size() * size_t(vocab));
+  lm_.model->forward(batch, *cache_, logits.data());
+  for (size_t i = 0; i < logit_rows.size(); ++i) {
+    Sequence& s = *logit_rows[i];
+    if (s.req.max_tokens <= 0) {
+      finish(s, "length");
+      continue;
+    }
+    SampledToken tok = s.sampler->sample(&logits[i * size_t(vocab)], vocab, s.context, size_t(s.generated));
+    s.context.push_back(tok.id);
+    s.generated++;
+    if (lm_.is_eos(tok.id)) {
+      finish(s, "stop");
+      continue;
+    }
+    emit_token(s, tok);
+    if (s.done) continue;
+    if (s.generated >= s.req.max_tokens) {
+      finish(s, "length");
+      continue;
+    }
+    s.pending_token = tok.id;
+  }
+}
+
+void Engine::emit_token(Sequence& s, const SampledToken& tok) {
+  if (s.req.logprobs) s.pending_logprobs.push_back(tok);
+  std::string text = s.stops->push(s.detok->push(tok.id));
+  std::vector<GenerationEvent> evs = s.parser->push(text);
+  for (auto& ev : evs) {
+    if (ev.kind == GenerationEvent::Kind::Text && !s.pending_logprobs.empty()) ev.tokens.swap(s.pending_logprobs);
+    s.handle->push(std::move(ev));
+  }
+  if (s.stops->stopped()) finish(s, "stop");
+}
+
+void Engine::finish(Sequence& s, const std::string& reason) {
+  if (s.done) return;
+  std::vector<GenerationEvent> evs;
+  if (!s.stops->stopped()) {
+    std::string tail = s.stops->push(s.detok->flush());
+    tail += s.stops->flush();
+    evs = s.parser->push(tail);
+  }
+  for (auto& ev : s.parser->finish()) evs.push_back(std::move(ev));
+  for (auto& ev : evs) {
+    if (ev.kind == GenerationEvent::Kind::Text && !s.pending_logprobs.empty()) ev.tokens.swap(s.pending_logprobs);
+    s.handle->push(std::move(ev));
+  }
+  GenerationEvent done;
+  done.kind = GenerationEvent::Kind::Done;
+  done.finish_reason = s.parser->saw_tool_call() && reason == "stop" ? "tool_calls" : reason;
+  done.stop_sequence = s.stops->matched();
+  done.prompt_tokens = int(s.req.prompt.size());
+  done.completion_tokens = s.generated;
+  if (!s.pending_logprobs.empty()) {
+    GenerationEvent lp;
+    lp.kind = GenerationEvent::Kind::Text;
+    lp.tokens.swap(s.pending_logprobs);
+    s.handle->push(std::move(lp));
+  }
+  s.handle->push(std::move(done));
+  s.done = true;
+}
+
+}  // namespace optiq::engine

@@ -1,0 +1,159 @@
+// Drives `optiq serve` with the official OpenAI and Anthropic SDKs on a loopback port. The model is
+// stories260K (../shared): a real trained Llama whose greedy continuations llama.cpp recorded, so the
+// text of every greedy request is known exactly.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import OpenAI from 'openai';
+import Anthropic from '@anthropic-ai/sdk';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '../..');
+const shared = process.env.OPTIQ_SHARED_DIR || path.resolve(root, '../shared');
+const modelDir = path.join(shared, 'models/stories260K-hf');
+const bin = process.env.OPTIQ_BIN || path.join(root, 'build/optiq');
+const missing = !existsSync(modelDir) ? `shared model not found: ${modelDir}` : !existsSync(bin) ? `optiq binary not found: ${bin}` : '';
+if (missing && process.env.CI === 'true') throw new Error(missing);
+const skip = missing ? { skip: missing } : {};
+
+const golden = missing ? null : JSON.parse(readFileSync(path.join(shared, 'golden/stories260K.json'), 'utf8'));
+const once = golden?.cases.find((c) => c.prompt === 'Once upon a time');
+
+let server, base;
+
+before(async () => {
+  if (missing) return;
+  server = spawn(bin, ['serve', '--model', modelDir, '--port', '0', '--max-concurrency', '2',
+    '--chat-template', path.join(root, 'tests/data/server/stories_template.jinja')], { stdio: ['ignore', 'ignore', 'pipe'] });
+  base = await new Promise((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
+    server.stderr.on('data', (d) => {
+      log += d;
+      const m = /listening on (http:\/\/[^\s]+)/.exec(log);
+      if (m) { clearTimeout(timer); resolve(m[1]); }
+    });
+    server.on('exit', (code) => reject(new Error(`server exited ${code}:\n${log}`)));
+  });
+});
+
+after(() => server?.kill('SIGTERM'));
+
+const openai = () => new OpenAI({ baseURL: base + '/v1', apiKey: 'not-used', maxRetries: 0 });
+const anthropic = () => new Anthropic({ baseURL: base, apiKey: 'not-used', maxRetries: 0 });
+
+test('OpenAI completions: greedy text equals llama.cpp', skip, async () => {
+  const r = await openai().completions.create({ model: 'stories', prompt: once.prompt, max_tokens: 64, temperature: 0 });
+  assert.equal(r.object, 'text_completion');
+  assert.equal(r.model, 'stories');
+  assert.equal(r.choices[0].text, once.greedy_text);
+  assert.equal(r.choices[0].finish_reason, 'length');
+  assert.deepEqual([r.usage.prompt_tokens, r.usage.completion_tokens, r.usage.total_tokens], [5, 64, 69]);
+});
+
+test('OpenAI chat, streamed with usage: same text, role first, finish_reason last', skip, async () => {
+  const stream = await openai().chat.completions.create({
+    model: 'local', messages: [{ role: 'user', content: once.prompt }], max_tokens: 64, stream: true,
+    stream_options: { include_usage: true },
+  });
+  let text = '', chunks = [], usage = null;
+  for await (const c of stream) {
+    chunks.push(c);
+    if (c.usage) usage = c.usage;
+    for (const ch of c.choices) text += ch.delta?.content ?? '';
+  }
+  assert.equal(chunks[0].choices[0].delta.role, 'assistant');
+  const last = chunks.filter((c) => c.choices.length).at(-1);
+  assert.equal(last.choices[0].finish_reason, 'length');
+  assert.equal(text, once.greedy_text);
+  assert.equal(usage.completion_tokens, 64);
+});
+
+test('OpenAI chat: a stop string ends the text before it', skip, async () => {
+  const r = await openai().chat.completions.create({
+    model: 'local', messages: [{ role: 'user', content: once.prompt }], max_tokens: 64, stop: ['Lily'],
+  });
+  assert.equal(r.choices[0].message.content, ', there was a little girl named ');
+  assert.equal(r.choices[0].finish_reason, 'stop');
+});
+
+test('Anthropic messages: exact text, stop_reason max_tokens, usage', skip, async () => {
+  const m = await anthropic().messages.create({
+    model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: once.prompt }],
+  });
+  assert.equal(m.type, 'message');
+  assert.equal(m.role, 'assistant');
+  assert.equal(m.model, 'claude-sonnet-4-5');
+  assert.equal(m.content[0].type, 'text');
+  assert.equal(m.content[0].text, once.greedy_text);
+  assert.equal(m.stop_reason, 'max_tokens');
+  assert.equal(m.usage.input_tokens, 5);
+  assert.equal(m.usage.output_tokens, 64);
+});
+
+test('Anthropic stream helper: events in order, final message', skip, async () => {
+  const s = anthropic().messages.stream({
+    model: 'local', max_tokens: 20, messages: [{ role: 'user', content: once.prompt }], stop_sequences: ['girl'],
+  });
+  const types = [];
+  s.on('streamEvent', (e) => types.push(e.type));
+  const m = await s.finalMessage();
+  assert.equal(m.content[0].text, ', there was a little ');
+  assert.equal(m.stop_reason, 'stop_sequence');
+  assert.equal(m.stop_sequence, 'girl');
+  assert.equal(types[0], 'message_start');
+  assert.ok(types.includes('content_block_start') && types.includes('content_block_stop'));
+  assert.deepEqual(types.slice(-2), ['message_delta', 'message_stop']);
+});
+
+test('Anthropic count_tokens', skip, async () => {
+  const r = await anthropic().messages.countTokens({ model: 'local', messages: [{ role: 'user', content: once.prompt }] });
+  assert.equal(r.input_tokens, 5);
+});
+
+test('models list serves both SDKs', skip, async () => {
+  const page = await openai().models.list();
+  assert.equal(page.data.length, 1);
+  const a = await anthropic().models.list();
+  assert.equal(a.data.length, 1);
+});
+
+test('bad requests get each API\'s error shape and the server keeps serving', skip, async () => {
+  const post = (p, body, headers = {}) => fetch(base + p, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+  let r = await post('/v1/chat/completions', '{not json');
+  assert.equal(r.status, 400);
+  let j = await r.json();
+  assert.equal(j.error.type, 'invalid_request_error');
+  r = await post('/v1/messages', JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }] }));
+  assert.equal(r.status, 400);
+  j = await r.json();
+  assert.equal(j.type, 'error');
+  assert.equal(j.error.type, 'invalid_request_error');
+  assert.match(j.error.message, /max_tokens/);
+  r = await post('/v1/chat/completions', JSON.stringify({ model: 'x', messages: [], max_tokens: 5 }));
+  assert.equal(r.status, 400);
+  r = await post('/v1/chat/completions', JSON.stringify({ model: 'x', messages: [{ role: 'user', content: 'hi' }], n: 3 }));
+  assert.equal(r.status, 400);
+  r = await fetch(base + '/v1/nothing');
+  assert.equal(r.status, 404);
+  r = await post('/v1/messages?beta=true', JSON.stringify({ model: 'x', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }));
+  assert.equal(r.status, 200);
+  const h = await fetch(base + '/health');
+  assert.equal(h.status, 200);
+});
+
+test('a client that disconnects mid-stream does not stop the server', skip, async () => {
+  const ac = new AbortController();
+  const r = await fetch(base + '/v1/chat/completions', {
+    method: 'POST', signal: ac.signal, headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ model: 'x', messages: [{ role: 'user', content: once.prompt }], max_tokens: 400, stream: true }),
+  });
+  const reader = r.body.getReader();
+  await reader.read();
+  ac.abort();
+  const again = await openai().completions.create({ model: 'stories', prompt: once.prompt, max_tokens: 8 });
+  assert.equal(again.choices[0].text, once.greedy_text.slice(0, again.choices[0].text.length));
+});
