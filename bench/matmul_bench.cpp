@@ -1,9 +1,10 @@
 // Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=128/512 (prefill) per format and shape.
-// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name]
+// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols]
 //   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -111,17 +112,23 @@ double time_it(F&& f, double min_total) {
 
 int main(int argc, char** argv) {
   bool quick = false, with_ref = false, n1_only = false;
+  long long extra_rows = 0, extra_cols = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--ref")) with_ref = true;
     if (!std::strcmp(argv[i], "--n1")) n1_only = true;
     if (!std::strcmp(argv[i], "--fmt") && i + 1 < argc) only = argv[++i];
+    if (!std::strcmp(argv[i], "--shape") && i + 2 < argc) {  // only this shape
+      extra_rows = std::atoll(argv[++i]);
+      extra_cols = std::atoll(argv[++i]);
+    }
   }
   std::printf("isa=%s threads=%d\n", isa_name(active_isa()), compute_threads());
   struct Shape { int64_t rows, cols; };
   std::vector<Shape> shapes = {{3072, 1024}, {1024, 3072}, {151936, 1024}};
   if (quick) shapes.pop_back();
+  if (extra_rows > 0) shapes = {{extra_rows, extra_cols}};
   struct Fmt { const char* name; WeightFormat f; int bits; };
   const Fmt fmts[] = {{"mlx4g64", WeightFormat::MlxAffine, 4}, {"q4_0", WeightFormat::Q4_0, 0},
                       {"q8_0", WeightFormat::Q8_0, 0},        {"bf16", WeightFormat::BF16, 0},

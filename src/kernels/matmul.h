@@ -14,6 +14,8 @@
 //        |matmul - matmul_ref| <= Σ_b (dx_b / 2) · Σ_{i∈b} |w_i - wb_b|   (+ f32 rounding)
 //    (a worst-case bound: per-element rounding errors are independent and mostly cancel). Same class
 //    of error as llama.cpp's Q8 activations. tests/kernels/matmul_test.cpp checks exactly this bound.
+//    The n == 1 kernels for MLX 4-bit and Q4_0 (qmatmul_avx2.cpp, "decode") use the same int8
+//    activations and integer dots, so the same bound holds; only the f32 summation order differs.
 #include "kernels/weight.h"
 
 namespace optiq::kernels {

@@ -571,82 +571,145 @@ inline int64_t decode_prefetch_tiles() {  // OPTIQ_PF_TILES: tuning knob for exp
 }
 
 // Decode rows tile. Format K:
-//   0 = MLX 4-bit (scales per group >= 64 elements: broadcast), 1 = MLX 4-bit group 32,
-//   2 = Q4_0.
+//   0 = MLX 4-bit group 64, 3 = MLX 4-bit group 128/256/... (scale broadcast per pair),
+//   1 = MLX 4-bit group 32 (two scales per pair), 2 = Q4_0 (f16 scale per block, offset -8).
 struct NibDesc {
   const uint8_t* data;
   size_t row_bytes;
-  // MLX: per-row f32 scales for the tile rows (groups each), group shift (pair -> group).
-  const float* sc;
+  // MLX: scratch for the tile rows' f32 scales (groups each), group shift (pair -> group),
+  // the raw scales/biases of the whole matrix.
+  float* sc;
   int64_t groups;
   int gshift;
+  const uint8_t* scales;
+  const uint8_t* biases;
+  DType pdt;
 };
 
+OPTIQ_INLINE __m256 load_params8(const uint8_t* p, DType dt) {
+  if (dt == DType::BF16)
+    return _mm256_castsi256_ps(
+        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  if (dt == DType::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+}
+
+// MLX row r: its group scales as f32 into sc[groups]; returns lanes summing to Σ_g bias_g * xsg_g
+// (bias_g + 128 * scale_g when bias128, for 8 bits fed as q - 128).
+OPTIQ_INLINE __m256 mlx_row_params(const NibDesc& d, int64_t r, const float* xsg, float* sc,
+                                   bool bias128 = false) {
+  const size_t pb = d.pdt == DType::F32 ? 4 : 2;
+  const uint8_t* sp = d.scales + size_t(r * d.groups) * pb;
+  const uint8_t* bp = d.biases + size_t(r * d.groups) * pb;
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= d.groups; g += 8) {
+    const __m256 sv = load_params8(sp + g * pb, d.pdt);
+    __m256 bv = load_params8(bp + g * pb, d.pdt);
+    if (bias128) bv = _mm256_fmadd_ps(sv, _mm256_set1_ps(128.0f), bv);
+    _mm256_storeu_ps(sc + g, sv);
+    acc = _mm256_fmadd_ps(bv, _mm256_loadu_ps(xsg + g), acc);
+  }
+  float tail = 0.0f;
+  for (; g < d.groups; ++g) {
+    sc[g] = quant::load_param(sp, g, d.pdt);
+    float bv = quant::load_param(bp, g, d.pdt);
+    if (bias128) bv += 128.0f * sc[g];
+    tail += bv * xsg[g];
+  }
+  return _mm256_add_ps(acc, _mm256_setr_ps(tail, 0, 0, 0, 0, 0, 0, 0));
+}
+
+// One 64-weight step of one row: acc += (scaled) dot of the row's pair p with the activations.
+template <int K>
+OPTIQ_INLINE __m256 nib_step(const uint8_t* row, const float* sc, int gshift, int64_t p, int64_t pf,
+                             __m256i xa, __m256i xb, __m256 dxv, __m256 offv, __m256i m4,
+                             __m256i ones, __m256i perm01, __m256 acc) {
+  __m256i w;
+  if constexpr (K == 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + 36 * p + pf), _MM_HINT_T0);
+    w = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row + 36 * p + 20),
+                            reinterpret_cast<const __m128i*>(row + 36 * p + 2));
+  } else {
+    _mm_prefetch(reinterpret_cast<const char*>(row + 32 * p + pf), _MM_HINT_T0);
+    w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * p));
+  }
+  const __m256i lo = _mm256_and_si256(w, m4);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+  const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
+  const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+  if constexpr (K == 0) {  // group 64
+    return _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), _mm256_broadcast_ss(sc + p), acc);
+  } else if constexpr (K == 3) {  // group 128, 256, ...
+    return _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), _mm256_broadcast_ss(sc + (p >> gshift)), acc);
+  } else if constexpr (K == 1) {  // group 32: [s_2p x4 | s_2p+1 x4]
+    double s2;
+    std::memcpy(&s2, sc + 2 * p, 8);
+    const __m256 s = _mm256_permutevar8x32_ps(_mm256_castpd_ps(_mm256_set1_pd(s2)), perm01);
+    return _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s, acc);
+  } else {  // Q4_0: d_b * (dx_b * dot - 8 * xs_b)
+    uint16_t h0, h1;
+    std::memcpy(&h0, row + 36 * p, 2);
+    std::memcpy(&h1, row + 36 * p + 18, 2);
+    const __m128i hh = _mm_cvtsi32_si128(int(uint32_t(h0) | (uint32_t(h1) << 16)));
+    const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hh)), perm01);
+    return _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, offv), s, acc);
+  }
+}
+
 template <int K, int RW>
-OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int64_t pf_dist,
-                           float* out) {
+OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int64_t pf, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
-  const uint8_t* row[RW];
-  for (int i = 0; i < RW; ++i) row[i] = d.data + size_t(r + i) * d.row_bytes;
-  __m256 acc[RW];
-#pragma GCC unroll 8
-  for (int i = 0; i < RW; ++i) acc[i] = _mm256_setzero_ps();
-  const int64_t np = a.np;
   const __m256i perm01 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
-  for (int64_t p = 0; p < np; ++p) {
-    const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p));
-    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p + 32));
-    const __m256 dxv = _mm256_loadu_ps(a.dxv.data() + 8 * p);
-    [[maybe_unused]] __m256 offv;
-    if constexpr (K == 2) offv = _mm256_loadu_ps(a.offv.data() + 8 * p);
-#pragma GCC unroll 8
-    for (int i = 0; i < RW; ++i) {
-      __m256i w;
-      if constexpr (K == 2) {
-        if (pf_dist) _mm_prefetch(reinterpret_cast<const char*>(row[i] + 36 * p + pf_dist), _MM_HINT_T0);
-        w = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row[i] + 36 * p + 20),
-                                reinterpret_cast<const __m128i*>(row[i] + 36 * p + 2));
-      } else {
-        if (pf_dist && !(p & 1))
-          _mm_prefetch(reinterpret_cast<const char*>(row[i] + 32 * p + pf_dist), _MM_HINT_T0);
-        w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row[i] + 32 * p));
-      }
-      const __m256i lo = _mm256_and_si256(w, m4);
-      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-      const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
-      const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
-      if constexpr (K == 0) {
-        const __m256 s = _mm256_broadcast_ss(d.sc + i * d.groups + (p >> d.gshift));
-        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s, acc[i]);
-      } else if constexpr (K == 1) {
-        double s2;
-        std::memcpy(&s2, d.sc + i * d.groups + 2 * p, 8);
-        const __m256 s = _mm256_permutevar8x32_ps(_mm256_castpd_ps(_mm256_set1_pd(s2)), perm01);
-        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s, acc[i]);
-      } else {
-        uint16_t h0, h1;
-        std::memcpy(&h0, row[i] + 36 * p, 2);
-        std::memcpy(&h1, row[i] + 36 * p + 18, 2);
-        const __m128i hh = _mm_cvtsi32_si128(int(uint32_t(h0) | (uint32_t(h1) << 16)));
-        const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hh)), perm01);
-        acc[i] = _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, offv), s, acc[i]);
-      }
-    }
+  const uint8_t* r0 = d.data + size_t(r) * d.row_bytes;
+  const uint8_t* r1 = r0 + d.row_bytes;
+  const uint8_t* r2 = r1 + d.row_bytes;
+  const uint8_t* r3 = r2 + d.row_bytes;
+  const float* s0 = d.sc;
+  const float* s1 = s0 + d.groups;
+  const float* s2 = s1 + d.groups;
+  const float* s3 = s2 + d.groups;
+  const int gs = d.gshift;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+  if constexpr (K != 2) {
+    const float* xsg = a.xsg.data();
+    acc0 = mlx_row_params(d, r, xsg, d.sc);
+    if constexpr (RW > 1) acc1 = mlx_row_params(d, r + 1, xsg, d.sc + d.groups);
+    if constexpr (RW > 2) acc2 = mlx_row_params(d, r + 2, xsg, d.sc + 2 * d.groups);
+    if constexpr (RW > 3) acc3 = mlx_row_params(d, r + 3, xsg, d.sc + 3 * d.groups);
   }
-  for (int i = 0; i < RW; ++i) out[i] = hsum(acc[i]);
+  const int64_t np = a.np;
+  const int8_t* xq = a.q.data();
+  const float* dxp = a.dxv.data();
+  const float* ofp = a.offv.data();
+  for (int64_t p = 0; p < np; ++p) {
+    const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 64 * p));
+    const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 64 * p + 32));
+    const __m256 dxv = _mm256_loadu_ps(dxp + 8 * p);
+    const __m256 offv = K == 2 ? _mm256_loadu_ps(ofp + 8 * p) : dxv;
+    acc0 = nib_step<K>(r0, s0, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc0);
+    if constexpr (RW > 1) acc1 = nib_step<K>(r1, s1, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc1);
+    if constexpr (RW > 2) acc2 = nib_step<K>(r2, s2, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc2);
+    if constexpr (RW > 3) acc3 = nib_step<K>(r3, s3, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc3);
+  }
+  out[0] = hsum(acc0);
+  if constexpr (RW > 1) out[1] = hsum(acc1);
+  if constexpr (RW > 2) out[2] = hsum(acc2);
+  if constexpr (RW > 3) out[3] = hsum(acc3);
   if (2 * np < a.nb) {  // odd trailing block (block layout, not pair layout)
     const int64_t b = a.nb - 1;
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 32 * b));
+    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
+    const uint8_t* rows[4] = {r0, r1, r2, r3};
     for (int i = 0; i < RW; ++i) {
-      const uint8_t* p = K == 2 ? row[i] + 18 * b + 2 : row[i] + 16 * b;
+      const uint8_t* p = K == 2 ? rows[i] + 18 * b + 2 : rows[i] + 16 * b;
       const int32_t isum = hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_lo_hi(p), xv), ones));
       const float v = a.dx[size_t(b)] * float(isum);
       if constexpr (K == 2) {
-        const float dd = f16(row[i] + 18 * b);
+        const float dd = f16(rows[i] + 18 * b);
         out[i] += dd * v - 8.0f * dd * a.xs[size_t(b)];
       } else {
-        out[i] += d.sc[i * d.groups + b] * v;  // K == 1 here: a group per block
+        out[i] += d.sc[i * d.groups + b] * v;  // group 32 here: a group per block
       }
     }
   }
@@ -656,33 +719,20 @@ template <int K>
 void nib_decode(const WeightView& w, const DecodeActs& a, float* y, int threads, int64_t pf_tiles) {
   constexpr bool mlx = K != 2;
   const int64_t groups = mlx ? w.cols / w.group_size : 0;
-  const size_t pb = mlx ? quant::param_bytes(w.scale_dtype) : 0;
   int gshift = 0;
   if (mlx)
     while ((int64_t(64) << gshift) < w.group_size) ++gshift;
   decode_rows(w.rows, kDecodeRows, threads, [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> sc, bi;
+    thread_local std::vector<float> sc;
     sc.resize(size_t(kDecodeRows * groups));
-    bi.resize(size_t(groups));
-    const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift};
+    const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift, w.scales, w.biases, w.scale_dtype};
     const int64_t pf = pf_tiles * kDecodeRows * int64_t(w.row_bytes);
-    for (int64_t r = r0; r < r1; r += kDecodeRows) {
-      const int rw = int(std::min<int64_t>(kDecodeRows, r1 - r));
-      float out[kDecodeRows] = {}, o[kDecodeRows];
-      if constexpr (mlx) {
-        for (int i = 0; i < rw; ++i) {
-          params_to_f32(w.scales + size_t((r + i) * groups) * pb, groups, w.scale_dtype,
-                        sc.data() + i * groups);
-          params_to_f32(w.biases + size_t((r + i) * groups) * pb, groups, w.scale_dtype, bi.data());
-          out[i] = dot_f32(bi.data(), a.xsg.data(), groups);
-        }
-      }
-      if (rw == kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, r + 2 * kDecodeRows <= r1 ? pf : 0, o);
-      else if (rw == 3) nib_tile<K, 3>(d, r, a, 0, o);
-      else if (rw == 2) nib_tile<K, 2>(d, r, a, 0, o);
-      else nib_tile<K, 1>(d, r, a, 0, o);
-      for (int i = 0; i < rw; ++i) y[r + i] = out[i] + o[i];
-    }
+    int64_t r = r0;
+    for (; r + kDecodeRows <= r1; r += kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, pf, y + r);
+    const int64_t rw = r1 - r;
+    if (rw == 3) nib_tile<K, 3>(d, r, a, pf, y + r);
+    if (rw == 2) nib_tile<K, 2>(d, r, a, pf, y + r);
+    if (rw == 1) nib_tile<K, 1>(d, r, a, pf, y + r);
   });
 }
 
@@ -713,7 +763,8 @@ void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
       const int64_t pf_tiles = decode_prefetch_tiles();
       if (!mlx4) return nib_decode<2>(w, da, y, threads, pf_tiles);
       if (w.group_size == 32) return nib_decode<1>(w, da, y, threads, pf_tiles);
-      return nib_decode<0>(w, da, y, threads, pf_tiles);
+      if (w.group_size == 64) return nib_decode<0>(w, da, y, threads, pf_tiles);
+      return nib_decode<3>(w, da, y, threads, pf_tiles);
     }
   }
   thread_local QActs acts;

@@ -259,6 +259,21 @@ TEST(Matmul, LargerShapesThreaded) {
   }
 }
 
+// Decode (n = 1) kernels for 4-bit formats: row tiles of 4 with 1-3 leftover rows, pairs of blocks
+// with an odd trailing block, contiguous per-thread row ranges.
+TEST(Matmul, DecodeFourBitTails) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  uint32_t seed = 500;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::F16},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::F32},
+                         Spec{WeightFormat::MlxAffine, 4, 256, DType::BF16}})
+    for (int64_t rows : {1, 2, 3, 5, 6, 11, 64})
+      for (int64_t cols : {int64_t(96), int64_t(160), int64_t(512), int64_t(768)}) {
+        if (sp.format == WeightFormat::MlxAffine && cols % sp.group_size != 0) continue;
+        check_format(sp, rows, cols, 1, seed++);
+      }
+}
+
 TEST(Matmul, InsideParallelRegion) {
   if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
   Spec sp{WeightFormat::Q4_0};
