@@ -1,226 +1,428 @@
 #include "chat/output_parser.h"
 
-#include <nlohmann/json.hpp>
+#include <algorithm>
 #include <random>
+
+#include "chat/output_parser_impl.h"
 
 namespace optiq::chat {
 
-namespace {
+namespace detail {
 
-using Ev = engine::GenerationEvent;
-const std::string kThinkOpen = "<think>", kThinkClose = "</think>";
+size_t first_non_ws(const std::string& s, size_t from) { return s.find_first_not_of(" \t\r\n", from); }
 
-std::string open_tag(ToolCallFormat f) {
-  switch (f) {
-    case ToolCallFormat::Hermes:
-    case ToolCallFormat::Qwen3Coder: return "<tool_call>";
-    case ToolCallFormat::Mistral: return "[TOOL_CALLS]";
-    case ToolCallFormat::Llama3Json: return "<|python_tag|>";
-    case ToolCallFormat::None: return "";
-  }
-  return "";
+bool starts_with(const std::string& s, std::string_view p, size_t at) {
+  return s.size() >= at + p.size() && s.compare(at, p.size(), p) == 0;
+}
+
+// s[at:] is a proper prefix of tag: more input may complete it.
+bool may_become(const std::string& s, std::string_view tag, size_t at) {
+  size_t n = s.size() - at;
+  return n < tag.size() && tag.compare(0, n, std::string_view(s).substr(at)) == 0;
 }
 
 // Length of the longest suffix of s that is a proper prefix of tag.
-size_t partial_suffix(const std::string& s, const std::string& tag) {
+size_t partial_suffix(const std::string& s, std::string_view tag) {
   for (size_t k = std::min(s.size(), tag.size() - 1); k > 0; --k)
     if (s.compare(s.size() - k, k, tag, 0, k) == 0) return k;
   return 0;
 }
 
-std::string call_id() {
-  static thread_local std::mt19937_64 rng{std::random_device{}()};
-  static const char* alnum = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-  std::string id = "call_";
-  for (int i = 0; i < 24; ++i) id += alnum[rng() % 62];
-  return id;
+// Earliest complete occurrence of any tag in s: {position, index of the tag}.
+std::pair<size_t, size_t> find_first(const std::string& s, const std::vector<std::string_view>& tags) {
+  std::pair<size_t, size_t> best{npos, 0};
+  for (size_t i = 0; i < tags.size(); ++i) {
+    size_t p = s.find(tags[i]);
+    if (p < best.first) best = {p, i};
+  }
+  return best;
 }
 
-bool is_space(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
+size_t hold_for(const std::string& s, const std::vector<std::string_view>& tags) {
+  size_t h = 0;
+  for (auto t : tags) h = std::max(h, partial_suffix(s, t));
+  return h;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = first_non_ws(s);
+  if (b == npos) return "";
+  return s.substr(b, s.find_last_not_of(" \t\r\n") - b + 1);
+}
+
+std::string dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
+
+// The inside of a JSON string literal holding s.
+std::string escape_fragment(const std::string& s) {
+  std::string d = dump(ojson(s));
+  return d.substr(1, d.size() - 2);
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+// Bytes at the end of s that begin a UTF-8 character not yet complete.
+size_t utf8_incomplete_tail(const std::string& s) {
+  size_t n = s.size();
+  for (size_t k = 1; k <= 4 && k <= n; ++k) {
+    auto c = static_cast<unsigned char>(s[n - k]);
+    if ((c & 0xC0) == 0x80) continue;
+    size_t len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    return len > k ? k : 0;
+  }
+  return 0;
+}
+
+std::string call_id() {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  static constexpr char kAlnum[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string id = "call_";
+  for (int i = 0; i < 24; ++i) id += kAlnum[rng() % 62];
+  return id;
+}
 
 }  // namespace
 
 OutputFormat detect_output_format(const std::string& t, const std::string& tail) {
+  auto has = [&](const char* s) { return t.find(s) != npos; };
   OutputFormat f;
-  if (t.find("<function=") != std::string::npos && t.find("<parameter=") != std::string::npos)
+  if (has("<function=") && has("<parameter="))
     f.tools = ToolCallFormat::Qwen3Coder;
-  else if (t.find("<tool_call>") != std::string::npos)
+  else if (has("<tool_call>"))
     f.tools = ToolCallFormat::Hermes;
-  else if (t.find("[TOOL_CALLS]") != std::string::npos)
+  else if (has("[TOOL_CALLS]"))
     f.tools = ToolCallFormat::Mistral;
-  else if (t.find("<|python_tag|>") != std::string::npos || t.find("\"parameters\"") != std::string::npos)
+  else if (has("<|python_tag|>") || (has("\"parameters\"") && has("\"name\"")))
     f.tools = ToolCallFormat::Llama3Json;
-  f.thinking = t.find("<think>") != std::string::npos || t.find("</think>") != std::string::npos;
+  f.thinking = has("<think>");
   size_t e = tail.find_last_not_of(" \t\r\n");
-  std::string trimmed = e == std::string::npos ? "" : tail.substr(0, e + 1);
-  f.starts_in_thinking = f.thinking && trimmed.size() >= kThinkOpen.size() &&
-                         trimmed.compare(trimmed.size() - kThinkOpen.size(), kThinkOpen.size(), kThinkOpen) == 0;
+  std::string trimmed = e == npos ? "" : tail.substr(0, e + 1);
+  if (trimmed.size() >= kThinkOpen.size() &&
+      trimmed.compare(trimmed.size() - kThinkOpen.size(), kThinkOpen.size(), kThinkOpen) == 0)
+    f.thinking = f.starts_in_thinking = true;
   return f;
 }
 
-OutputParser::OutputParser(OutputFormat fmt, bool tools_requested)
-    : fmt_(fmt), tools_(tools_requested && fmt.tools != ToolCallFormat::None),
-      state_(fmt.starts_in_thinking ? State::Thinking : State::Start) {}
-
-void OutputParser::emit_text(std::vector<Ev>& out, const std::string& s0, bool reasoning) {
-  std::string s = s0;
-  if (!reasoning && trim_leading_) {
-    size_t p = s.find_first_not_of(" \t\r\n");
-    if (p == std::string::npos) return;
-    s = s.substr(p);
-    trim_leading_ = false;
+OutputParser::Impl::Impl(OutputFormat f, bool tools_requested)
+    : fmt(f), tools(tools_requested && f.tools != ToolCallFormat::None),
+      state(f.starts_in_thinking ? State::Thinking : f.thinking ? State::Start : State::AnswerStart) {
+  if (!tools) return;
+  switch (fmt.tools) {
+    case ToolCallFormat::Hermes: text_tags = {kToolCall}; break;
+    case ToolCallFormat::Qwen3Coder: text_tags = {kToolCall, kFunction}; break;
+    case ToolCallFormat::Llama3Json: text_tags = {kPythonTag}; break;
+    case ToolCallFormat::Mistral: text_tags = {kMistralCalls}; break;
+    case ToolCallFormat::None: break;
   }
+}
+
+void OutputParser::Impl::emit(Ev::Kind kind, const std::string& s) {
   if (s.empty()) return;
-  if (!reasoning && !is_space(s)) seen_content_ = true;
-  Ev::Kind k = reasoning ? Ev::Kind::Reasoning : Ev::Kind::Text;
-  if (!out.empty() && out.back().kind == k) {
-    out.back().text += s;
+  if (!out->empty() && out->back().kind == kind && (kind != Ev::Kind::ToolCallArgs || out->back().tool_index == n_calls)) {
+    out->back().text += s;
     return;
   }
   Ev ev;
-  ev.kind = k;
+  ev.kind = kind;
   ev.text = s;
-  out.push_back(std::move(ev));
+  ev.tool_index = kind == Ev::Kind::ToolCallArgs ? n_calls : 0;
+  out->push_back(std::move(ev));
 }
 
-bool OutputParser::emit_tool_call(std::vector<Ev>& out, const std::string& body) {
-  using nlohmann::ordered_json;
-  std::vector<std::pair<std::string, ordered_json>> calls;
-  if (fmt_.tools == ToolCallFormat::Qwen3Coder) {
-    size_t f = body.find("<function=");
-    if (f == std::string::npos) return false;
-    size_t fe = body.find('>', f);
-    if (fe == std::string::npos) return false;
-    std::string name = body.substr(f + 10, fe - f - 10);
-    ordered_json args = ordered_json::object();
-    size_t p = fe;
-    while ((p = body.find("<parameter=", p)) != std::string::npos) {
-      size_t ne = body.find('>', p);
-      size_t ve = body.find("</parameter>", ne);
-      if (ne == std::string::npos || ve == std::string::npos) return false;
-      std::string key = body.substr(p + 11, ne - p - 11);
-      std::string val = body.substr(ne + 1, ve - ne - 1);
-      if (!val.empty() && val.front() == '\n') val.erase(0, 1);
-      if (!val.empty() && val.back() == '\n') val.pop_back();
-      ordered_json v = ordered_json::parse(val, nullptr, false);
-      args[key] = v.is_discarded() || v.is_string() ? ordered_json(val) : v;
-      p = ve;
-    }
-    calls.push_back({name, args});
-  } else {
-    ordered_json j = ordered_json::parse(body, nullptr, false);
-    if (j.is_discarded()) return false;
-    std::vector<ordered_json> items = j.is_array() ? std::vector<ordered_json>(j.begin(), j.end()) : std::vector<ordered_json>{j};
-    for (auto& it : items) {
-      if (!it.is_object() || !it.contains("name") || !it["name"].is_string()) return false;
-      ordered_json args = it.contains("arguments") ? it["arguments"] : it.contains("parameters") ? it["parameters"] : ordered_json::object();
-      if (args.is_string()) {
-        ordered_json inner = ordered_json::parse(args.get<std::string>(), nullptr, false);
-        if (!inner.is_discarded()) args = inner;
-      }
-      calls.push_back({it["name"].get<std::string>(), args});
-    }
+void OutputParser::Impl::call_start(const std::string& name) {
+  Ev ev;
+  ev.kind = Ev::Kind::ToolCallStart;
+  ev.tool_index = n_calls;
+  ev.tool_name = name;
+  ev.tool_id = call_id();
+  out->push_back(std::move(ev));
+  call_open = true;
+  raw.clear();
+  pending_ws.clear();
+}
+
+void OutputParser::Impl::call_end() {
+  Ev ev;
+  ev.kind = Ev::Kind::ToolCallEnd;
+  ev.tool_index = n_calls++;
+  out->push_back(std::move(ev));
+  call_open = false;
+}
+
+void OutputParser::Impl::emit_text(std::string s) {
+  if (trim_leading) {
+    size_t p = first_non_ws(s);
+    if (p == npos) return;
+    s.erase(0, p);
+    trim_leading = false;
   }
-  for (auto& [name, args] : calls) {
-    Ev start;
-    start.kind = Ev::Kind::ToolCallStart;
-    start.tool_index = n_tool_calls_;
-    start.tool_name = name;
-    start.tool_id = call_id();
-    out.push_back(start);
-    Ev a;
-    a.kind = Ev::Kind::ToolCallArgs;
-    a.tool_index = n_tool_calls_;
-    a.text = args.dump();
-    out.push_back(a);
-    Ev end;
-    end.kind = Ev::Kind::ToolCallEnd;
-    end.tool_index = n_tool_calls_;
-    out.push_back(end);
-    ++n_tool_calls_;
+  if (s.empty()) return;
+  if (tools) {  // hold trailing whitespace: it is dropped if a tool call follows
+    s.insert(0, pending_ws);
+    size_t e = s.find_last_not_of(" \t\r\n");
+    if (e == npos) {
+      pending_ws = s;
+      return;
+    }
+    pending_ws = s.substr(e + 1);
+    s.resize(e + 1);
+  }
+  emit(Ev::Kind::Text, s);
+}
+
+void OutputParser::Impl::emit_reasoning(std::string s) {
+  if (!reasoning_started) {
+    size_t p = first_non_ws(s);
+    if (p == npos) return;
+    s.erase(0, p);
+    reasoning_started = true;
+  }
+  s.insert(0, reason_ws);
+  size_t e = s.find_last_not_of(" \t\r\n");
+  if (e == npos) {
+    reason_ws = s;
+    return;
+  }
+  reason_ws = s.substr(e + 1);
+  s.resize(e + 1);
+  emit(Ev::Kind::Reasoning, s);
+}
+
+bool OutputParser::Impl::step(bool final) {
+  switch (state) {
+    case State::Start: {  // a thinking model: <think> may open the answer
+      size_t p = first_non_ws(buf);
+      if (p == npos && !final) return false;
+      if (p != npos && starts_with(buf, kThinkOpen, p)) {
+        buf.erase(0, p + kThinkOpen.size());
+        state = State::Thinking;
+        return true;
+      }
+      if (p != npos && !final && may_become(buf, kThinkOpen, p)) return false;
+      state = State::AnswerStart;
+      trim_leading = true;
+      return true;
+    }
+    case State::Thinking: {
+      size_t c = buf.find(kThinkClose);
+      if (c != npos) {
+        emit_reasoning(buf.substr(0, c));
+        buf.erase(0, c + kThinkClose.size());
+        reason_ws.clear();
+        state = State::AnswerStart;
+        trim_leading = true;
+        return true;
+      }
+      size_t n = buf.size() - (final ? 0 : partial_suffix(buf, kThinkClose));
+      emit_reasoning(buf.substr(0, n));
+      buf.erase(0, n);
+      return false;
+    }
+    case State::AnswerStart: {  // Llama 3 writes a call as the whole answer
+      if (!tools || fmt.tools != ToolCallFormat::Llama3Json) {
+        state = State::Text;
+        return true;
+      }
+      size_t p = first_non_ws(buf);
+      if (p == npos && !final) return false;
+      if (p != npos && buf[p] == '{') {
+        raw = buf.substr(0, p);
+        buf.erase(0, p);
+        start_json(JsonKind::Llama);
+        return true;
+      }
+      state = State::Text;
+      return true;
+    }
+    case State::Text: return step_text(final);
+    case State::JsonCall:
+    case State::HermesTail:
+    case State::LlamaTag:
+    case State::LlamaNext: return step_json(final);
+    case State::MistralStart:
+    case State::MistralList:
+    case State::MistralName:
+    case State::MistralCallId:
+    case State::MistralArgs: return step_mistral(final);
+    default: return step_coder(final);
+  }
+}
+
+bool OutputParser::Impl::step_text(bool final) {
+  if (buf.empty()) return false;
+  auto [pos, which] = find_first(buf, text_tags);
+  if (pos != npos) {
+    emit_text(buf.substr(0, pos));
+    std::string_view tag = text_tags[which];
+    raw = std::string(tag);
+    buf.erase(0, pos + tag.size());
+    if (tag == kToolCall && fmt.tools == ToolCallFormat::Hermes) start_json(JsonKind::Hermes);
+    else if (tag == kToolCall) state = State::CoderOpen;
+    else if (tag == kFunction) state = State::CoderName;
+    else if (tag == kPythonTag) state = State::LlamaTag;
+    else state = State::MistralStart;
+    return true;
+  }
+  size_t n = buf.size() - (final ? 0 : hold_for(buf, text_tags));
+  emit_text(buf.substr(0, n));
+  buf.erase(0, n);
+  return false;
+}
+
+// ---- JSON calls: Hermes <tool_call>{...}</tool_call>, Llama 3 {...}, Mistral objects ----
+
+void OutputParser::Impl::json_done() {
+  if (!json_call->finish_object(*this)) {
+    raw += json_call->text();
+    fallback();
+    return;
+  }
+  raw.clear();
+  switch (json_kind) {
+    case JsonKind::Hermes:
+      state = State::HermesTail;
+      skip_to_close = false;
+      break;
+    case JsonKind::Llama: state = State::LlamaNext; break;
+    case JsonKind::MistralObject: after_call(); break;
+    case JsonKind::MistralInList: state = State::MistralList; break;
+  }
+}
+
+void OutputParser::Impl::json_broken(bool at_end) {
+  if (!json_call->announced()) {
+    raw += json_call->text();
+    fallback();
+    return;
+  }
+  json_call->abort(*this);  // closes the arguments if they were still streaming
+  raw.clear();
+  if (json_kind == JsonKind::Hermes && !at_end) {
+    state = State::HermesTail;
+    skip_to_close = true;  // the rest of the broken object goes
+  } else {
+    after_call();
+  }
+}
+
+bool OutputParser::Impl::step_json(bool final) {
+  if (state == State::JsonCall) {
+    for (size_t i = 0; i < buf.size(); ++i) {
+      auto st = json_call->feed(buf[i], *this);
+      if (st == detail::JsonCall::Status::More) continue;
+      buf.erase(0, st == detail::JsonCall::Status::Done ? i + 1 : i);
+      if (st == detail::JsonCall::Status::Done) json_done();
+      else json_broken(false);
+      return true;
+    }
+    buf.clear();
+    if (!final) return false;
+    json_broken(true);
+    return true;
+  }
+  if (state == State::HermesTail) {  // after the object: </tool_call> (or a next <tool_call>)
+    if (!skip_to_close) {  // a clean object: stray braces and whitespace are skipped, text is text
+      size_t p = buf.find_first_not_of(" \t\r\n}");
+      buf.erase(0, p == npos ? buf.size() : p);
+      if (buf.empty()) return false;
+      if (may_become(buf, kToolCallEnd) || may_become(buf, kToolCall)) {
+        if (!final) return false;
+        buf.clear();  // cut off inside the closing tag
+        after_call();
+        return false;
+      }
+      if (!starts_with(buf, kToolCallEnd) && !starts_with(buf, kToolCall)) {
+        after_call();
+        return true;
+      }
+    }
+    auto [pos, which] = find_first(buf, {kToolCallEnd, kToolCall});
+    if (pos != npos) {
+      buf.erase(0, pos + (which == 0 ? kToolCallEnd.size() : kToolCall.size()));
+      if (which == 0) {
+        after_call();
+      } else {
+        raw = std::string(kToolCall);
+        start_json(JsonKind::Hermes);
+      }
+      return true;
+    }
+    if (final) {
+      buf.clear();
+      after_call();
+      return false;
+    }
+    buf.erase(0, buf.size() - hold_for(buf, {kToolCallEnd, kToolCall}));
+    return false;
+  }
+  if (state == State::LlamaTag) {  // <|python_tag|> then a JSON call
+    size_t p = first_non_ws(buf);
+    if (p == npos && !final) return false;
+    if (p != npos && buf[p] == '{') {
+      raw += buf.substr(0, p);
+      buf.erase(0, p);
+      start_json(JsonKind::Llama);
+      return true;
+    }
+    fallback();
+    return true;
+  }
+  // LlamaNext: another call may follow (separated by whitespace or ';'), else text.
+  size_t p = buf.find_first_not_of(" \t\r\n;");
+  if (p == npos && !final) return false;
+  buf.erase(0, p == npos ? buf.size() : p);
+  if (!buf.empty() && buf[0] == '{') {
+    raw.clear();
+    start_json(JsonKind::Llama);
+  } else {
+    after_call();
   }
   return true;
 }
 
-void OutputParser::process(std::vector<Ev>& out, bool final) {
-  const std::string tool_open = tools_ ? open_tag(fmt_.tools) : "";
-  for (;;) {
-    if (state_ == State::Start) {
-      // Thinking opens only before any content; otherwise this is text.
-      size_t p = buf_.find_first_not_of(" \t\r\n");
-      if (fmt_.thinking && p != std::string::npos && buf_.compare(p, kThinkOpen.size(), kThinkOpen) == 0) {
-        buf_.erase(0, p + kThinkOpen.size());
-        state_ = State::Thinking;
-        continue;
-      }
-      if (fmt_.thinking && !final && p != std::string::npos && kThinkOpen.compare(0, buf_.size() - p, buf_, p) == 0) return;
-      if (fmt_.thinking && !final && p == std::string::npos) return;  // only whitespace so far
-      if (tools_ && fmt_.tools == ToolCallFormat::Llama3Json && p != std::string::npos && buf_[p] == '{') {
-        state_ = State::ToolCall;  // Llama 3: a JSON object as the whole answer
-        continue;
-      }
-      state_ = State::Text;
-      continue;
-    }
-    if (state_ == State::Thinking) {
-      size_t c = buf_.find(kThinkClose);
-      if (c != std::string::npos) {
-        emit_text(out, buf_.substr(0, c), true);
-        buf_.erase(0, c + kThinkClose.size());
-        state_ = State::Text;
-        trim_leading_ = true;
-        continue;
-      }
-      size_t hold = final ? 0 : partial_suffix(buf_, kThinkClose);
-      emit_text(out, buf_.substr(0, buf_.size() - hold), true);
-      buf_.erase(0, buf_.size() - hold);
-      return;
-    }
-    if (state_ == State::Text) {
-      if (!tool_open.empty()) {
-        size_t t = buf_.find(tool_open);
-        if (t != std::string::npos) {
-          emit_text(out, buf_.substr(0, t), false);
-          buf_.erase(0, t + tool_open.size());
-          state_ = State::ToolCall;
-          continue;
-        }
-      }
-      size_t hold = final || tool_open.empty() ? 0 : partial_suffix(buf_, tool_open);
-      emit_text(out, buf_.substr(0, buf_.size() - hold), false);
-      buf_.erase(0, buf_.size() - hold);
-      return;
-    }
-    // ToolCall: wait for the closing tag (or the end of output for formats without one).
-    std::string close = fmt_.tools == ToolCallFormat::Hermes || fmt_.tools == ToolCallFormat::Qwen3Coder ? "</tool_call>" : "";
-    size_t c = close.empty() ? std::string::npos : buf_.find(close);
-    if (c == std::string::npos && !final) return;
-    std::string body = c == std::string::npos ? buf_ : buf_.substr(0, c);
-    if (!emit_tool_call(out, body)) {
-      // Not a tool call after all: give the raw text back.
-      emit_text(out, (fmt_.tools == ToolCallFormat::Llama3Json ? "" : tool_open) + body + (c == std::string::npos ? "" : close), false);
-    }
-    buf_.erase(0, c == std::string::npos ? buf_.size() : c + close.size());
-    trim_leading_ = true;
-    state_ = State::Text;
-    if (buf_.empty()) return;
-  }
-}
+// ---- OutputParser ----
 
-std::vector<Ev> OutputParser::push(const std::string& text) {
+OutputParser::OutputParser(OutputFormat fmt, bool tools_requested)
+    : impl_(std::make_unique<Impl>(fmt, tools_requested)) {}
+OutputParser::~OutputParser() = default;
+OutputParser::OutputParser(OutputParser&&) noexcept = default;
+OutputParser& OutputParser::operator=(OutputParser&&) noexcept = default;
+
+bool OutputParser::saw_tool_call() const { return impl_->n_calls > 0 || impl_->call_open; }
+
+std::vector<engine::GenerationEvent> OutputParser::push(const std::string& text) {
   std::vector<Ev> out;
-  buf_ += text;
-  process(out, false);
+  Impl& m = *impl_;
+  m.out = &out;
+  std::string s = m.utf8_hold + text;
+  size_t k = utf8_incomplete_tail(s);
+  m.utf8_hold = s.substr(s.size() - k);
+  s.resize(s.size() - k);
+  m.buf += s;
+  m.run(false);
+  m.out = nullptr;
   return out;
 }
 
-std::vector<Ev> OutputParser::finish() {
+std::vector<engine::GenerationEvent> OutputParser::finish() {
   std::vector<Ev> out;
-  process(out, true);
-  if (!buf_.empty()) {
-    emit_text(out, buf_, state_ == State::Thinking);
-    buf_.clear();
+  Impl& m = *impl_;
+  m.out = &out;
+  m.buf += m.utf8_hold;
+  m.utf8_hold.clear();
+  m.run(true);
+  if (!m.buf.empty()) m.emit_text(m.buf);  // not reached: every state consumes all input at the end
+  m.buf.clear();
+  if (m.call_open) {  // not reached either; never leave a call open
+    m.call_args("{}");
+    m.call_end();
   }
+  m.emit(Ev::Kind::Text, m.pending_ws);  // the answer's own trailing whitespace
+  m.pending_ws.clear();
+  m.out = nullptr;
   return out;
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // Splits streamed model output into text, reasoning (<think>...</think>) and tool calls, as events.
-// Text flows out as soon as it cannot be the start of a tag; a tool call is announced once complete.
+// Text flows out as soon as it cannot be the start of a tag; a tool call is announced as soon as its name is
+// known and its arguments stream as they arrive. Malformed markup never throws: it comes back as text.
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -11,9 +13,9 @@ namespace optiq::chat {
 enum class ToolCallFormat {
   None,
   Hermes,      // Qwen2.5 / Qwen3 / Hermes: <tool_call>\n{"name": .., "arguments": {..}}\n</tool_call>
-  Qwen3Coder,  // <tool_call><function=NAME><parameter=P>value</parameter></function></tool_call>
+  Qwen3Coder,  // <tool_call>\n<function=NAME>\n<parameter=P>\nvalue\n</parameter>\n</function>\n</tool_call>
   Llama3Json,  // {"name": "...", "parameters": {...}} as the whole answer (optionally after <|python_tag|>)
-  Mistral,     // [TOOL_CALLS][{"name": .., "arguments": {..}}]
+  Mistral,     // [TOOL_CALLS][{"name": .., "arguments": {..}}] and the newer [TOOL_CALLS]name[ARGS]{..}
 };
 
 struct OutputFormat {
@@ -25,25 +27,22 @@ struct OutputFormat {
 // Chooses the format from the chat template source and the end of the rendered prompt.
 OutputFormat detect_output_format(const std::string& chat_template, const std::string& rendered_prompt_tail);
 
+// Events: Text, Reasoning, ToolCallStart (tool_index, tool_name, tool_id "call_" + 24 alphanumerics),
+// ToolCallArgs (fragments that concatenate to the arguments' JSON object), ToolCallEnd. Never Done/Error.
 class OutputParser {
  public:
-  OutputParser(OutputFormat fmt, bool tools_requested);
-  std::vector<engine::GenerationEvent> push(const std::string& text);
-  std::vector<engine::GenerationEvent> finish();
-  bool saw_tool_call() const { return n_tool_calls_ > 0; }
+  OutputParser(OutputFormat fmt, bool tools_requested);  // without tools requested, tool markup is text
+  ~OutputParser();
+  OutputParser(OutputParser&&) noexcept;
+  OutputParser& operator=(OutputParser&&) noexcept;
+
+  std::vector<engine::GenerationEvent> push(const std::string& text);  // any split, even mid-tag
+  std::vector<engine::GenerationEvent> finish();                       // end of generation
+  bool saw_tool_call() const;  // a call was announced (finish_reason "tool_calls")
 
  private:
-  void emit_text(std::vector<engine::GenerationEvent>& out, const std::string& s, bool reasoning);
-  bool emit_tool_call(std::vector<engine::GenerationEvent>& out, const std::string& body);
-  void process(std::vector<engine::GenerationEvent>& out, bool final);
-
-  OutputFormat fmt_;
-  bool tools_;
-  enum class State { Start, Thinking, Text, ToolCall } state_;
-  std::string buf_;
-  bool seen_content_ = false;  // some non-whitespace text was emitted (thinking only opens at the start)
-  bool trim_leading_ = false;  // drop whitespace right after </think>
-  int n_tool_calls_ = 0;
+  struct Impl;  // output_parser_impl.h
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace optiq::chat
