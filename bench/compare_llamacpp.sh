@@ -2,7 +2,7 @@
 # Side-by-side decode/prefill benchmark: optiq vs llama.cpp's llama-bench on the same random-weight
 # model of a real shape, in one run on one machine. llama.cpp is built outside the repo; pass its
 # llama-bench binary. Example:
-#   bench/compare_llamacpp.sh /tmp/llama.cpp/build/bin/llama-bench qwen3-0.6b 32000
+#   bench/compare_llamacpp.sh path/to/llama.cpp/build/bin/llama-bench qwen3-0.6b 32000
 set -euo pipefail
 LLAMA_BENCH=${1:?path to llama-bench}
 SHAPE=${2:-qwen3-0.6b}
