@@ -10,6 +10,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/weight_source.h"
 #include "quant/ggml_blocks.h"
 #include "quant/mlx_affine.h"
 #include "util/error.h"
@@ -184,26 +185,9 @@ std::vector<uint8_t> gguf_quantize(const std::vector<float>& v, int64_t rows, in
 }
 
 std::string gguf_name(const std::string& hf) {
-  if (hf == "model.embed_tokens.weight") return "token_embd.weight";
-  if (hf == "model.norm.weight") return "output_norm.weight";
-  if (hf == "lm_head.weight") return "output.weight";
-  static const std::pair<const char*, const char*> m[] = {
-      {"input_layernorm", "attn_norm"},    {"post_attention_layernorm", "ffn_norm"},
-      {"self_attn.q_proj", "attn_q"},      {"self_attn.k_proj", "attn_k"},
-      {"self_attn.v_proj", "attn_v"},      {"self_attn.o_proj", "attn_output"},
-      {"self_attn.q_norm", "attn_q_norm"}, {"self_attn.k_norm", "attn_k_norm"},
-      {"mlp.gate_proj", "ffn_gate"},       {"mlp.up_proj", "ffn_up"},
-      {"mlp.down_proj", "ffn_down"},
-  };
-  // model.layers.N.<module>.<weight|bias>
-  size_t a = std::strlen("model.layers."), b = hf.find('.', a);
-  std::string layer = hf.substr(a, b - a), rest = hf.substr(b + 1);
-  size_t d = rest.rfind('.');
-  std::string mod = rest.substr(0, d), suffix = rest.substr(d);
-  for (auto& [from, to] : m)
-    if (mod == from) return "blk." + layer + "." + to + suffix;
-  OPTIQ_CHECK(false, "no GGUF name for " + hf);
-  return "";
+  std::string g = gguf_name_from_hf(hf);
+  OPTIQ_CHECK(g != hf, "no GGUF name for " + hf);
+  return g;
 }
 
 void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, const std::string& path) {

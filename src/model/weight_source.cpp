@@ -67,33 +67,42 @@ std::unique_ptr<WeightSource> WeightSource::from_folder(const std::string& dir) 
   return ws;
 }
 
-std::string hf_name_from_gguf(const std::string& g) {
-  static const std::pair<const char*, const char*> top[] = {
-      {"token_embd.weight", "model.embed_tokens.weight"},
-      {"output_norm.weight", "model.norm.weight"},
-      {"output.weight", "lm_head.weight"},
-  };
-  for (auto& [a, b] : top)
-    if (g == a) return b;
-  if (g.rfind("blk.", 0) != 0) return g;
-  size_t dot = g.find('.', 4);
-  if (dot == std::string::npos) return g;
-  std::string layer = g.substr(4, dot - 4);
-  std::string rest = g.substr(dot + 1);
-  static const std::pair<const char*, const char*> per_layer[] = {
-      {"attn_norm", "input_layernorm"},       {"ffn_norm", "post_attention_layernorm"},
-      {"attn_q", "self_attn.q_proj"},         {"attn_k", "self_attn.k_proj"},
-      {"attn_v", "self_attn.v_proj"},         {"attn_output", "self_attn.o_proj"},
-      {"attn_q_norm", "self_attn.q_norm"},    {"attn_k_norm", "self_attn.k_norm"},
-      {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
-      {"ffn_down", "mlp.down_proj"},
-  };
+namespace {
+// GGUF <-> HF tensor names: whole names, and per-layer module names ("blk.N.<gguf>" <-> "model.layers.N.<hf>").
+const std::pair<const char*, const char*> kTopLevelNames[] = {
+    {"token_embd.weight", "model.embed_tokens.weight"},
+    {"output_norm.weight", "model.norm.weight"},
+    {"output.weight", "lm_head.weight"},
+};
+const std::pair<const char*, const char*> kLayerModuleNames[] = {
+    {"attn_norm", "input_layernorm"},       {"ffn_norm", "post_attention_layernorm"},
+    {"attn_q", "self_attn.q_proj"},         {"attn_k", "self_attn.k_proj"},
+    {"attn_v", "self_attn.v_proj"},         {"attn_output", "self_attn.o_proj"},
+    {"attn_q_norm", "self_attn.q_norm"},    {"attn_k_norm", "self_attn.k_norm"},
+    {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
+    {"ffn_down", "mlp.down_proj"},
+};
+
+// Maps `name` from one naming to the other; `to_hf` picks the direction. Unknown names come back unchanged.
+std::string map_tensor_name(const std::string& name, bool to_hf) {
+  for (auto& [g, h] : kTopLevelNames)
+    if (name == (to_hf ? g : h)) return to_hf ? h : g;
+  const std::string from_prefix = to_hf ? "blk." : "model.layers.", to_prefix = to_hf ? "model.layers." : "blk.";
+  if (name.rfind(from_prefix, 0) != 0) return name;
+  size_t dot = name.find('.', from_prefix.size());
+  if (dot == std::string::npos) return name;
+  std::string layer = name.substr(from_prefix.size(), dot - from_prefix.size());
+  std::string rest = name.substr(dot + 1);
   size_t d2 = rest.rfind('.');
   std::string base = rest.substr(0, d2), suffix = d2 == std::string::npos ? "" : rest.substr(d2);
-  for (auto& [a, b] : per_layer)
-    if (base == a) return "model.layers." + layer + "." + b + suffix;
-  return g;
+  for (auto& [g, h] : kLayerModuleNames)
+    if (base == (to_hf ? g : h)) return to_prefix + layer + "." + (to_hf ? h : g) + suffix;
+  return name;
 }
+}  // namespace
+
+std::string hf_name_from_gguf(const std::string& gguf_name) { return map_tensor_name(gguf_name, true); }
+std::string gguf_name_from_hf(const std::string& hf_name) { return map_tensor_name(hf_name, false); }
 
 std::unique_ptr<WeightSource> WeightSource::from_gguf(std::shared_ptr<formats::GgufFile> gguf) {
   auto ws = std::make_unique<WeightSource>();

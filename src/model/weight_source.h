@@ -50,5 +50,7 @@ class WeightSource {
 
 // GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight").
 std::string hf_name_from_gguf(const std::string& gguf_name);
+// The inverse ("model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight"); unknown names unchanged.
+std::string gguf_name_from_hf(const std::string& hf_name);
 
 }  // namespace optiq::model

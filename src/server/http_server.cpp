@@ -126,26 +126,26 @@ struct HttpServer::Impl {
 
   // ---- handlers ----
 
-  void openai_chat(const httplib::Request& req, httplib::Response& res) {
-    OpenAiChatRequest r = parse_openai_chat(req.body, opts.default_sampling);
+  // Chat and completions differ only in their request parser, id prefix and encoders.
+  template <class Stream, class Request, class Respond>
+  void openai_generate(Request r, const char* id_prefix, httplib::Response& res, Respond respond) {
     engine::EngineRequest er = prepare(r.gen);
     const auto& tok = *eng.model().tokenizer;
     auto handle = eng.submit(std::move(er));
     OpenAiEncodeOptions eo = encode_options(r, [&tok](int32_t id) { return tok.token_to_bytes(id); });
-    ResponseMeta meta = make_response_meta("chatcmpl-", r.gen.model);
-    if (r.gen.stream) return stream_response(res, handle, std::make_shared<OpenAiChatStream>(meta, eo));
-    res.set_content(openai_chat_response(meta, collect(*handle), eo), "application/json");
+    ResponseMeta meta = make_response_meta(id_prefix, r.gen.model);
+    if (r.gen.stream) return stream_response(res, handle, std::make_shared<Stream>(meta, eo));
+    res.set_content(respond(meta, collect(*handle), eo), "application/json");
+  }
+
+  void openai_chat(const httplib::Request& req, httplib::Response& res) {
+    openai_generate<OpenAiChatStream>(parse_openai_chat(req.body, opts.default_sampling), "chatcmpl-", res,
+                                      openai_chat_response);
   }
 
   void openai_completion(const httplib::Request& req, httplib::Response& res) {
-    OpenAiCompletionRequest r = parse_openai_completion(req.body, opts.default_sampling);
-    engine::EngineRequest er = prepare(r.gen);
-    const auto& tok = *eng.model().tokenizer;
-    auto handle = eng.submit(std::move(er));
-    OpenAiEncodeOptions eo = encode_options(r, [&tok](int32_t id) { return tok.token_to_bytes(id); });
-    ResponseMeta meta = make_response_meta("cmpl-", r.gen.model);
-    if (r.gen.stream) return stream_response(res, handle, std::make_shared<OpenAiCompletionStream>(meta, eo));
-    res.set_content(openai_completion_response(meta, collect(*handle), eo), "application/json");
+    openai_generate<OpenAiCompletionStream>(parse_openai_completion(req.body, opts.default_sampling), "cmpl-", res,
+                                            openai_completion_response);
   }
 
   void anthropic_messages(const httplib::Request& req, httplib::Response& res) {
