@@ -208,6 +208,14 @@ def templates():
     return out
 
 
+def write_golden(path, doc):
+    """The golden files' format: UTF-8 JSON, one-space indent, non-ASCII as is, a final newline."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        json.dump(doc, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+
+
 def main():
     env = make_env()
     goldens = []
@@ -258,10 +266,7 @@ def main():
         "snippet_context": SNIPPET_CONTEXT,
         "snippets": snippets,
     }
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "w", encoding="utf-8", newline="") as f:
-        json.dump(doc, f, ensure_ascii=False, indent=1)
-        f.write("\n")
+    write_golden(OUT, doc)
     print(f"{len(goldens)} templates, cases: {counts}, {os.path.getsize(OUT)} bytes -> {OUT}", file=sys.stderr)
 
 

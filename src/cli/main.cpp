@@ -17,6 +17,7 @@ const char* kUsage =
     "  serve --model MODEL         OpenAI + Anthropic HTTP APIs (drop-in for mlx_lm.server)\n"
     "  generate MODEL --prompt P   generate text (streams to stdout, speed to stderr)\n"
     "  bench MODEL                 prefill / decode speed at chosen context depths\n"
+    "  template MODEL --messages F print the prompt the server renders for a conversation\n"
     "  make-model -o OUT           write a random-weight model of a real shape (tests, benchmarks)\n"
     "\n"
     "MODEL is a Hugging Face / MLX model folder or a .gguf file.\n"
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
     if (cmd == "bench") return optiq::cli::run_bench(argc, argv);
     if (cmd == "make-model") return optiq::cli::run_make_model(argc, argv);
     if (cmd == "serve") return optiq::cli::run_serve(argc, argv);
+    if (cmd == "template") return optiq::cli::run_template(argc, argv);
     std::fprintf(stderr, "optiq: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const optiq::Error& e) {

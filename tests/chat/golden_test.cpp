@@ -8,6 +8,7 @@
 
 #include "chat/template.h"
 #include "test_paths.h"
+#include "text_diff.h"
 #include "util/error.h"
 
 namespace optiq::chat {
@@ -38,13 +39,7 @@ std::string load_template(const std::string& ref) {
   return {};
 }
 
-std::string first_diff(const std::string& want, const std::string& got) {
-  size_t i = 0;
-  while (i < want.size() && i < got.size() && want[i] == got[i]) ++i;
-  size_t from = i > 40 ? i - 40 : 0;
-  return "at byte " + std::to_string(i) + "\n  want: " + ojson(want.substr(from, 120)).dump() +
-         "\n  got:  " + ojson(got.substr(from, 120)).dump();
-}
+using test::first_diff;
 
 TEST(ChatGolden, AllTemplatesMatchPythonJinja2) {
   std::string dir = test::shared_path("chat-templates");

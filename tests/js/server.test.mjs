@@ -3,21 +3,15 @@
 // text of every greedy request is known exactly.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
+import { bin, needs, root, shared, startServer } from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const shared = process.env.OPTIQ_SHARED_DIR || path.resolve(root, '../shared');
 const modelDir = path.join(shared, 'models/stories260K-hf');
-const bin = process.env.OPTIQ_BIN || path.join(root, 'build/optiq');
-const missing = !existsSync(modelDir) ? `shared model not found: ${modelDir}` : !existsSync(bin) ? `optiq binary not found: ${bin}` : '';
-if (missing && process.env.CI === 'true') throw new Error(missing);
-const skip = missing ? { skip: missing } : {};
+const skip = needs(modelDir, bin);
+const missing = skip.skip;
 
 const golden = missing ? null : JSON.parse(readFileSync(path.join(shared, 'golden/stories260K.json'), 'utf8'));
 const once = golden?.cases.find((c) => c.prompt === 'Once upon a time');
@@ -26,21 +20,12 @@ let server, base;
 
 before(async () => {
   if (missing) return;
-  server = spawn(bin, ['serve', '--model', modelDir, '--port', '0', '--max-concurrency', '2',
-    '--chat-template', path.join(root, 'tests/data/server/stories_template.jinja')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  base = await new Promise((resolve, reject) => {
-    let log = '';
-    const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
-    server.stderr.on('data', (d) => {
-      log += d;
-      const m = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    });
-    server.on('exit', (code) => reject(new Error(`server exited ${code}:\n${log}`)));
-  });
+  server = await startServer(['--model', modelDir, '--max-concurrency', '2',
+    '--chat-template', path.join(root, 'tests/data/server/stories_template.jinja')]);
+  base = server.base;
 });
 
-after(() => server?.kill('SIGTERM'));
+after(() => server?.stop());
 
 const openai = () => new OpenAI({ baseURL: base + '/v1', apiKey: 'not-used', maxRetries: 0 });
 const anthropic = () => new Anthropic({ baseURL: base, apiKey: 'not-used', maxRetries: 0 });
