@@ -42,105 +42,160 @@ double measure_read_bandwidth() {
   return best;
 }
 
-// Fills positions [0, depth) of a sequence with random K/V: decode speed depends on how much is cached,
-// not on its values, and this avoids minutes of prefill before each deep measurement.
-void fill_cache(kv::KvCache& cache, int32_t seq, const model::ModelConfig& c, int depth) {
+// Fills positions [0, depth) of a sequence with random K/V rows, stored (and quantized) as the forward
+// pass stores them: decode speed depends on how much is cached, not on its values, and this avoids
+// minutes of prefill before each deep measurement.
+void fill_cache(kv::KvCache& cache, int32_t seq, int depth) {
   if (depth == 0) return;
   cache.extend(seq, depth);
+  const kv::KvShape& sh = cache.shape();
+  const size_t row = size_t(sh.n_kv_heads) * size_t(sh.head_dim);
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<uint16_t> row(size_t(cache.row_elems()));
-  for (auto& x : row) x = f32_to_f16(u(rng));
-  for (int l = 0; l < c.num_hidden_layers; ++l)
+  std::vector<float> rows(64 * row);
+  for (auto& x : rows) x = u(rng);
+  for (int l = 0; l < sh.n_layers; ++l) {
+    if (!sh.layer_has_kv(l)) continue;
+#pragma omp parallel for num_threads(compute_threads()) schedule(static)
     for (int p = 0; p < depth; ++p) {
-      std::copy(row.begin(), row.end(), cache.key(seq, l, p));
-      std::copy(row.begin(), row.end(), cache.value(seq, l, p));
+      const float* k = rows.data() + size_t(p % 64) * row;
+      const float* v = rows.data() + size_t((p * 7 + 3) % 64) * row;
+      cache.store(seq, l, p, k, v);
     }
+  }
 }
 
 }  // namespace
 
+// One KV cache setting to measure: a label and its spec.
+struct KvVariant {
+  std::string label;
+  kv::KvSpec spec;
+};
+
+// --kv-bits and --kv-config take comma-separated lists here, so that several KV settings are measured
+// side by side in one run (each bits value is a uniform variant, each file a variant of its own).
+std::vector<KvVariant> kv_variants(const std::string& bits_list, const std::string& configs, int group_size,
+                                   const std::string& rotation) {
+  std::vector<KvVariant> out;
+  auto add = [&](const std::string& label, const std::string& file, int bits) {
+    KvFlags k;
+    k.config = file;
+    k.bits = bits;
+    k.group_size = group_size;
+    k.rotation = rotation;
+    out.push_back({label, k.spec()});
+  };
+  if (!bits_list.empty())
+    for (int b : parse_int_list(bits_list, "kv-bits"))
+      add(b == 16 ? "fp16" : "q" + std::to_string(b) + " g" + std::to_string(group_size ? group_size : 64), "", b);
+  for (size_t s = 0; s < configs.size();) {
+    size_t c = configs.find(',', s);
+    if (c == std::string::npos) c = configs.size();
+    std::string file = configs.substr(s, c - s);
+    if (!file.empty()) {
+      size_t slash = file.find_last_of('/');
+      std::string label = file.substr(slash == std::string::npos ? 0 : slash + 1);
+      // A config file in a folder named after the model (kv/MODEL/kv_config.json) is labelled by the folder.
+      if (label == "kv_config.json" && slash != std::string::npos && slash > 0) {
+        size_t prev = file.find_last_of('/', slash - 1);
+        label = file.substr(prev == std::string::npos ? 0 : prev + 1, slash - (prev == std::string::npos ? 0 : prev + 1));
+      }
+      add(label, file, 0);
+    }
+    s = c + 1;
+  }
+  if (out.empty()) add("fp16", "", 0);
+  return out;
+}
+
 int run_bench(int argc, char** argv) {
-  std::string model_path, depths_s = "0";
-  int gen = 64, prompt_len = 512, chunk = 512;
+  std::string model_path, depths_s = "0", kv_bits, kv_configs, rotation = "auto";
+  int gen = 64, prompt_len = 512, chunk = 512, kv_group = 0;
   bool no_bandwidth = false;
-  Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512]");
+  Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512] [--kv-bits 16,8,4] [--kv-config A.json,B.json]");
   f.add("model", &model_path, "model folder or .gguf file (or the first argument)");
   f.add("depth", &depths_s, "comma-separated context depths for decode (default 0)");
   f.add("gen", &gen, "tokens to decode at each depth (default 64)");
   f.add("prompt-len", &prompt_len, "prompt tokens for the prefill measurement (default 512; 0 skips it)");
   f.add("prefill-step-size", &chunk, "prompt tokens per prefill step (default 512)");
+  f.add("kv-bits", &kv_bits, "comma-separated KV cache bits to measure side by side, 16 = fp16 (default 16)");
+  f.add("kv-config", &kv_configs, "comma-separated kv_config.json files to measure side by side");
+  f.add("kv-group-size", &kv_group, "KV quantization group size (default 64)");
+  f.add("kv-rotation", &rotation, "Hadamard rotation of quantized K/V: auto | on | off (default auto)");
   f.add_bool("no-bandwidth", &no_bandwidth, "skip measuring the machine's read bandwidth");
-  f.parse(argc, argv, 2);
-  if (f.help_requested()) {
-    std::fputs(f.help().c_str(), stdout);
-    return 0;
-  }
-  if (model_path.empty() && !f.positionals().empty()) model_path = f.positionals()[0];
-  if (model_path.empty()) throw Error(ErrorKind::InvalidArgument, "no model given (optiq bench MODEL)");
+  if (!f.parse_or_help(argc, argv, 2)) return 0;
+  model_path = f.model_arg(model_path, "optiq bench MODEL");
   std::vector<int> depths = parse_int_list(depths_s, "depth");
   if (gen <= 0) throw Error(ErrorKind::InvalidArgument, "--gen must be positive");
+  std::vector<KvVariant> variants = kv_variants(kv_bits, kv_configs, kv_group, rotation);
 
   auto model = model::Model::load(model_path);
   const auto& c = model->config();
+  const kv::KvShape shape = model->kv_shape();
+  for (auto& v : variants) v.spec.validate(shape);
   const int threads = compute_threads();
   const double bw = no_bandwidth ? 0.0 : measure_read_bandwidth();
   std::fprintf(stderr, "model: %s (%s, %d layers, hidden %d), weights: %s\n", model_path.c_str(), c.model_type.c_str(),
                c.num_hidden_layers, c.hidden_size, model->weight_summary().c_str());
   std::fprintf(stderr, "threads: %d, isa: %s, read bandwidth: %.1f GB/s\n", threads, isa_name(active_isa()), bw);
+  for (auto& v : variants) std::fprintf(stderr, "KV %s:\n%s\n", v.label.c_str(), v.spec.describe(shape).c_str());
 
   std::mt19937 rng(1);
   std::uniform_int_distribution<int32_t> tok(3, c.vocab_size - 1);
-  std::vector<float> logits(size_t(c.vocab_size));
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
 
-  double prefill_tps = 0;
-  if (prompt_len > 0) {
-    auto cache = model->make_cache();
-    int32_t seq = cache->create_sequence();
-    model::Batch b;
-    // Warm-up step so that page faults of the mmap'd weights are not timed.
-    b.add(tok(rng), 0, seq, true);
-    model->forward(b, *cache, logits.data());
-    cache->truncate(seq, 0);
-    double t0 = now_s();
-    for (int s = 0; s < prompt_len; s += chunk) {
-      b.clear();
-      for (int i = s; i < std::min(prompt_len, s + chunk); ++i) b.add(tok(rng), i, seq, i + 1 == prompt_len);
-      model->forward(b, *cache, logits.data());
-    }
-    prefill_tps = prompt_len / (now_s() - t0);
-  }
-
-  std::printf("| %-10s | %8s | %12s | %6s | %12s | %14s | %8s | %7s |\n", "model", "depth", "prefill t/s", "gen",
+  std::printf("| %-10s | %-14s | %8s | %12s | %6s | %12s | %14s | %8s | %7s |\n", "model", "kv", "depth", "prefill t/s", "gen",
               "decode t/s", "bytes/token", "GB/s", "of bw");
-  std::printf("|------------|----------|--------------|--------|--------------|----------------|----------|---------|\n");
-  const int64_t kv_row_bytes = int64_t(c.num_key_value_heads) * c.head_dim * 2 /*K,V*/ * 2 /*fp16*/ * c.num_hidden_layers;
+  std::printf("|------------|----------------|----------|--------------|--------|--------------|----------------|----------|---------|\n");
   std::vector<nlohmann::ordered_json> rows;
-  for (int depth : depths) {
-    auto cache = model->make_cache();
-    int32_t seq = cache->create_sequence();
-    fill_cache(*cache, seq, c, depth);
-    model::Batch b;
-    b.add(tok(rng), depth, seq, true);
-    model->forward(b, *cache, logits.data());  // warm-up step at this depth
-    double t0 = now_s();
-    for (int i = 1; i <= gen; ++i) {
-      b.clear();
-      b.add(tok(rng), depth + i, seq, true);
+  for (const KvVariant& var : variants) {
+    double prefill_tps = 0;
+    if (prompt_len > 0) {
+      auto cache = model->make_cache(var.spec);
+      int32_t seq = cache->create_sequence();
+      model::Batch b;
+      // Warm-up step so that page faults of the mmap'd weights are not timed.
+      b.add(tok(rng), 0, seq, true);
       model->forward(b, *cache, logits.data());
+      cache->truncate(seq, 0);
+      double t0 = now_s();
+      for (int s = 0; s < prompt_len; s += chunk) {
+        b.clear();
+        for (int i = s; i < std::min(prompt_len, s + chunk); ++i) b.add(tok(rng), i, seq, i + 1 == prompt_len);
+        model->forward(b, *cache, logits.data());
+      }
+      prefill_tps = prompt_len / (now_s() - t0);
     }
-    double dt = now_s() - t0;
-    double tps = gen / dt;
-    int64_t bytes = model->weight_bytes_per_token() + kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
-    double gbs = double(bytes) * tps / 1e9;
-    std::printf("| %-10s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(), depth, prefill_tps, gen,
-                tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
-    nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
-                                {"threads", threads}, {"isa", isa_name(active_isa())}, {"depth", depth},
-                                {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
-                                {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
-                                {"read_bandwidth_gb_s", bw}};
-    rows.push_back(j);
+    const int64_t kv_row_bytes = var.spec.bytes_per_token(shape);
+    for (int depth : depths) {
+      auto cache = model->make_cache(var.spec);
+      int32_t seq = cache->create_sequence();
+      fill_cache(*cache, seq, depth);
+      model::Batch b;
+      b.add(tok(rng), depth, seq, true);
+      model->forward(b, *cache, logits.data());  // warm-up step at this depth
+      double t0 = now_s();
+      for (int i = 1; i <= gen; ++i) {
+        b.clear();
+        b.add(tok(rng), depth + i, seq, true);
+        model->forward(b, *cache, logits.data());
+      }
+      double dt = now_s() - t0;
+      double tps = gen / dt;
+      int64_t bytes = model->weight_bytes_per_token() + kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
+      double gbs = double(bytes) * tps / 1e9;
+      std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
+                  var.label.c_str(), depth, prefill_tps, gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
+      std::fflush(stdout);
+      nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
+                                  {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
+                                  {"threads", threads}, {"isa", isa_name(active_isa())}, {"depth", depth},
+                                  {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
+                                  {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
+                                  {"read_bandwidth_gb_s", bw}};
+      rows.push_back(j);
+    }
   }
   for (auto& j : rows) std::printf("%s\n", j.dump().c_str());
   return 0;

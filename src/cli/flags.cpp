@@ -1,5 +1,6 @@
 #include "cli/flags.h"
 
+#include <cstdio>
 #include <cstdlib>
 
 #include "util/error.h"
@@ -109,6 +110,35 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {
     start = comma + 1;
   }
   return out;
+}
+
+bool Flags::parse_or_help(int argc, char** argv, int first) {
+  parse(argc, argv, first);
+  if (help_) std::fputs(help().c_str(), stdout);
+  return !help_;
+}
+
+std::string Flags::model_arg(const std::string& value, const std::string& usage) const {
+  if (!value.empty()) return value;
+  if (!positionals_.empty()) return positionals_[0];
+  throw Error(ErrorKind::InvalidArgument, "no model given (" + usage + ")");
+}
+
+void KvFlags::add_to(Flags& f) {
+  f.add("kv-config", &config, "per-layer KV precision: a kv_config.json from 'optiq kv-cache' ([{\"layer_idx\", \"bits\", \"group_size\"}])");
+  f.add("kv-bits", &bits, "KV cache bits for layers the config does not list: 2-6, 8, or 16 = fp16 (default fp16)");
+  f.add("kv-group-size", &group_size, "KV quantization group size along head_dim (default 64)");
+  f.add("quantized-kv-start", &quantized_kv_start, "keep fp16 KV until a sequence holds this many tokens (default 0)");
+  f.add("kv-rotation", &rotation, "Hadamard-rotate K/V of quantized layers before quantizing: auto | on | off (default auto: on when head_dim is a power of two)");
+}
+
+kv::KvSpec KvFlags::spec() const {
+  if (rotation != "auto" && rotation != "on" && rotation != "off")
+    throw Error(ErrorKind::InvalidArgument, "--kv-rotation: '" + rotation + "' is not auto, on or off");
+  if (quantized_kv_start < 0) throw Error(ErrorKind::InvalidArgument, "--quantized-kv-start must be >= 0");
+  kv::KvSpec s = kv::kv_spec_from_flags(config, bits, group_size, quantized_kv_start);
+  s.rotation = rotation == "on" ? kv::KvSpec::Rotation::On : rotation == "off" ? kv::KvSpec::Rotation::Off : kv::KvSpec::Rotation::Auto;
+  return s;
 }
 
 }  // namespace optiq::cli

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kv/kv_spec.h"
+
 namespace optiq::cli {
 
 class Flags {
@@ -18,6 +20,10 @@ class Flags {
   void add(const std::string& name, std::optional<uint64_t>* out, const std::string& help);
   void add_bool(const std::string& name, bool* out, const std::string& help);
   void parse(int argc, char** argv, int first);  // throws Error(InvalidArgument)
+  // parse(), then when --help was given prints the help to stdout and returns false (exit 0).
+  bool parse_or_help(int argc, char** argv, int first);
+  // `value` (a --model style flag) or else the first positional; throws "no model given (USAGE)".
+  std::string model_arg(const std::string& value, const std::string& usage) const;
   const std::vector<std::string>& positionals() const { return positionals_; }
   std::string help() const;
   bool help_requested() const { return help_; }
@@ -34,5 +40,17 @@ class Flags {
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag);
+
+// The KV cache precision flags shared by generate, bench, eval and serve (mlx_lm names, plus
+// --kv-config with the seed's per-layer file).
+struct KvFlags {
+  std::string config;          // --kv-config FILE
+  int bits = 0;                // --kv-bits N (0: fp16 unless the file says otherwise)
+  int group_size = 0;          // --kv-group-size G (0: 64)
+  int quantized_kv_start = 0;  // --quantized-kv-start T
+  std::string rotation = "auto";  // --kv-rotation auto|on|off
+  void add_to(Flags& f);
+  kv::KvSpec spec() const;     // throws Error(InvalidArgument) for bad values or files
+};
 
 }  // namespace optiq::cli

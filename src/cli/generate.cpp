@@ -29,17 +29,17 @@ int run_generate(int argc, char** argv) {
   f.add("seed", &s.seed, "random seed (same seed, same text)");
   f.add("prefill-step-size", &opts.prefill_chunk, "prompt tokens per prefill step (default 512)");
   f.add_bool("quiet", &quiet, "print only the generated text");
-  f.parse(argc, argv, 2);
-  if (f.help_requested()) {
-    std::fputs(f.help().c_str(), stdout);
-    return 0;
-  }
-  if (model.empty() && !f.positionals().empty()) model = f.positionals()[0];
-  if (model.empty()) throw Error(ErrorKind::InvalidArgument, "no model given (optiq generate MODEL --prompt TEXT)");
+  KvFlags kvf;
+  kvf.add_to(f);
+  if (!f.parse_or_help(argc, argv, 2)) return 0;
+  model = f.model_arg(model, "optiq generate MODEL --prompt TEXT");
   if (opts.max_tokens < 0) throw Error(ErrorKind::InvalidArgument, "--max-tokens must be >= 0");
   if (s.temperature < 0) throw Error(ErrorKind::InvalidArgument, "--temp must be >= 0");
 
+  opts.kv_spec = kvf.spec();
   engine::LoadedModel lm = engine::LoadedModel::load(model);
+  opts.kv_spec.validate(lm.model->kv_shape());
+  if (!quiet) std::fprintf(stderr, "KV cache:\n%s\n", opts.kv_spec.describe(lm.model->kv_shape()).c_str());
   std::vector<int32_t> ids;
   if (chat) {
     const auto& info = lm.tokenizer->info();

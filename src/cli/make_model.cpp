@@ -23,11 +23,7 @@ int run_make_model(int argc, char** argv) {
   // accept "-o" spelled with one dash
   for (int i = 2; i < argc; ++i)
     if (std::string(argv[i]) == "-o") argv[i] = const_cast<char*>("--o");
-  f.parse(argc, argv, 2);
-  if (f.help_requested()) {
-    std::fputs(f.help().c_str(), stdout);
-    return 0;
-  }
+  if (!f.parse_or_help(argc, argv, 2)) return 0;
   if (out.empty()) throw Error(ErrorKind::InvalidArgument, "no output path (-o OUT)");
   model::SyntheticSpec spec = model::synthetic_shape(shape);
   if (vocab > 0) spec.vocab_size = vocab;

@@ -34,8 +34,8 @@ int run_serve(int argc, char** argv) {
   engine::SamplingParams defaults;
   bool use_default_template = false, no_anthropic = false, anthropic = false;
   // Accepted for mlx_lm.server compatibility; not implemented yet.
-  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_size, pc_bytes, kv_bits, kv_gs,
-      kv_config, qkv_start, adapter, max_kv_size;
+  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_size, pc_bytes, adapter,
+      max_kv_size;
   bool trust_remote_code = false, pipeline = false;
 
   Flags f("optiq serve --model MODEL [--host H] [--port P] [options]");
@@ -69,26 +69,18 @@ int run_serve(int argc, char** argv) {
   f.add("prompt-concurrency", &prompt_conc, "(accepted; see --max-concurrency)");
   f.add("prompt-cache-size", &pc_size, "(accepted; prefix caching is not implemented yet)");
   f.add("prompt-cache-bytes", &pc_bytes, "(accepted; prefix caching is not implemented yet)");
-  f.add("kv-bits", &kv_bits, "(accepted; the quantized KV cache is not implemented yet)");
-  f.add("kv-group-size", &kv_gs, "(accepted; the quantized KV cache is not implemented yet)");
-  f.add("kv-config", &kv_config, "(accepted; the quantized KV cache is not implemented yet)");
-  f.add("quantized-kv-start", &qkv_start, "(accepted; the quantized KV cache is not implemented yet)");
+  KvFlags kvf;
+  kvf.add_to(f);
   f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
-  f.parse(argc, argv, 2);
-  if (f.help_requested()) {
-    std::fputs(f.help().c_str(), stdout);
-    return 0;
-  }
-  if (model.empty() && !f.positionals().empty()) model = f.positionals()[0];
-  if (model.empty()) throw Error(ErrorKind::InvalidArgument, "no model given (optiq serve --model MODEL)");
+  if (!f.parse_or_help(argc, argv, 2)) return 0;
+  model = f.model_arg(model, "optiq serve --model MODEL");
   if (log_level == "debug" || log_level == "DEBUG") set_log_level(LogLevel::Debug);
   else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
   const std::pair<const char*, const std::string*> unimplemented[] = {
       {"--adapter-path", &adapter_path}, {"--adapter", &adapter},        {"--draft-model", &draft_model},
       {"--num-draft-tokens", &num_draft}, {"--prompt-cache-size", &pc_size}, {"--prompt-cache-bytes", &pc_bytes},
-      {"--kv-bits", &kv_bits},           {"--kv-group-size", &kv_gs},    {"--kv-config", &kv_config},
-      {"--quantized-kv-start", &qkv_start}, {"--max-kv-size", &max_kv_size}};
+      {"--max-kv-size", &max_kv_size}};
   for (auto& [name, val] : unimplemented)
     if (!val->empty()) OPTIQ_LOG_WARN("%s is accepted but not implemented yet; ignoring it", name);
   if (port < 0 || port > 65535) throw Error(ErrorKind::InvalidArgument, "--port must be 0-65535");
@@ -101,8 +93,11 @@ int run_serve(int argc, char** argv) {
     }
   }
 
+  const kv::KvSpec kv_spec = kvf.spec();
   OPTIQ_LOG_INFO("loading %s", model.c_str());
   engine::LoadedModel lm = engine::LoadedModel::load(model);
+  kv_spec.validate(lm.model->kv_shape());
+  OPTIQ_LOG_INFO("KV cache plan:\n%s", kv_spec.describe(lm.model->kv_shape()).c_str());
   const auto& info = lm.tokenizer->info();
   std::string tmpl = chat_template.empty() ? info.chat_template : read_template_arg(chat_template);
   if (tmpl.empty() && use_default_template)
@@ -117,6 +112,7 @@ int run_serve(int argc, char** argv) {
   eo.max_queue = max_queue;
   eo.prefill_chunk = prefill_step;
   engine::Engine eng(lm, eo);
+  eng.set_kv_spec(kv_spec, kv_spec.quantized_kv_start);
 
   server::ServerOptions so;
   so.host = host;

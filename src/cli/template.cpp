@@ -71,13 +71,8 @@ int run(int argc, char** argv) {
   f.add("chat-template-args", &chat_template_args,
         "JSON object passed to the template, e.g. {\"enable_thinking\": false} (as optiq serve)");
   f.add_bool("anthropic", &anthropic, "read --messages as an Anthropic /v1/messages body (system, content blocks)");
-  f.parse(argc, argv, 2);
-  if (f.help_requested()) {
-    std::fputs(f.help().c_str(), stdout);
-    return 0;
-  }
-  if (model.empty() && !f.positionals().empty()) model = f.positionals()[0];
-  if (model.empty()) throw Error(ErrorKind::InvalidArgument, "no model given (optiq template MODEL --messages FILE.json)");
+  if (!f.parse_or_help(argc, argv, 2)) return 0;
+  model = f.model_arg(model, "optiq template MODEL --messages FILE.json");
   if (messages.empty()) throw Error(ErrorKind::InvalidArgument, "no --messages FILE.json given");
   if (!chat_template_args.empty()) {
     ojson args;

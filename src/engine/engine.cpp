@@ -76,9 +76,18 @@ std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
     std::lock_guard<std::mutex> lock(mu_);
     if (int(waiting_.size()) >= opts_.max_queue) throw Error(ErrorKind::Overloaded, "the server is busy: too many queued requests");
     waiting_.push_back(std::move(s));
+    ++active_;
   }
   cv_.notify_one();
   return handle;
+}
+
+void Engine::set_kv_spec(kv::KvSpec spec, int quantized_kv_start) {
+  spec.quantized_kv_start = quantized_kv_start;
+  auto cache = lm_.model->make_cache(spec);  // validates against the model
+  std::lock_guard<std::mutex> lock(mu_);
+  if (active_ != 0) throw Error(ErrorKind::Internal, "set_kv_spec: requests are running; install the KV spec before serving");
+  cache_ = std::move(cache);
 }
 
 void Engine::run() {
@@ -119,6 +128,8 @@ void Engine::run() {
       if (s->done || s->handle->cancelled()) {
         cache_->release_sequence(s->kv_seq);
         s.reset();
+        std::lock_guard<std::mutex> lock(mu_);
+        --active_;
       }
     running.erase(std::remove(running.begin(), running.end(), nullptr), running.end());
   }

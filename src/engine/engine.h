@@ -63,6 +63,11 @@ class Engine {
   // Queues a request. Throws Error(Overloaded) when the queue is full and Error(InvalidArgument)
   // when the prompt cannot fit the context.
   std::shared_ptr<RequestHandle> submit(EngineRequest req);
+  // Installs the KV cache precision per layer (see kv/kv_spec.h; e.g. from kv::load_kv_config) before
+  // serving. Throws Error(InvalidArgument) naming the entry when the spec does not fit the model, and
+  // Error(Internal) while requests are queued or running.
+  void set_kv_spec(kv::KvSpec spec, int quantized_kv_start = 0);
+  const kv::KvSpec& kv_spec() const { return cache_->spec(); }
   int context_length() const { return context_length_; }
   const LoadedModel& model() const { return lm_; }
 
@@ -81,6 +86,7 @@ class Engine {
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   bool stopping_ = false;
+  int active_ = 0;  // requests submitted and not finished
   std::thread worker_;
 };
 

@@ -35,7 +35,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
     if (t < 0 || t >= vocab) throw Error(ErrorKind::InvalidArgument, "prompt token id " + std::to_string(t) + " is outside the vocabulary");
   GenerationStats st;
   st.prompt_tokens = int(prompt.size());
-  auto cache = m.make_cache();
+  auto cache = m.make_cache(opts.kv_spec);
   int32_t seq = cache->create_sequence();
   std::vector<float> logits(static_cast<size_t>(vocab));
   Sampler sampler(opts.sampling);

@@ -26,6 +26,7 @@ struct GenerateOptions {
   int max_tokens = 256;
   int prefill_chunk = 512;
   SamplingParams sampling;
+  kv::KvSpec kv_spec;  // KV cache precision per layer (fp16 by default)
 };
 
 struct GenerationStats {

@@ -1,27 +1,94 @@
 #pragma once
-// Attention of query rows against one sequence's fp16 KV cache (token-major rows, stride `kv_stride`
-// elements between tokens, so one K row holds every KV head). GQA: the `rep` query heads that share a
-// KV head are processed together, so each K/V row is read once for all of them. Softmax in f32.
+// Attention of query rows against one sequence's K/V cache for one layer, with the cache stored at
+// fp16 or MLX affine-quantized (codes packed along head_dim per token, one f16 scale and bias per group;
+// K stored after RoPE). Quantized K/V are read directly: dequantization is fused into the q·k dot
+// products and into the weighted sum of V; nothing is expanded to an fp16/f32 copy of the cache.
+//
+// Work is split over (query tile, KV head, sequence chunk): GQA query heads that share a KV head and
+// consecutive query rows of the same sequence form one tile, so each K/V row is read once for all of
+// them; long sequences are split across threads (flash-decoding partials with a final reduction), so
+// one long sequence keeps every core busy. Softmax is in f32 (online, max-subtracted).
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace optiq::kernels {
 
-struct AttentionArgs {
-  const float* q = nullptr;     // [rep, head_dim]: the query heads of one KV-head group
-  int rep = 1;                  // query heads per KV head
-  const uint16_t* k = nullptr;  // fp16, first token's row for this KV head
-  const uint16_t* v = nullptr;
-  size_t kv_stride = 0;         // elements between consecutive tokens
-  int n_tokens = 0;             // attend to tokens [0, n_tokens)
+// One layer of one sequence's K/V storage, head-major as MLX's [n_kv_heads, tokens, head_dim] (so the
+// tokens of one head stream contiguously past the attention kernel). Token t of KV head g:
+//   fp16:      k_row(g, t) holds head_dim uint16 (f16)
+//   quantized: k_row(g, t) holds head_dim*bits/8 bytes of packed codes and k_params(g, t) the offset of
+//              its head_dim/group_size f16 scales and biases in k_scales / k_biases.
+struct KvLayerView {
+  int bits = 16;  // 16: fp16; else 2, 3, 4, 5, 6, 8
+  int group_size = 64;
+  int n_kv_heads = 0;
   int head_dim = 0;
-  float scale = 1.0f;
-  float* out = nullptr;         // [rep, head_dim]
-  float* scratch = nullptr;     // [rep * n_tokens] scores
+  int n_tokens = 0;       // tokens stored
+  bool rotated = false;   // K and V were Hadamard-rotated per head before quantization
+  const uint8_t* k = nullptr;
+  const uint8_t* v = nullptr;
+  size_t head_stride = 0;        // bytes from one head's rows to the next head's
+  const uint16_t* k_scales = nullptr;
+  const uint16_t* k_biases = nullptr;
+  const uint16_t* v_scales = nullptr;
+  const uint16_t* v_biases = nullptr;
+  size_t param_head_stride = 0;  // f16 elements from one head's parameters to the next head's
+
+  bool quantized() const { return bits != 16; }
+  size_t head_bytes() const { return quantized() ? size_t(head_dim) * size_t(bits) / 8 : size_t(head_dim) * 2; }
+  int head_groups() const { return quantized() ? head_dim / group_size : 0; }
+  const uint8_t* k_row(int g, int t) const { return k + size_t(g) * head_stride + size_t(t) * head_bytes(); }
+  const uint8_t* v_row(int g, int t) const { return v + size_t(g) * head_stride + size_t(t) * head_bytes(); }
+  size_t params(int g, int t) const { return size_t(g) * param_head_stride + size_t(t) * size_t(head_groups()); }
 };
 
-void attention_f16(const AttentionArgs& a);       // dispatches on active_isa()
-void attention_f16_ref(const AttentionArgs& a);   // scalar reference
-void attention_f16_avx2(const AttentionArgs& a);
+// The query heads that read one KV head of one sequence: `rows` query rows (consecutive positions of
+// the same sequence) x `rep` heads each. Query (row i, head j) is q + i*q_stride + j*head_dim and its
+// output goes to out + i*out_stride + j*head_dim. Row i attends to tokens [0, limits[i]).
+struct AttentionTile {
+  const KvLayerView* kv = nullptr;
+  int kv_head = 0;
+  int rows = 1;
+  int rep = 1;
+  const float* q = nullptr;  // rotated already when kv->rotated (see hadamard.h)
+  size_t q_stride = 0;
+  float* out = nullptr;      // still rotated when kv->rotated
+  size_t out_stride = 0;
+  const int* limits = nullptr;
+  float scale = 1.0f;        // multiplies q·k
+};
 
+// Runs every tile with `threads` threads.
+void attention(const std::vector<AttentionTile>& tiles, int threads);
+// The reference: dequantizes the whole cache to f32 and runs plain attention (scalar, one thread).
+void attention_reference(const AttentionTile& tile);
+
+// ---- internals shared by the ISA-specific files ----
+namespace attn {
+
+constexpr int kChunk = 256;  // tokens per inner block: scores for a block stay in L1
+
+// Running softmax state of one query over the chunks seen so far: max score m, sum of exp l and the
+// unnormalized weighted sum of V rows acc[head_dim].
+struct Partial {
+  float m;
+  float l;
+  float* acc;
+};
+
+// Adds tokens [t0, t1) of KV head g to the partials of nq queries q[nq][head_dim] (already scaled).
+// limits[i] bounds query i. scratch holds scratch_floats(kv, nq) floats.
+inline size_t scratch_floats(const KvLayerView& kv, int nq) {
+  const size_t groups = kv.quantized() ? size_t(kv.head_dim / kv.group_size) : 1;
+  return (size_t(nq) + 6 * groups) * kChunk;  // scores + per-block group parameters and weights (4 queries)
+}
+using BlockFn = void (*)(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1,
+                         Partial* parts, float* scratch);
+void block_ref(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts,
+               float* scratch);
+void block_avx2(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts,
+                float* scratch);
+
+}  // namespace attn
 }  // namespace optiq::kernels

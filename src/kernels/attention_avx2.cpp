@@ -1,13 +1,20 @@
+// AVX2 attention block over fp16 or MLX affine-quantized K/V (see attention.h). Dequantization is fused:
+// 8 codes at a time are unpacked straight into a register (broadcast the word, per-lane variable shift,
+// mask, convert) and turned into values with one FMA (code * scale + bias), then used for every query
+// head of the tile before the next 8 are read.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "kernels/attention.h"
-#include "kernels/ops.h"
+#include "util/half.h"
 
-namespace optiq::kernels {
+namespace optiq::kernels::attn {
 
 namespace {
+
 inline float hsum(__m256 v) {
   __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
   lo = _mm_add_ps(lo, hi);
@@ -15,39 +22,303 @@ inline float hsum(__m256 v) {
   lo = _mm_add_ss(lo, _mm_shuffle_ps(lo, lo, 1));
   return _mm_cvtss_f32(lo);
 }
-inline __m256 load_f16(const uint16_t* p) {
-  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-}
-}  // namespace
 
-// head_dim is a multiple of 8 (checked by the dispatcher).
-void attention_f16_avx2(const AttentionArgs& a) {
-  const int d = a.head_dim;
-  const int rep = a.rep;
-  // Scores: each K row is converted once and dotted with every query head of the group.
-  for (int t = 0; t < a.n_tokens; ++t) {
-    const uint16_t* k = a.k + size_t(t) * a.kv_stride;
-    for (int r = 0; r < rep; ++r) {
-      const float* q = a.q + int64_t(r) * d;
-      __m256 acc = _mm256_setzero_ps();
-      for (int i = 0; i < d; i += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), load_f16(k + i), acc);
-      a.scratch[int64_t(r) * a.n_tokens + t] = hsum(acc) * a.scale;
+// exp(x) for x <= 0 (scores minus their max), relative error about 2e-7; exp(-inf) and anything below
+// -87 give 0.
+inline __m256 exp_neg(__m256 x) {
+  const __m256 lo = _mm256_set1_ps(-87.0f);
+  const __m256 under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lo);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(under, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+// The 8 codes (or fp16 values, BITS == 16) of elements [i, i+8) of a packed head row, as floats.
+template <int BITS>
+inline __m256 load8(const uint8_t* row, int i) {
+  if constexpr (BITS == 16) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + size_t(i) * 2)));
+  } else if constexpr (BITS == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + i))));
+  } else {
+    // Value k of the 8 sits at stream bits [k*BITS, (k+1)*BITS) of the BITS bytes that hold them. Lanes
+    // whose value ends past bit 32 read from the word starting at bit 24 instead.
+    uint64_t x = 0;
+    std::memcpy(&x, row + size_t(i) * BITS / 8, BITS);
+    constexpr int hi_mask = ((1 * BITS > 32) << 0) | ((2 * BITS > 32) << 1) | ((3 * BITS > 32) << 2) | ((4 * BITS > 32) << 3) |
+                            ((5 * BITS > 32) << 4) | ((6 * BITS > 32) << 5) | ((7 * BITS > 32) << 6) | ((8 * BITS > 32) << 7);
+    auto sh = [](int k) { return (k + 1) * BITS > 32 ? k * BITS - 24 : k * BITS; };
+    const __m256i shifts = _mm256_setr_epi32(sh(0), sh(1), sh(2), sh(3), sh(4), sh(5), sh(6), sh(7));
+    __m256i v = _mm256_set1_epi32(int(uint32_t(x)));
+    if constexpr (hi_mask != 0) v = _mm256_blend_epi32(v, _mm256_set1_epi32(int(uint32_t(x >> 24))), hi_mask);
+    v = _mm256_and_si256(_mm256_srlv_epi32(v, shifts), _mm256_set1_epi32((1 << BITS) - 1));
+    return _mm256_cvtepi32_ps(v);
+  }
+}
+
+inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+constexpr int kPrefetch = 16;  // tokens ahead
+
+// Per-block f32 copies of one head's group parameters: out[gi * kChunk + i] for token t0 + i.
+void load_params(const uint16_t* p, int ng, int n, float* out) {
+  for (int i = 0; i < n; ++i)
+    for (int gi = 0; gi < ng; ++gi) out[size_t(gi) * kChunk + size_t(i)] = f16(p[size_t(i) * ng + size_t(gi)]);
+}
+
+// Dots of NQ queries with TT consecutive K rows over elements [e0, e1): TT*NQ independent FMA chains so
+// the loop runs at FMA throughput, not latency; each 8-code load is unpacked once for all NQ queries.
+template <int BITS, int NQ, int TT>
+inline void dot_rows(const uint8_t* row, size_t hb, const float* q, int d, int e0, int e1, float* out, size_t out_stride) {
+  __m256 acc[TT][NQ];
+  #pragma GCC unroll 8
+  for (int tt = 0; tt < TT; ++tt)
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) acc[tt][j] = _mm256_setzero_ps();
+  for (int e = e0; e < e1; e += 8) {
+    __m256 qv[NQ];
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) qv[j] = _mm256_loadu_ps(q + size_t(j) * d + e);
+    #pragma GCC unroll 8
+    for (int tt = 0; tt < TT; ++tt) {
+      const __m256 x = load8<BITS>(row + size_t(tt) * hb, e);
+      #pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) acc[tt][j] = _mm256_fmadd_ps(qv[j], x, acc[tt][j]);
     }
   }
-  for (int r = 0; r < rep; ++r) softmax(a.scratch + int64_t(r) * a.n_tokens, a.n_tokens);
-  for (int r = 0; r < rep; ++r)
-    for (int i = 0; i < d; ++i) a.out[int64_t(r) * d + i] = 0;
-  for (int t = 0; t < a.n_tokens; ++t) {
-    const uint16_t* v = a.v + size_t(t) * a.kv_stride;
-    for (int i = 0; i < d; i += 8) {
-      __m256 vv = load_f16(v + i);
-      for (int r = 0; r < rep; ++r) {
-        float* o = a.out + int64_t(r) * d + i;
-        __m256 p = _mm256_set1_ps(a.scratch[int64_t(r) * a.n_tokens + t]);
-        _mm256_storeu_ps(o, _mm256_fmadd_ps(p, vv, _mm256_loadu_ps(o)));
+  #pragma GCC unroll 8
+  for (int tt = 0; tt < TT; ++tt)
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) out[size_t(j) * out_stride + size_t(tt)] = hsum(acc[tt][j]);
+}
+
+// Scores of NQ queries against tokens [t0, t1): s[j*kChunk + t - t0] = q_j · k_t. For quantized K the
+// dot runs over raw codes per group and the group's affine map is applied once per group:
+//   q·k = sum_g scale_g * (q_g · codes_g) + bias_g * sum(q_g).
+template <int BITS, int NQ>
+void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work) {
+  const int d = kv.head_dim, n = t1 - t0;
+  const int gs = BITS == 16 ? d : kv.group_size, ng = d / gs;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.k_row(g, t0);
+  const uint8_t* vrow0 = kv.v_row(g, t0);
+  // fp16: dots go straight to s; quantized: per group to `dots`, combined below.
+  float* dots = BITS == 16 ? s : work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
+  const size_t dstride = BITS == 16 ? kChunk : size_t(ng) * kChunk;
+  constexpr int TT = NQ <= 2 ? 4 : 2;
+  for (int gi = 0; gi < ng; ++gi) {
+    int i = 0;
+    for (; i + TT <= n; i += TT) {
+      // Keep DRAM busy: ask for the rows kPrefetch tokens ahead (the V rows of this block too, on the
+      // first pass) while these are being multiplied.
+      if (gi == 0)
+        for (size_t off = 0; off < size_t(TT) * hb; off += 64) {
+          _mm_prefetch(reinterpret_cast<const char*>(row0 + size_t(i + kPrefetch) * hb + off), _MM_HINT_T0);
+          _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i) * hb + off), _MM_HINT_T1);
+        }
+      dot_rows<BITS, NQ, TT>(row0 + size_t(i) * hb, hb, q, d, gi * gs, (gi + 1) * gs, dots + size_t(gi) * kChunk + i, dstride);
+    }
+    for (; i < n; ++i)
+      dot_rows<BITS, NQ, 1>(row0 + size_t(i) * hb, hb, q, d, gi * gs, (gi + 1) * gs, dots + size_t(gi) * kChunk + i, dstride);
+  }
+  if constexpr (BITS != 16) {
+    float* sc = work;
+    float* bi = work + size_t(ng) * kChunk;
+    const size_t p0 = kv.params(g, t0);
+    load_params(kv.k_scales + p0, ng, n, sc);
+    load_params(kv.k_biases + p0, ng, n, bi);
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j) {
+      float* sj = s + size_t(j) * kChunk;
+      for (int gi = 0; gi < ng; ++gi) {
+        float qsum = 0;
+        for (int e = gi * gs; e < (gi + 1) * gs; ++e) qsum += q[size_t(j) * d + e];
+        const float* dj = dots + size_t(j) * dstride + size_t(gi) * kChunk;
+        const float* scg = sc + size_t(gi) * kChunk;
+        const float* big = bi + size_t(gi) * kChunk;
+        const __m256 vq = _mm256_set1_ps(qsum);
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+          __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(scg + i), _mm256_loadu_ps(dj + i), _mm256_mul_ps(_mm256_loadu_ps(big + i), vq));
+          if (gi > 0) v = _mm256_add_ps(v, _mm256_loadu_ps(sj + i));
+          _mm256_storeu_ps(sj + i, v);
+        }
+        for (; i < n; ++i) sj[i] = (gi > 0 ? sj[i] : 0.0f) + (scg[i] * dj[i] + big[i] * qsum);
       }
     }
   }
 }
 
-}  // namespace optiq::kernels
+// acc_j += sum_t p_j[t] * v_t for NQ queries. Quantized V: with w = p*scale per token and group,
+//   sum_t p_t (scale_t c_t + bias_t) = sum_t w_t c_t + [sum_t p_t bias_t],
+// the bracket once per group. Columns go in slabs of SW (inside one group) so the NQ*SW/8 accumulators
+// stay in registers while the tokens stream past.
+template <int BITS, int NQ, int SW>
+void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts, float* work) {
+  const int d = kv.head_dim, n = t1 - t0;
+  const int gs = BITS == 16 ? d : kv.group_size, ng = d / gs;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.v_row(g, t0);
+  const float* w = p;  // weights per query: w[j * wstride + gi * kChunk + i]
+  size_t wstride = kChunk;
+  if constexpr (BITS != 16) {
+    float* sc = work;
+    float* bi = work + size_t(ng) * kChunk;
+    float* ww = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
+    const size_t p0 = kv.params(g, t0);
+    load_params(kv.v_scales + p0, ng, n, sc);
+    load_params(kv.v_biases + p0, ng, n, bi);
+    wstride = size_t(ng) * kChunk;
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      for (int gi = 0; gi < ng; ++gi) {
+        const float* pj = p + size_t(j) * kChunk;
+        float* wj = ww + size_t(j) * wstride + size_t(gi) * kChunk;
+        const float* scg = sc + size_t(gi) * kChunk;
+        const float* big = bi + size_t(gi) * kChunk;
+        __m256 bsum = _mm256_setzero_ps();
+        int i = 0;
+        for (; i + 8 <= n; i += 8) {
+          const __m256 pv = _mm256_loadu_ps(pj + i);
+          _mm256_storeu_ps(wj + i, _mm256_mul_ps(pv, _mm256_loadu_ps(scg + i)));
+          bsum = _mm256_fmadd_ps(pv, _mm256_loadu_ps(big + i), bsum);
+        }
+        float b = hsum(bsum);
+        for (; i < n; ++i) {
+          wj[i] = pj[i] * scg[i];
+          b += pj[i] * big[i];
+        }
+        const __m256 vb = _mm256_set1_ps(b);
+        float* acc = parts[j].acc + gi * gs;
+        for (int e = 0; e < gs; e += 8) _mm256_storeu_ps(acc + e, _mm256_add_ps(_mm256_loadu_ps(acc + e), vb));
+      }
+    w = ww;
+  }
+  for (int c = 0; c < d; c += SW) {
+    __m256 acc[NQ][SW / 8];
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 8
+      for (int k = 0; k < SW / 8; ++k) acc[j][k] = _mm256_loadu_ps(parts[j].acc + c + 8 * k);
+    const float* wg = w + size_t(c / gs) * kChunk;
+    for (int i = 0; i < n; ++i) {
+      const uint8_t* row = row0 + size_t(i) * hb;
+      __m256 x[SW / 8];
+      #pragma GCC unroll 8
+      for (int k = 0; k < SW / 8; ++k) x[k] = load8<BITS>(row, c + 8 * k);
+      #pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) {
+        const __m256 wv = _mm256_broadcast_ss(wg + size_t(j) * wstride + size_t(i));
+        #pragma GCC unroll 8
+        for (int k = 0; k < SW / 8; ++k) acc[j][k] = _mm256_fmadd_ps(wv, x[k], acc[j][k]);
+      }
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 8
+      for (int k = 0; k < SW / 8; ++k) _mm256_storeu_ps(parts[j].acc + c + 8 * k, acc[j][k]);
+  }
+}
+
+// Online-softmax update of one query from its block of scores (turned into weights in place).
+void softmax_update(Partial& P, float* s, int n, int valid, int d) {
+  if (valid <= 0) {
+    std::fill(s, s + n, 0.0f);
+    return;
+  }
+  __m256 vm = _mm256_set1_ps(-INFINITY);
+  int t = 0;
+  for (; t + 8 <= valid; t += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(s + t));
+  float mc = -INFINITY;
+  {
+    alignas(32) float tmp[8];
+    _mm256_store_ps(tmp, vm);
+    for (float x : tmp) mc = std::max(mc, x);
+  }
+  for (; t < valid; ++t) mc = std::max(mc, s[t]);
+  const float m_new = std::max(P.m, mc);
+  if (m_new != P.m) {
+    const float corr = std::exp(P.m - m_new);
+    P.l *= corr;
+    const __m256 vc = _mm256_set1_ps(corr);
+    for (int i = 0; i < d; i += 8) _mm256_storeu_ps(P.acc + i, _mm256_mul_ps(_mm256_loadu_ps(P.acc + i), vc));
+    P.m = m_new;
+  }
+  const __m256 vmax = _mm256_set1_ps(m_new);
+  __m256 sum = _mm256_setzero_ps();
+  for (t = 0; t + 8 <= valid; t += 8) {
+    __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + t), vmax));
+    _mm256_storeu_ps(s + t, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  float l = hsum(sum);
+  for (; t < valid; ++t) {
+    s[t] = std::exp(s[t] - m_new);
+    l += s[t];
+  }
+  for (; t < n; ++t) s[t] = 0.0f;
+  P.l += l;
+}
+
+template <int BITS, int NQ>
+void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, int t0, int t1, Partial* parts, float* scratch,
+              float* work) {
+  int tmax = t0;  // tokens any of these queries can see
+  #pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j) tmax = std::max(tmax, std::min(t1, limits[j]));
+  if (tmax == t0) return;
+  scores<BITS, NQ>(kv, g, q, t0, tmax, scratch, work);
+  #pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, kv.head_dim);
+  const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
+  if (NQ <= 2 && gs % 32 == 0)
+    weighted_sum<BITS, NQ, 32>(kv, g, scratch, t0, tmax, parts, work);
+  else if (gs % 16 == 0)
+    weighted_sum<BITS, NQ, 16>(kv, g, scratch, t0, tmax, parts, work);
+  else
+    weighted_sum<BITS, NQ, 8>(kv, g, scratch, t0, tmax, parts, work);
+}
+
+template <int BITS>
+void block_bits(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts, float* scratch) {
+  const int d = kv.head_dim;
+  for (int j = 0; j < nq; j += 4) {
+    const float* qj = q + size_t(j) * d;
+    float* sj = scratch + size_t(j) * kChunk;
+    float* work = scratch + size_t(nq) * kChunk;
+    switch (std::min(4, nq - j)) {
+      case 1: block_nq<BITS, 1>(kv, g, qj, limits + j, t0, t1, parts + j, sj, work); break;
+      case 2: block_nq<BITS, 2>(kv, g, qj, limits + j, t0, t1, parts + j, sj, work); break;
+      case 3: block_nq<BITS, 3>(kv, g, qj, limits + j, t0, t1, parts + j, sj, work); break;
+      default: block_nq<BITS, 4>(kv, g, qj, limits + j, t0, t1, parts + j, sj, work); break;
+    }
+  }
+}
+
+}  // namespace
+
+void block_avx2(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts,
+                float* scratch) {
+  switch (kv.bits) {
+    case 16: return block_bits<16>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 8: return block_bits<8>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 6: return block_bits<6>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 5: return block_bits<5>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 4: return block_bits<4>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 3: return block_bits<3>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    case 2: return block_bits<2>(kv, g, q, nq, limits, t0, t1, parts, scratch);
+    default: return block_ref(kv, g, q, nq, limits, t0, t1, parts, scratch);
+  }
+}
+
+}  // namespace optiq::kernels::attn

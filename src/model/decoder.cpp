@@ -3,10 +3,12 @@
 // Rows from many sequences go through every matmul together, so weights are read once per step.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "kernels/attention.h"
+#include "kernels/hadamard.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "model/model.h"
@@ -31,6 +33,58 @@ void add_in_place(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
+// One layer's attention for every row: rows of the same sequence at consecutive positions form a tile
+// (with the query heads that share each KV head), so every K/V row is read once per tile.
+void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_heads, float* q, float* att, int threads) {
+  const kv::KvShape& sh = cache.shape();
+  const int64_t N = int64_t(batch.size()), hd = sh.head_dim;
+  const int nkv = sh.n_kv_heads;
+  const int64_t q_dim = int64_t(n_heads) * hd;
+  const int rep = n_heads / nkv;
+  const int tile_rows = std::max(1, 4 / rep);
+  std::vector<kernels::KvLayerView> views;
+  std::vector<int> view_of(static_cast<size_t>(N)), limits(static_cast<size_t>(N));
+  for (int64_t r = 0; r < N; ++r) {
+    limits[size_t(r)] = batch.positions[r] + 1;
+    if (r > 0 && batch.seq_ids[r] == batch.seq_ids[r - 1]) {
+      view_of[size_t(r)] = view_of[size_t(r - 1)];
+      continue;
+    }
+    view_of[size_t(r)] = int(views.size());
+    views.push_back(cache.view(batch.seq_ids[r], layer));
+  }
+  auto rotate_rows = [&](float* x) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < N; ++r)
+      if (views[size_t(view_of[size_t(r)])].rotated)
+        for (int h = 0; h < n_heads; ++h) kernels::hadamard(x + r * q_dim + h * hd, int(hd));
+  };
+  rotate_rows(q);
+  const float scale = 1.0f / std::sqrt(float(hd));
+  std::vector<kernels::AttentionTile> tiles;
+  for (int64_t r = 0; r < N;) {
+    int64_t e = r + 1;
+    while (e < N && e - r < tile_rows && batch.seq_ids[e] == batch.seq_ids[r] && batch.positions[e] == batch.positions[e - 1] + 1) ++e;
+    for (int g = 0; g < nkv; ++g) {
+      kernels::AttentionTile t;
+      t.kv = &views[size_t(view_of[size_t(r)])];
+      t.kv_head = g;
+      t.rows = int(e - r);
+      t.rep = rep;
+      t.q = q + r * q_dim + int64_t(g) * rep * hd;
+      t.q_stride = size_t(q_dim);
+      t.out = att + r * q_dim + int64_t(g) * rep * hd;
+      t.out_stride = size_t(q_dim);
+      t.limits = &limits[size_t(r)];
+      t.scale = scale;
+      tiles.push_back(t);
+    }
+    r = e;
+  }
+  kernels::attention(tiles, threads);
+  rotate_rows(att);
+}
+
 }  // namespace
 
 void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const {
@@ -38,9 +92,8 @@ void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const
   const int64_t N = int64_t(batch.size());
   if (N == 0) return;
   const int64_t H = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
-  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads, rep = nh / nkv;
+  const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int64_t q_dim = int64_t(nh) * hd, kv_dim = int64_t(nkv) * hd;
-  const float scale = 1.0f / std::sqrt(float(hd));
   const int threads = compute_threads();
 
   for (int64_t r = 0; r < N; ++r) {
@@ -74,38 +127,9 @@ void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const
       }
       kernels::rope(qr, nh, int(hd), int(hd), batch.positions[r], inv_freq_.data(), c.rope_traditional);
       kernels::rope(kr, nkv, int(hd), int(hd), batch.positions[r], inv_freq_.data(), c.rope_traditional);
-      uint16_t* kc = cache.key(batch.seq_ids[r], il, batch.positions[r]);
-      uint16_t* vc = cache.value(batch.seq_ids[r], il, batch.positions[r]);
-      const float* vr = v.data() + r * kv_dim;
-      for (int64_t i = 0; i < kv_dim; ++i) {
-        kc[i] = f32_to_f16(kr[i]);
-        vc[i] = f32_to_f16(vr[i]);
-      }
+      cache.store(batch.seq_ids[r], il, batch.positions[r], kr, v.data() + r * kv_dim);
     }
-
-#pragma omp parallel num_threads(threads)
-    {
-      std::vector<float> scratch;
-#pragma omp for schedule(dynamic, 1) collapse(2)
-      for (int64_t r = 0; r < N; ++r)
-        for (int g = 0; g < nkv; ++g) {
-          const int32_t seq = batch.seq_ids[r];
-          const int n_tokens = batch.positions[r] + 1;
-          scratch.resize(size_t(rep) * size_t(n_tokens));
-          kernels::AttentionArgs a;
-          a.q = q.data() + r * q_dim + int64_t(g) * rep * hd;
-          a.rep = rep;
-          a.k = cache.keys(seq, il) + int64_t(g) * hd;
-          a.v = cache.values(seq, il) + int64_t(g) * hd;
-          a.kv_stride = size_t(kv_dim);
-          a.n_tokens = n_tokens;
-          a.head_dim = int(hd);
-          a.scale = scale;
-          a.out = att.data() + r * q_dim + int64_t(g) * rep * hd;
-          a.scratch = scratch.data();
-          kernels::attention_f16(a);
-        }
-    }
+    attention(cache, batch, il, nh, q.data(), att.data(), threads);
 
     linear(L.o_proj, att.data(), N, tmp.data());
     add_in_place(x.data(), tmp.data(), N * H);

@@ -152,8 +152,16 @@ void Model::load_weights(const WeightSource& ws) {
   }
 }
 
-std::unique_ptr<kv::KvCache> Model::make_cache() const {
-  return std::make_unique<kv::KvCache>(config_.num_hidden_layers, config_.num_key_value_heads, config_.head_dim);
+kv::KvShape Model::kv_shape() const {
+  kv::KvShape s;
+  s.n_layers = config_.num_hidden_layers;
+  s.n_kv_heads = config_.num_key_value_heads;
+  s.head_dim = config_.head_dim;
+  return s;
+}
+
+std::unique_ptr<kv::KvCache> Model::make_cache(const kv::KvSpec& spec) const {
+  return std::make_unique<kv::KvCache>(kv_shape(), spec);
 }
 
 namespace {

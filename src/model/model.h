@@ -39,7 +39,10 @@ class Model {
   // rows with want_logits (in batch order) to logits[n_logits * vocab_size].
   void forward(const Batch& batch, kv::KvCache& cache, float* logits) const;
 
-  std::unique_ptr<kv::KvCache> make_cache() const;
+  // A KV cache for this model with each layer at the precision `spec` gives (fp16 by default); throws
+  // Error(InvalidArgument) naming the entry when the spec does not fit the model.
+  std::unique_ptr<kv::KvCache> make_cache(const kv::KvSpec& spec = {}) const;
+  kv::KvShape kv_shape() const;
   int64_t weight_bytes_per_token() const;  // bytes of weights read by one decode step
   std::string weight_summary() const;      // e.g. "mlx-affine 4-bit g64 x196, bf16 x57"
 
