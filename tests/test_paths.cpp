@@ -1,5 +1,7 @@
 #include "test_paths.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <filesystem>
 
@@ -17,7 +19,9 @@ std::string shared_dir() {
 std::string shared_path(const std::string& rel) { return shared_dir() + "/" + rel; }
 
 std::string scratch_dir(const std::string& name) {
-  std::string d = std::string(OPTIQ_BINARY_DIR) + "/test-scratch/" + name;
+  // One folder per process: ctest runs every test case as its own process, several at once, and two
+  // cases that use the same name must not wipe each other's files.
+  std::string d = std::string(OPTIQ_BINARY_DIR) + "/test-scratch/" + name + "-" + std::to_string(getpid());
   std::filesystem::remove_all(d);
   std::filesystem::create_directories(d);
   return d;

@@ -11,7 +11,7 @@ namespace optiq::test {
 std::string source_dir();
 std::string shared_dir();                      // $OPTIQ_SHARED_DIR or <source>/../shared
 std::string shared_path(const std::string& rel);
-std::string scratch_dir(const std::string& name);  // created fresh under the build tree
+std::string scratch_dir(const std::string& name);  // created fresh under the build tree, one per process
 bool in_ci();                                   // CI=true: missing shared data is a failure, not a skip
 
 }  // namespace optiq::test
