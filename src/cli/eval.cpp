@@ -112,8 +112,7 @@ int run_eval(int argc, char** argv) {
   std::fprintf(stderr, "\n");
   const double ppl_ref = std::exp(st.nll_ref / double(st.n)), ppl_kv = std::exp(st.nll_kv / double(st.n));
   const double kl_mean = st.kl_sum / double(st.n), top1 = double(st.same_top1) / double(st.n);
-  const double eff = double(spec.bytes_per_token(shape)) * 8.0 / (2.0 * shape.n_kv_heads * shape.head_dim *
-                                                                   [&] { int k = 0; for (int l = 0; l < shape.n_layers; ++l) k += shape.layer_has_kv(l); return k; }());
+  const double eff = spec.mean_bits(shape, /*effective=*/true);
   std::printf("| %-14s | %10s | %10s | %8s | %12s | %12s | %8s |\n", "kv", "ppl fp16", "ppl kv", "ppl +%", "mean KL", "max KL", "same top1");
   std::printf("|----------------|------------|------------|----------|--------------|--------------|----------|\n");
   const std::string label = !kvf.config.empty() ? kvf.config : (kvf.bits && kvf.bits != 16 ? "q" + std::to_string(kvf.bits) : "fp16");

@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chat/prompt.h"
+#include "chat/template_choice.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/engine.h"
@@ -20,11 +21,6 @@ void on_signal(int) {
   if (g_server) g_server->stop();
 }
 
-std::string read_template_arg(const std::string& v) {
-  // --chat-template takes a file or the template text itself.
-  if (file_exists(v)) return read_text_file(v);
-  return v;
-}
 }  // namespace
 
 int run_serve(int argc, char** argv) {
@@ -99,10 +95,7 @@ int run_serve(int argc, char** argv) {
   kv_spec.validate(lm.model->kv_shape());
   OPTIQ_LOG_INFO("KV cache plan:\n%s", kv_spec.describe(lm.model->kv_shape()).c_str());
   const auto& info = lm.tokenizer->info();
-  std::string tmpl = chat_template.empty() ? info.chat_template : read_template_arg(chat_template);
-  if (tmpl.empty() && use_default_template)
-    tmpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+  const std::string tmpl = chat::choose_chat_template(info.chat_template, chat_template, use_default_template);
   std::unique_ptr<chat::PromptBuilder> prompts;
   if (!tmpl.empty()) prompts = std::make_unique<chat::PromptBuilder>(tmpl, chat::PromptOptions{info.bos_token, info.eos_token, chat_template_args});
   else OPTIQ_LOG_WARN("the model has no chat template: /v1/chat/completions and /v1/messages will answer 400 (use --chat-template)");

@@ -85,8 +85,7 @@ void block_ref(const KvLayerView& kv, int g, const float* q, int nq, const int* 
 void attention_reference(const AttentionTile& tile) {
   const KvLayerView& kv = *tile.kv;
   const int d = kv.head_dim;
-  int max_t = 0;
-  for (int i = 0; i < tile.rows; ++i) max_t = std::max(max_t, tile.limits[i]);
+  const int max_t = tile.tokens();
   OPTIQ_CHECK(max_t <= kv.n_tokens, "attention reads past the stored tokens");
   std::vector<float> K(size_t(max_t) * d), V(size_t(max_t) * d);
   for (int t = 0; t < max_t; ++t) {
@@ -125,12 +124,11 @@ void attention(const std::vector<AttentionTile>& tiles, int threads) {
     int piece;         // index among the tile's pieces
   };
   std::vector<Task> tasks;
-  std::vector<int> pieces(tiles.size()), first_task(tiles.size());
+  std::vector<int> pieces(tiles.size()), first_task(tiles.size()), tile_tokens(tiles.size());
   const int want = 4 * std::max(threads, 1);
   for (size_t ti = 0; ti < tiles.size(); ++ti) {
     const AttentionTile& T = tiles[ti];
-    int max_t = 0;
-    for (int i = 0; i < T.rows; ++i) max_t = std::max(max_t, T.limits[i]);
+    const int max_t = tile_tokens[ti] = T.tokens();
     OPTIQ_CHECK(max_t <= T.kv->n_tokens, "attention reads past the stored tokens");
     const int chunks = (max_t + attn::kChunk - 1) / attn::kChunk;
     int p = 1;
@@ -172,8 +170,7 @@ void attention(const std::vector<AttentionTile>& tiles, int threads) {
           parts[size_t(qi)] = {-INFINITY, 0.0f, accbuf.data() + size_t(qi) * d};
         }
       const attn::BlockFn fn = avx2_ok(kv) ? attn::block_avx2 : attn::block_ref;
-      int max_t = 0;
-      for (int i = 0; i < T.rows; ++i) max_t = std::max(max_t, T.limits[i]);
+      const int max_t = tile_tokens[size_t(task.tile)];
       for (int c = task.c0; c < task.c1; ++c) {
         const int t0 = c * attn::kChunk, t1 = std::min(max_t, t0 + attn::kChunk);
         fn(kv, T.kv_head, qbuf.data(), nq, qlim.data(), t0, t1, parts.data(), scratch.data());

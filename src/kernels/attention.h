@@ -57,6 +57,11 @@ struct AttentionTile {
   size_t out_stride = 0;
   const int* limits = nullptr;
   float scale = 1.0f;        // multiplies q·k
+  int tokens() const {       // tokens any row of the tile reads: [0, max limit)
+    int n = 0;
+    for (int i = 0; i < rows; ++i) n = limits[i] > n ? limits[i] : n;
+    return n;
+  }
 };
 
 // Runs every tile with `threads` threads.

@@ -196,8 +196,7 @@ int64_t KvCache::bytes_used() const {
     if (!s.live) continue;
     for (int l = 0; l < shape_.n_layers; ++l) {
       if (!shape_.layer_has_kv(l)) continue;
-      const KvPrecision& p = s.layers[size_t(l)].p;
-      b += 2 * int64_t(s.length) * shape_.n_kv_heads * int64_t(head_bytes(p) + size_t(head_groups(p)) * 4);
+      b += 2 * int64_t(s.length) * s.layers[size_t(l)].p.bytes(int64_t(shape_.n_kv_heads) * shape_.head_dim);
     }
   }
   return b;

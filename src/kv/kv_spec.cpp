@@ -69,11 +69,20 @@ int64_t KvSpec::bytes_per_token(const KvShape& shape) const {
   const int64_t elems = int64_t(shape.n_kv_heads) * shape.head_dim;
   for (int l = 0; l < shape.n_layers; ++l) {
     if (!shape.layer_has_kv(l)) continue;
-    KvPrecision p = at(l);
-    int64_t row = p.quantized() ? elems * p.bits / 8 + elems / p.group_size * 4 : elems * 2;
-    b += 2 * row;
+    b += 2 * at(l).bytes(elems);
   }
   return b;
+}
+
+double KvSpec::mean_bits(const KvShape& shape, bool effective) const {
+  int n = 0;
+  double sum = 0;
+  for (int l = 0; l < shape.n_layers; ++l)
+    if (shape.layer_has_kv(l)) {
+      ++n;
+      sum += effective ? at(l).effective_bits() : at(l).bits;
+    }
+  return n ? sum / n : 0.0;
 }
 
 int64_t KvSpec::fp16_bytes_per_token(const KvShape& shape) {
@@ -86,8 +95,6 @@ std::string KvSpec::describe(const KvShape& shape) const {
     return p.quantized() ? std::to_string(p.bits) + "-bit g" + std::to_string(p.group_size) : std::string("fp16");
   };
   std::ostringstream os;
-  int n_kv = 0;
-  double bits_sum = 0, eff_sum = 0;
   for (int l = 0; l < shape.n_layers;) {
     if (!shape.layer_has_kv(l)) {
       ++l;
@@ -99,22 +106,17 @@ std::string KvSpec::describe(const KvShape& shape) const {
     os << "  layers " << l;
     if (e > l) os << "-" << e;
     os << ": " << name(p) << "\n";
-    for (int k = l; k <= e; ++k) {
-      ++n_kv;
-      bits_sum += p.bits;
-      eff_sum += p.effective_bits();
-    }
     l = e + 1;
   }
   const int64_t q = bytes_per_token(shape), f = fp16_bytes_per_token(shape);
   char buf[256];
   std::snprintf(buf, sizeof buf,
-                "  KV bytes per token: %lld (fp16: %lld, %.2fx smaller); mean bits %.2f nominal, %.2f effective%s",
-                (long long)q, (long long)f, q ? double(f) / double(q) : 0.0, n_kv ? bits_sum / n_kv : 0.0,
-                n_kv ? eff_sum / n_kv : 0.0, quantized_kv_start > 0 ? "" : "");
+                "  KV bytes per token: %lld (fp16: %lld, %.2fx smaller); mean bits %.2f nominal, %.2f effective",
+                (long long)q, (long long)f, q ? double(f) / double(q) : 0.0, mean_bits(shape, false), mean_bits(shape, true));
   os << buf;
   if (quantized_kv_start > 0) os << "; fp16 until a sequence holds " << quantized_kv_start << " tokens";
-  if (rotates(shape.head_dim) && n_kv > 0 && eff_sum < 16.0 * n_kv) os << "; Hadamard rotation on quantized layers";
+  const double eff = mean_bits(shape, true);
+  if (rotates(shape.head_dim) && eff > 0 && eff < 16.0) os << "; Hadamard rotation on quantized layers";
   return os.str();
 }
 

@@ -19,6 +19,8 @@ struct KvPrecision {
   bool quantized() const { return bits != 16; }
   // Storage bits per element, counting the fp16 scale and bias of each group (4-bit g64: 4.5).
   double effective_bits() const { return quantized() ? bits + 32.0 / group_size : 16.0; }
+  // Bytes that `elems` values take in the cache (codes plus f16 scale and bias per group).
+  int64_t bytes(int64_t elems) const { return quantized() ? elems * bits / 8 + elems / group_size * 4 : elems * 2; }
   bool operator==(const KvPrecision& o) const { return bits == o.bits && (!quantized() || group_size == o.group_size); }
 };
 
@@ -48,6 +50,8 @@ struct KvSpec {
   // One line per run of equal layers and the bytes per token against fp16, for the start-up log.
   std::string describe(const KvShape& shape) const;
   int64_t bytes_per_token(const KvShape& shape) const;       // K and V over all KV layers
+  // Mean bits per element over the KV layers: nominal (4, 8, 16) or effective (with scales and biases).
+  double mean_bits(const KvShape& shape, bool effective) const;
   static int64_t fp16_bytes_per_token(const KvShape& shape);
 };
 

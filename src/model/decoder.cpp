@@ -53,7 +53,9 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
     view_of[size_t(r)] = int(views.size());
     views.push_back(cache.view(batch.seq_ids[r], layer));
   }
+  const bool any_rotated = std::any_of(views.begin(), views.end(), [](const kernels::KvLayerView& v) { return v.rotated; });
   auto rotate_rows = [&](float* x) {
+    if (!any_rotated) return;  // fp16 layers: no extra parallel region on the hot path
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r)
       if (views[size_t(view_of[size_t(r)])].rotated)
