@@ -2,6 +2,8 @@
 // into windows of --seq-len tokens; each window runs once with fp16 KV (the reference) and once with the
 // KV setting asked for, in lockstep, and every position's next-token distribution is compared:
 // perplexity of each, mean / max KL(fp16 || kv), and how often the top-1 token agrees.
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -74,6 +76,7 @@ int run_eval(int argc, char** argv) {
 
   const int V = m.config().vocab_size;
   Stats st;
+  const bool progress = isatty(fileno(stderr));  // a \r progress line only on a terminal
   std::vector<float> lr(size_t(chunk) * size_t(V)), lq(lr.size());
   for (int w = 0; w < windows; ++w) {
     auto ref = m.make_cache(), cq = m.make_cache(spec);
@@ -107,9 +110,9 @@ int run_eval(int argc, char** argv) {
         ++st.n;
       }
     }
-    std::fprintf(stderr, "\rwindow %d/%d", w + 1, windows);
+    if (progress) std::fprintf(stderr, "\rwindow %d/%d", w + 1, windows);
   }
-  std::fprintf(stderr, "\n");
+  if (progress) std::fprintf(stderr, "\n");
   const double ppl_ref = std::exp(st.nll_ref / double(st.n)), ppl_kv = std::exp(st.nll_kv / double(st.n));
   const double kl_mean = st.kl_sum / double(st.n), top1 = double(st.same_top1) / double(st.n);
   const double eff = spec.mean_bits(shape, /*effective=*/true);
