@@ -40,6 +40,8 @@ struct Engine::Sequence {
   std::unique_ptr<tokenizer::StreamingDetokenizer> detok;
   std::unique_ptr<StopMatcher> stops;
   std::unique_ptr<chat::OutputParser> parser;
+  std::unique_ptr<JsonConstraint> json;  // response_format json_object
+  std::vector<uint8_t> allowed;          // scratch: tokens the constraint allows this step
   std::vector<SampledToken> pending_logprobs;
   bool done = false;
 };
@@ -110,6 +112,10 @@ void Engine::run() {
       s->detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
       s->stops = std::make_unique<StopMatcher>(s->req.stop);
       s->parser = std::make_unique<chat::OutputParser>(s->req.output_format, s->req.tools_requested);
+      if (s->req.json_object) {
+        if (!token_bytes_) token_bytes_ = std::make_shared<TokenBytes>(*lm_.tokenizer, lm_.model->config().vocab_size);
+        s->json = std::make_unique<JsonConstraint>(token_bytes_);
+      }
     }
     try {
       step(running);
@@ -126,6 +132,8 @@ void Engine::run() {
     }
     for (auto& s : running)
       if (s->done || s->handle->cancelled()) {
+        if (!s->done)
+          OPTIQ_LOG_INFO("request cancelled after %d of at most %d generated tokens", s->generated, s->req.max_tokens);
         cache_->release_sequence(s->kv_seq);
         s.reset();
         std::lock_guard<std::mutex> lock(mu_);
@@ -175,15 +183,26 @@ void Engine::step(std::vector<std::unique_ptr<Sequence>>& running) {
       finish(s, "length");
       continue;
     }
-    SampledToken tok = s.sampler->sample(&logits[i * size_t(vocab)], vocab, s.context, size_t(s.generated));
+    if (s.json && s.json->allowed(s.allowed) == 0) {
+      OPTIQ_LOG_WARN("json_object: no token of the vocabulary continues the JSON text; stopping");
+      finish(s, "stop");
+      continue;
+    }
+    SampledToken tok = s.sampler->sample(&logits[i * size_t(vocab)], vocab, s.context, size_t(s.generated),
+                                         s.json ? &s.allowed : nullptr);
     s.context.push_back(tok.id);
     s.generated++;
     if (lm_.is_eos(tok.id)) {
       finish(s, "stop");
       continue;
     }
+    if (s.json) s.json->accept(tok.id);
     emit_token(s, tok);
     if (s.done) continue;
+    if (s.json && s.json->complete()) {  // the object has closed: nothing more may follow
+      finish(s, "stop");
+      continue;
+    }
     if (s.generated >= s.req.max_tokens) {
       finish(s, "length");
       continue;

@@ -15,6 +15,7 @@
 
 #include "chat/output_parser.h"
 #include "engine/generator.h"
+#include "engine/json_constraint.h"
 #include "engine/request.h"
 
 namespace optiq::engine {
@@ -35,6 +36,7 @@ struct EngineRequest {
   chat::OutputFormat output_format;  // how to split text / reasoning / tool calls
   bool tools_requested = false;
   bool logprobs = false;
+  bool json_object = false;  // constrain the output to one JSON object (response_format json_object)
 };
 
 class RequestHandle {
@@ -82,6 +84,7 @@ class Engine {
   EngineOptions opts_;
   int context_length_ = 0;
   std::unique_ptr<kv::KvCache> cache_;
+  std::shared_ptr<const TokenBytes> token_bytes_;  // built by the worker for the first constrained request
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> waiting_;

@@ -10,7 +10,8 @@ Sampler::Sampler(const SamplingParams& params) : params_(params) {
   rng_.seed(params.seed ? *params.seed : std::random_device{}());
 }
 
-SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int32_t>& context, size_t n_generated) {
+SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int32_t>& context, size_t n_generated,
+                             const std::vector<uint8_t>* allowed) {
   const SamplingParams& p = params_;
   SampledToken out;
 
@@ -52,6 +53,10 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
       if (t >= 0 && t < vocab) l[t] -= p.presence_penalty + p.frequency_penalty * float(n);
   }
 
+  if (allowed)
+    for (int32_t i = 0; i < vocab; ++i)
+      if (!(*allowed)[size_t(i)]) l[i] = -INFINITY;
+
   int32_t chosen = 0;
   if (p.temperature <= 0.0f) {
     for (int32_t i = 1; i < vocab; ++i)
@@ -91,7 +96,7 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     for (size_t i = 0; i < n; ++i) zz += prob[i];
     std::uniform_real_distribution<double> u(0.0, zz);
     double r = u(rng_), acc = 0;
-    chosen = cand_[n - 1].second;
+    chosen = cand_[0].second;
     for (size_t i = 0; i < n; ++i) {
       acc += prob[i];
       if (r < acc) { chosen = cand_[i].second; break; }

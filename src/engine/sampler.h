@@ -36,8 +36,10 @@ class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   // logits: [vocab] (modified in place); context: prompt tokens then generated tokens;
-  // n_generated: how many of the last context tokens were generated.
-  SampledToken sample(float* logits, int32_t vocab, const std::vector<int32_t>& context, size_t n_generated);
+  // n_generated: how many of the last context tokens were generated. allowed (optional, [vocab]): tokens
+  // with allowed[t] == 0 are never chosen (constrained output); logprobs stay those of the raw model.
+  SampledToken sample(float* logits, int32_t vocab, const std::vector<int32_t>& context, size_t n_generated,
+                      const std::vector<uint8_t>* allowed = nullptr);
   const SamplingParams& params() const { return params_; }
 
  private:

@@ -8,7 +8,7 @@
 namespace optiq::server {
 
 using engine::GenerationEvent;
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using nlohmann::ordered_json;
 using Kind = engine::GenerationEvent::Kind;
 namespace f = fields;

@@ -2,7 +2,14 @@
 
 #include <httplib.h>
 
+#include <dirent.h>
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <chrono>
+#include <cstdlib>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "server/anthropic_protocol.h"
@@ -34,6 +41,63 @@ bool keys_equal(const std::string& a, const std::string& b) {
   for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
   return diff == 0 && !b.empty();
 }
+
+// ---- noticing a client that went away ----
+//
+// cpp-httplib 0.11 tells a handler nothing about its socket, and a write into a socket whose peer has closed
+// succeeds once (the peer answers it with a reset; only the next write fails). Waiting for write errors
+// would let a request generate two or three tokens nobody reads. So the handler finds its own connection
+// (the socket whose local and remote addresses are the request's) and polls it for the peer's FIN
+// (POLLRDHUP) before every write and while it waits for tokens.
+
+std::string numeric_host(const sockaddr_storage& a, socklen_t len, int* port) {
+  char host[NI_MAXHOST], serv[NI_MAXSERV];
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof host, serv, sizeof serv,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return "";
+  *port = std::atoi(serv);
+  return host;
+}
+
+// The socket of this request's connection, or -1 when it cannot be found (then only write errors count).
+int connection_socket(const httplib::Request& req) {
+  // One end of the connection, as httplib formats it for Request::remote_addr / local_addr.
+  auto end_matches = [](int fd, bool peer, const std::string& addr, int want_port) {
+    sockaddr_storage a{};
+    socklen_t len = sizeof a;
+    auto* sa = reinterpret_cast<sockaddr*>(&a);
+    if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) return false;
+    int port = -1;
+    return numeric_host(a, len, &port) == addr && port == want_port;
+  };
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int found = -1;
+  while (dirent* e = readdir(d)) {
+    char* end = nullptr;
+    long fd = std::strtol(e->d_name, &end, 10);
+    if (end == e->d_name || *end != '\0') continue;
+    if (end_matches(int(fd), true, req.remote_addr, req.remote_port) &&
+        end_matches(int(fd), false, req.local_addr, req.local_port)) {
+      found = int(fd);
+      break;
+    }
+  }
+  closedir(d);
+  return found;
+}
+
+// True once the client has closed (or reset) its side of the connection.
+bool peer_gone(int fd) {
+  if (fd < 0) return false;
+  pollfd p{fd, POLLRDHUP, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+// How long a handler waits for the next token before it looks at the connection again: well under one
+// token's time on real models, so a generation is cancelled while the token after the disconnect is still
+// being computed.
+constexpr std::chrono::milliseconds kPeerPoll{10};
 
 }  // namespace
 
@@ -73,37 +137,46 @@ struct HttpServer::Impl {
     r.sampling = gen.sampling;
     r.stop = gen.stop;
     r.logprobs = gen.logprobs;
+    r.json_object = gen.json_mode;
     return r;
   }
 
   // ---- running a generation ----
 
   template <class Stream>
-  void stream_response(httplib::Response& res, std::shared_ptr<engine::RequestHandle> handle, std::shared_ptr<Stream> st) {
+  void stream_response(const httplib::Request& req, httplib::Response& res, std::shared_ptr<engine::RequestHandle> handle,
+                       std::shared_ptr<Stream> st) {
     res.set_header("Cache-Control", "no-cache");
+    const int fd = connection_socket(req);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [handle, st](size_t, httplib::DataSink& sink) {
-          std::string first = st->begin();
-          if (!first.empty() && !sink.write(first.data(), first.size())) {
-            handle->cancel();
-            return false;
-          }
+        [handle, st, fd](size_t, httplib::DataSink& sink) {
+          // Every exit before the end cancels the generation: the client is gone.
+          auto send = [&](const std::string& data) {
+            if (data.empty()) return true;
+            if (peer_gone(fd) || !sink.write(data.data(), data.size())) {
+              handle->cancel();
+              return false;
+            }
+            return true;
+          };
+          if (!send(st->begin())) return false;
           engine::GenerationEvent ev;
+          auto last_write = std::chrono::steady_clock::now();
           while (!st->finished()) {
-            if (!handle->next(ev, std::chrono::milliseconds(15000))) {
-              static const std::string keepalive = ": keepalive\n\n";
-              if (!sink.write(keepalive.data(), keepalive.size())) {
+            if (!handle->next(ev, kPeerPoll)) {
+              if (peer_gone(fd)) {
                 handle->cancel();
                 return false;
               }
+              if (std::chrono::steady_clock::now() - last_write >= std::chrono::seconds(15)) {
+                last_write = std::chrono::steady_clock::now();
+                if (!send(": keepalive\n\n")) return false;
+              }
               continue;
             }
-            std::string frames = st->on_event(ev);
-            if (!frames.empty() && !sink.write(frames.data(), frames.size())) {
-              handle->cancel();  // the client went away: stop generating
-              return false;
-            }
+            last_write = std::chrono::steady_clock::now();
+            if (!send(st->on_event(ev))) return false;
           }
           sink.done();
           return true;
@@ -113,11 +186,18 @@ struct HttpServer::Impl {
         });
   }
 
-  std::vector<engine::GenerationEvent> collect(engine::RequestHandle& h) {
+  // A non-streamed answer: all events, or none when the client went away (the generation is cancelled).
+  std::optional<std::vector<engine::GenerationEvent>> collect(const httplib::Request& req, engine::RequestHandle& h) {
     std::vector<engine::GenerationEvent> evs;
     engine::GenerationEvent ev;
+    const int fd = connection_socket(req);
     for (;;) {
-      if (!h.next(ev, std::chrono::milliseconds(1000))) continue;
+      bool got = h.next(ev, kPeerPoll);
+      if (peer_gone(fd)) {
+        h.cancel();
+        return std::nullopt;
+      }
+      if (!got) continue;
       bool end = ev.kind == engine::GenerationEvent::Kind::Done || ev.kind == engine::GenerationEvent::Kind::Error;
       evs.push_back(std::move(ev));
       if (end) return evs;
@@ -128,23 +208,24 @@ struct HttpServer::Impl {
 
   // Chat and completions differ only in their request parser, id prefix and encoders.
   template <class Stream, class Request, class Respond>
-  void openai_generate(Request r, const char* id_prefix, httplib::Response& res, Respond respond) {
+  void openai_generate(Request r, const char* id_prefix, const httplib::Request& req, httplib::Response& res,
+                       Respond respond) {
     engine::EngineRequest er = prepare(r.gen);
     const auto& tok = *eng.model().tokenizer;
     auto handle = eng.submit(std::move(er));
     OpenAiEncodeOptions eo = encode_options(r, [&tok](int32_t id) { return tok.token_to_bytes(id); });
-    ResponseMeta meta = make_response_meta(id_prefix, r.gen.model);
-    if (r.gen.stream) return stream_response(res, handle, std::make_shared<Stream>(meta, eo));
-    res.set_content(respond(meta, collect(*handle), eo), "application/json");
+    ResponseMeta meta = make_response_meta(id_prefix, r.gen.model.empty() ? opts.model_id : r.gen.model);
+    if (r.gen.stream) return stream_response(req, res, handle, std::make_shared<Stream>(meta, eo));
+    if (auto evs = collect(req, *handle)) res.set_content(respond(meta, *evs, eo), "application/json");
   }
 
   void openai_chat(const httplib::Request& req, httplib::Response& res) {
-    openai_generate<OpenAiChatStream>(parse_openai_chat(req.body, opts.default_sampling), "chatcmpl-", res,
+    openai_generate<OpenAiChatStream>(parse_openai_chat(req.body, opts.default_sampling), "chatcmpl-", req, res,
                                       openai_chat_response);
   }
 
   void openai_completion(const httplib::Request& req, httplib::Response& res) {
-    openai_generate<OpenAiCompletionStream>(parse_openai_completion(req.body, opts.default_sampling), "cmpl-", res,
+    openai_generate<OpenAiCompletionStream>(parse_openai_completion(req.body, opts.default_sampling), "cmpl-", req, res,
                                             openai_completion_response);
   }
 
@@ -153,9 +234,9 @@ struct HttpServer::Impl {
     engine::EngineRequest er = prepare(r.gen);
     int input_tokens = int(er.prompt.size());
     auto handle = eng.submit(std::move(er));
-    ResponseMeta meta = make_response_meta("msg_", r.gen.model);
-    if (r.gen.stream) return stream_response(res, handle, std::make_shared<AnthropicStream>(meta, input_tokens));
-    res.set_content(anthropic_message_response(meta, collect(*handle)), "application/json");
+    ResponseMeta meta = make_response_meta("msg_", r.gen.model.empty() ? opts.model_id : r.gen.model);
+    if (r.gen.stream) return stream_response(req, res, handle, std::make_shared<AnthropicStream>(meta, input_tokens));
+    if (auto evs = collect(req, *handle)) res.set_content(anthropic_message_response(meta, *evs), "application/json");
   }
 
   void anthropic_count_tokens(const httplib::Request& req, httplib::Response& res) {

@@ -10,7 +10,7 @@
 
 namespace optiq::server {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 using nlohmann::ordered_json;
 
 ResponseMeta make_response_meta(std::string_view id_prefix, std::string model) {
@@ -40,7 +40,6 @@ std::string rfc3339_utc(int64_t unix_seconds) {
   return buf;
 }
 
-std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 std::string dump_json(const nlohmann::ordered_json& j) {
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

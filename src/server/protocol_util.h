@@ -32,7 +32,6 @@ int64_t unix_time_now();
 std::string rfc3339_utc(int64_t unix_seconds);  // 2023-11-14T22:13:20Z
 
 // Serialization that replaces invalid UTF-8 with U+FFFD instead of throwing.
-std::string dump_json(const nlohmann::json& j);
 std::string dump_json(const nlohmann::ordered_json& j);
 
 // SSE frames.
@@ -63,30 +62,30 @@ ApiError model_not_found(const std::string& id);  // 404 not_found_error
 namespace fields {
 
 // The body as a JSON object; 400 "Invalid JSON in request body: ..." / "Request body must be a JSON object".
-nlohmann::json parse_body_object(const std::string& body);
+nlohmann::ordered_json parse_body_object(const std::string& body);
 
 // "a string", "an integer", "an array", ... for messages.
-std::string type_name(const nlohmann::json& v);
+std::string type_name(const nlohmann::ordered_json& v);
 std::string join_path(const std::string& prefix, std::string_view key);  // "a.b", "a[2]" handled by caller
 std::string index_path(const std::string& prefix, size_t i);             // "messages[3]"
 
 // All readers treat an explicit null as absent. `path` names the field in error messages.
-const nlohmann::json* get(const nlohmann::json& obj, std::string_view key);
-[[noreturn]] void throw_type(const std::string& path, std::string_view expected, const nlohmann::json& got);
+const nlohmann::ordered_json* get(const nlohmann::ordered_json& obj, std::string_view key);
+[[noreturn]] void throw_type(const std::string& path, std::string_view expected, const nlohmann::ordered_json& got);
 [[noreturn]] void throw_missing(const std::string& path);
 
-std::optional<std::string> opt_string(const nlohmann::json& obj, std::string_view key, const std::string& path);
-std::string req_string(const nlohmann::json& obj, std::string_view key, const std::string& path);
-std::optional<bool> opt_bool(const nlohmann::json& obj, std::string_view key, const std::string& path);
+std::optional<std::string> opt_string(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path);
+std::string req_string(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path);
+std::optional<bool> opt_bool(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path);
 // Integers: JSON integers, or floats with an integral value (2.0); bounds inclusive.
-std::optional<int64_t> opt_int(const nlohmann::json& obj, std::string_view key, const std::string& path,
+std::optional<int64_t> opt_int(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path,
                                int64_t min = INT64_MIN, int64_t max = INT64_MAX);
-std::optional<double> opt_number(const nlohmann::json& obj, std::string_view key, const std::string& path,
+std::optional<double> opt_number(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path,
                                  double min = -1e300, double max = 1e300);
-const nlohmann::json* opt_object(const nlohmann::json& obj, std::string_view key, const std::string& path);
-const nlohmann::json* opt_array(const nlohmann::json& obj, std::string_view key, const std::string& path);
+const nlohmann::ordered_json* opt_object(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path);
+const nlohmann::ordered_json* opt_array(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path);
 // A string or a list of strings (stop / stop_sequences); empty strings dropped.
-std::vector<std::string> opt_string_list(const nlohmann::json& obj, std::string_view key, const std::string& path,
+std::vector<std::string> opt_string_list(const nlohmann::ordered_json& obj, std::string_view key, const std::string& path,
                                          bool allow_single_string);
 
 }  // namespace fields

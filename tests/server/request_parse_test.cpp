@@ -75,7 +75,9 @@ TEST(OpenAiChatParse, FullRequest) {
   ASSERT_EQ(g.tools.size(), 1u);
   EXPECT_EQ(g.tools[0].name, "get_weather");
   EXPECT_EQ(g.tools[0].description, "d");
-  EXPECT_EQ(g.tools[0].parameters_json, R"({"properties":{"city":{"type":"string"}},"type":"object"})");
+  // Keys keep the client's order (as transformers and mlx_lm.server render them), not sorted order: the schema
+  // text reaches the chat template unchanged, so repeated requests give the same prompt prefix.
+  EXPECT_EQ(g.tools[0].parameters_json, R"({"type":"object","properties":{"city":{"type":"string"}}})");
   EXPECT_EQ(g.tool_choice, "get_weather");
 }
 
@@ -174,7 +176,7 @@ TEST(AnthropicParse, FullRequest) {
          {"type":"thinking","thinking":"let me see","signature":"sig"},
          {"type":"redacted_thinking","data":"xxx"},
          {"type":"text","text":"Let me run that."},
-         {"type":"tool_use","id":"toolu_1","name":"Read","input":{"file_path":"/a"}}]},
+         {"type":"tool_use","id":"toolu_1","name":"Read","input":{"offset":1,"file_path":"/a","limit":5}}]},
       {"role":"user","content":[
          {"type":"tool_result","tool_use_id":"toolu_1","content":[{"type":"text","text":"line1"},{"type":"text","text":"line2"}],"is_error":true},
          {"type":"text","text":"and then?"}]}
@@ -205,7 +207,7 @@ TEST(AnthropicParse, FullRequest) {
   ASSERT_EQ(g.messages[3].tool_calls.size(), 1u);
   EXPECT_EQ(g.messages[3].tool_calls[0].id, "toolu_1");
   EXPECT_EQ(g.messages[3].tool_calls[0].name, "Read");
-  EXPECT_EQ(g.messages[3].tool_calls[0].arguments_json, R"({"file_path":"/a"})");
+  EXPECT_EQ(g.messages[3].tool_calls[0].arguments_json, R"({"offset":1,"file_path":"/a","limit":5})");
   EXPECT_EQ(g.messages[4].role, "tool");
   EXPECT_EQ(g.messages[4].tool_call_id, "toolu_1");
   EXPECT_EQ(g.messages[4].name, "Read");
