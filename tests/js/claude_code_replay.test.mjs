@@ -12,10 +12,9 @@
 // a two-thread server down several hundred times on a 2-core machine.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { bin, needs, root, shared, startServer } from './harness.mjs';
+import { bin, editedModel, needs, root, shared, startServer } from './harness.mjs';
 
 const modelDir = path.join(shared, 'models/stories260K-hf');
 const clientsDir = path.join(shared, 'clients');
@@ -36,11 +35,7 @@ let replay, small, tmp;
 
 before(async () => {
   if (skip.skip) return;
-  tmp = mkdtempSync(path.join(os.tmpdir(), 'optiq-replay-'));
-  for (const f of readdirSync(modelDir))
-    if (f !== 'config.json') symlinkSync(path.join(modelDir, f), path.join(tmp, f));
-  const config = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
-  writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: CONTEXT }));
+  tmp = editedModel(modelDir, { 'config.json': { max_position_embeddings: CONTEXT } });
   const oneThread = { OPTIQ_THREADS: '1' };
   replay = await startServer(['--model', tmp, '--chat-template', path.join(root, 'tests/data/server/replay_template.jinja')], oneThread);
   // The unmodified model (512 positions) with a template that keeps the system prompt: every Claude Code

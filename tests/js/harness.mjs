@@ -1,25 +1,31 @@
-// What the integration tests share: where the binary and ../shared are, the skip-or-fail rule for missing
-// shared data, and starting `optiq serve` on a free loopback port.
+// What the integration tests share: where the binary, Claude Code and ../shared are, the skip-or-fail rule for
+// missing ones, starting `optiq serve` on a free loopback port, and temporary model folders with edited configs.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const shared = process.env.OPTIQ_SHARED_DIR || path.resolve(root, '../shared');
 export const bin = process.env.OPTIQ_BIN || path.join(root, 'build/optiq');
+// Claude Code's native binary, from @anthropic-ai/claude-code in package.json (npm ci in tests/js).
+export const claudeBin = path.join(root, 'tests/js/node_modules/.bin/claude');
 
 // The node:test options for a file whose tests need these paths: {} when all exist, { skip: why } when one is
-// missing. In CI (CI=true) missing shared data fails the run instead.
+// missing. In CI (CI=true) a missing path (shared data, the binary, an npm package) fails the run instead.
 export function needs(...paths) {
   const gone = paths.find((p) => !existsSync(p));
-  const why = gone === undefined ? '' : gone === bin ? `optiq binary not found: ${bin}` : `shared test data not found: ${gone}`;
+  const why = gone === undefined ? ''
+    : gone === bin ? `optiq binary not found: ${bin}`
+    : gone === claudeBin ? `Claude Code not installed: ${claudeBin} (run npm ci in tests/js)`
+    : `shared test data not found: ${gone}`;
   if (why && process.env.CI === 'true') throw new Error(why);
   return why ? { skip: why } : {};
 }
 
-// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, stop }
-// once it listens.
+// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, stop, log }
+// once it listens; log() is everything the server has written to stderr so far.
 export function startServer(args, env = {}) {
   const proc = spawn(bin, ['serve', ...args, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
   return new Promise((resolve, reject) => {
@@ -28,8 +34,20 @@ export function startServer(args, env = {}) {
     proc.stderr.on('data', (d) => {
       log += d;
       const m = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve({ base: m[1], stop: () => proc.kill('SIGTERM') }); }
+      if (m) { clearTimeout(timer); resolve({ base: m[1], stop: () => proc.kill('SIGTERM'), log: () => log }); }
     });
     proc.on('exit', (code) => reject(new Error(`server exited ${code}:\n${log}`)));
   });
+}
+
+// A temporary model folder: links to the files of the model folder `dir`, except the JSON files named in `edits`,
+// which are written with those fields replaced, e.g. { 'config.json': { max_position_embeddings: 2048 } }.
+// The caller removes it (rmSync(folder, { recursive: true })).
+export function editedModel(dir, edits) {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'optiq-model-'));
+  for (const f of readdirSync(dir)) {
+    if (f in edits) writeFileSync(path.join(tmp, f), JSON.stringify({ ...JSON.parse(readFileSync(path.join(dir, f), 'utf8')), ...edits[f] }));
+    else symlinkSync(path.join(dir, f), path.join(tmp, f));
+  }
+  return tmp;
 }

@@ -65,6 +65,29 @@ test('OpenAI chat: a stop string ends the text before it', skip, async () => {
   assert.equal(r.choices[0].finish_reason, 'stop');
 });
 
+// response_format json_object constrains sampling to JSON (stories260K: '"' is token 436, ',' 432, and '}'
+// the byte token <0x7D> = 128). Biased towards quotes and the closing brace, the greedy run writes one whole
+// object and ends there with finish_reason "stop"; streamed, the deltas join to the same text.
+test('OpenAI chat: response_format json_object gives a JSON object', skip, async () => {
+  const req = {
+    model: 'local', messages: [{ role: 'user', content: once.prompt }], max_tokens: 300, temperature: 0,
+    response_format: { type: 'json_object' }, logit_bias: { 436: 5, 128: 5, 432: -100 },
+  };
+  const r = await openai().chat.completions.create(req);
+  const content = r.choices[0].message.content;
+  assert.equal(r.choices[0].finish_reason, 'stop');
+  const obj = JSON.parse(content);
+  assert.equal(typeof obj, 'object');
+  assert.equal(Object.keys(obj).length, 1);
+  let text = '';
+  for await (const c of await openai().chat.completions.create({ ...req, stream: true }))
+    for (const ch of c.choices) text += ch.delta?.content ?? '';
+  assert.equal(text, content);
+  // Without the constraint the same request is a story, not JSON.
+  const plain = await openai().chat.completions.create({ ...req, response_format: { type: 'text' } });
+  assert.throws(() => JSON.parse(plain.choices[0].message.content));
+});
+
 test('Anthropic messages: exact text, stop_reason max_tokens, usage', skip, async () => {
   const m = await anthropic().messages.create({
     model: 'claude-sonnet-4-5', max_tokens: 64, messages: [{ role: 'user', content: once.prompt }],
