@@ -1,5 +1,7 @@
 #include "cli/flags.h"
 
+#include <algorithm>
+
 #include <cstdio>
 #include <cstdlib>
 
@@ -87,11 +89,17 @@ void Flags::parse(int argc, char** argv, int first) {
 }
 
 std::string Flags::help() const {
+  // One column for the help text, two spaces past the longest option (at most kMaxColumn; a longer option
+  // gets its help on the next line).
+  constexpr size_t kMaxColumn = 36;
+  auto left_of = [](const auto& f) { return "  --" + f.name + (f.kind.empty() ? "" : " " + f.kind); };
+  size_t column = 0;
+  for (auto& f : flags_) column = std::max(column, std::min(left_of(f).size() + 2, kMaxColumn));
   std::string s = "usage: " + usage_ + "\n\noptions:\n";
   for (auto& f : flags_) {
-    std::string left = "  --" + f.name + (f.kind.empty() ? "" : " " + f.kind);
-    if (left.size() < 28) left.resize(28, ' ');
-    else left += "  ";
+    std::string left = left_of(f);
+    if (left.size() + 2 > column) left += "\n" + std::string(column, ' ');
+    else left.resize(column, ' ');
     s += left + f.help + "\n";
   }
   return s;

@@ -247,9 +247,19 @@ struct HttpServer::Impl {
   }
 
   // Wraps a handler: every error a request can cause becomes the API's error shape; the server keeps serving.
-  httplib::Server::Handler guarded(void (Impl::*fn)(const httplib::Request&, httplib::Response&)) {
-    return [this, fn](const httplib::Request& req, httplib::Response& res) {
+  // The handler reads the body itself, whatever its Content-Type: `curl -d` sends JSON as a form, and
+  // httplib's own reading refuses form bodies over 8 KB. (The body size limit still applies: 413.)
+  httplib::Server::HandlerWithContentReader guarded(void (Impl::*fn)(const httplib::Request&, httplib::Response&)) {
+    return [this, fn](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
       Api api = api_of(req.path);
+      std::string body;
+      if (!read([&](const char* data, size_t n) {
+            body.append(data, n);
+            return true;
+          }))
+        return;  // httplib set the status (413, 400); the error handler writes the body
+      // httplib hands handlers a const Request it owns; the body belongs in it like any other.
+      const_cast<httplib::Request&>(req).body = std::move(body);
       try {
         (this->*fn)(req, res);
       } catch (const ApiError& e) {

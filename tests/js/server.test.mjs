@@ -149,8 +149,24 @@ test('bad requests get each API\'s error shape and the server keeps serving', sk
   assert.equal(r.status, 404);
   r = await post('/v1/messages?beta=true', JSON.stringify({ model: 'x', max_tokens: 3, messages: [{ role: 'user', content: 'hi' }] }));
   assert.equal(r.status, 200);
+  // Over the body limit (32 MiB): 413 in each API's shape.
+  const huge = 'a'.repeat(33 << 20);
+  r = await post('/v1/chat/completions', huge);
+  assert.equal(r.status, 413);
+  assert.equal((await r.json()).error.type, 'invalid_request_error');
+  r = await post('/v1/messages', huge);
+  assert.equal(r.status, 413);
+  assert.equal((await r.json()).error.type, 'request_too_large');
   const h = await fetch(base + '/health');
   assert.equal(h.status, 200);
+});
+
+test('a JSON body sent as a form (curl -d without a content type) is read as JSON, whatever its size', skip, async () => {
+  // 20 KB: more than the 8 KB httplib allows form bodies.
+  const body = JSON.stringify({ model: 'x', prompt: once.prompt, max_tokens: 2, user: 'u'.repeat(20000) });
+  const r = await fetch(base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+  assert.equal(r.status, 200);
+  assert.equal((await r.json()).usage.completion_tokens, 2);
 });
 
 test('a client that disconnects mid-stream does not stop the server', skip, async () => {
