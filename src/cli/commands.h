@@ -8,5 +8,6 @@ int run_make_model(int argc, char** argv);  // optiq make-model --shape qwen3-0.
 int run_serve(int argc, char** argv);       // optiq serve --model MODEL --port 8080
 int run_eval(int argc, char** argv);        // optiq eval MODEL --text FILE [--kv-bits 4]
 int run_template(int argc, char** argv);    // optiq template MODEL --messages FILE.json
+int run_kv_cache(int argc, char** argv);    // optiq kv-cache MODEL --target-bits 5.0 -o DIR
 
 }  // namespace optiq::cli

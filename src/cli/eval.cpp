@@ -14,27 +14,10 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/generator.h"
+#include "engine/logit_stats.h"
 #include "util/error.h"
 
 namespace optiq::cli {
-
-namespace {
-
-struct Stats {
-  double nll_ref = 0, nll_kv = 0, kl_sum = 0, kl_max = 0;
-  int64_t n = 0, same_top1 = 0;
-};
-
-// log-softmax normalizer and argmax of one row of logits.
-void row_stats(const float* l, int V, double& lse, int& top) {
-  top = int(std::max_element(l, l + V) - l);
-  const double mx = l[top];
-  double z = 0;
-  for (int j = 0; j < V; ++j) z += std::exp(double(l[j]) - mx);
-  lse = mx + std::log(z);
-}
-
-}  // namespace
 
 int run_eval(int argc, char** argv) {
   std::string model, text_path;
@@ -75,7 +58,7 @@ int run_eval(int argc, char** argv) {
   std::fprintf(stderr, "scoring %d window(s) of %d tokens\n", windows, seq_len);
 
   const int V = m.config().vocab_size;
-  Stats st;
+  engine::DistributionStats st;
   const bool progress = isatty(fileno(stderr));  // a \r progress line only on a terminal
   std::vector<float> lr(size_t(chunk) * size_t(V)), lq(lr.size());
   for (int w = 0; w < windows; ++w) {
@@ -91,30 +74,14 @@ int run_eval(int argc, char** argv) {
       m.forward(b, *cq, lq.data());
       for (int i = s; i < e; ++i) {
         const float* a = lr.data() + size_t(i - s) * size_t(V);
-        const float* q = lq.data() + size_t(i - s) * size_t(V);
-        double lse_a, lse_q;
-        int top_a, top_q;
-        row_stats(a, V, lse_a, top_a);
-        row_stats(q, V, lse_q, top_q);
-        double kl = 0;
-        for (int j = 0; j < V; ++j) {
-          const double la = a[j] - lse_a;
-          kl += std::exp(la) * (la - (q[j] - lse_q));
-        }
-        const int32_t next = win[i + 1];
-        st.nll_ref += lse_a - a[next];
-        st.nll_kv += lse_q - q[next];
-        st.kl_sum += kl;
-        st.kl_max = std::max(st.kl_max, kl);
-        st.same_top1 += top_a == top_q;
-        ++st.n;
+        st.add(a, engine::LogitRow::of(a, V), lq.data() + size_t(i - s) * size_t(V), V, win[i + 1]);
       }
     }
     if (progress) std::fprintf(stderr, "\rwindow %d/%d", w + 1, windows);
   }
   if (progress) std::fprintf(stderr, "\n");
-  const double ppl_ref = std::exp(st.nll_ref / double(st.n)), ppl_kv = std::exp(st.nll_kv / double(st.n));
-  const double kl_mean = st.kl_sum / double(st.n), top1 = double(st.same_top1) / double(st.n);
+  const double ppl_ref = st.ppl_ref(), ppl_kv = st.ppl();
+  const double kl_mean = st.kl_mean(), top1 = st.top1();
   const double eff = spec.mean_bits(shape, /*effective=*/true);
   std::printf("| %-14s | %10s | %10s | %8s | %12s | %12s | %8s |\n", "kv", "ppl fp16", "ppl kv", "ppl +%", "mean KL", "max KL", "same top1");
   std::printf("|----------------|------------|------------|----------|--------------|--------------|----------|\n");

@@ -58,11 +58,13 @@ void Flags::parse(int argc, char** argv, int first) {
       help_ = true;
       continue;
     }
-    if (a.size() < 3 || a.rfind("--", 0) != 0) {
+    // One-letter flags may be spelled with one dash (-o OUT).
+    const bool short_flag = a.size() == 2 && a[0] == '-' && a[1] != '-';
+    if (!short_flag && (a.size() < 3 || a.rfind("--", 0) != 0)) {
       positionals_.push_back(a);
       continue;
     }
-    std::string name = a.substr(2), value;
+    std::string name = a.substr(short_flag ? 1 : 2), value;
     bool has_value = false;
     if (auto eq = name.find('='); eq != std::string::npos) {
       value = name.substr(eq + 1);
@@ -92,7 +94,9 @@ std::string Flags::help() const {
   // One column for the help text, two spaces past the longest option (at most kMaxColumn; a longer option
   // gets its help on the next line).
   constexpr size_t kMaxColumn = 36;
-  auto left_of = [](const auto& f) { return "  --" + f.name + (f.kind.empty() ? "" : " " + f.kind); };
+  auto left_of = [](const auto& f) {
+    return (f.name.size() == 1 ? "  -" : "  --") + f.name + (f.kind.empty() ? "" : " " + f.kind);
+  };
   size_t column = 0;
   for (auto& f : flags_) column = std::max(column, std::min(left_of(f).size() + 2, kMaxColumn));
   std::string s = "usage: " + usage_ + "\n\noptions:\n";

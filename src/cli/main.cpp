@@ -17,6 +17,7 @@ const char* kUsage =
     "  serve --model MODEL         OpenAI + Anthropic HTTP APIs (drop-in for mlx_lm.server)\n"
     "  generate MODEL --prompt P   generate text (streams to stdout, speed to stderr)\n"
     "  bench MODEL                 prefill / decode speed at chosen context depths\n"
+    "  kv-cache MODEL -o DIR       measure each layer's KV sensitivity, write kv_config.json for --kv-config\n"
     "  eval MODEL --text FILE      perplexity, KL and top-1 agreement of a KV cache setting against fp16\n"
     "  template MODEL --messages F print the prompt the server renders for a conversation\n"
     "  make-model -o OUT           write a random-weight model of a real shape (tests, benchmarks)\n"
@@ -38,6 +39,7 @@ int main(int argc, char** argv) {
     if (cmd == "make-model") return optiq::cli::run_make_model(argc, argv);
     if (cmd == "serve") return optiq::cli::run_serve(argc, argv);
     if (cmd == "eval") return optiq::cli::run_eval(argc, argv);
+    if (cmd == "kv-cache") return optiq::cli::run_kv_cache(argc, argv);
     if (cmd == "template") return optiq::cli::run_template(argc, argv);
     std::fprintf(stderr, "optiq: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;

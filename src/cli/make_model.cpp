@@ -20,9 +20,6 @@ int run_make_model(int argc, char** argv) {
   f.add("seed", &seed, "weights seed (default 1)");
   f.add("o", &out, "output folder (HF/MLX formats) or .gguf file");
   f.add("output", &out, "same as -o");
-  // accept "-o" spelled with one dash
-  for (int i = 2; i < argc; ++i)
-    if (std::string(argv[i]) == "-o") argv[i] = const_cast<char*>("--o");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
   if (out.empty()) throw Error(ErrorKind::InvalidArgument, "no output path (-o OUT)");
   model::SyntheticSpec spec = model::synthetic_shape(shape);

@@ -25,7 +25,11 @@ std::string entry_name(const std::string& source, size_t i, int layer) {
 
 // Checks a precision against one model; `where` names the entry (or the flag) in the message.
 void check_precision(const KvPrecision& p, const KvShape& shape, const std::string& where) {
+  // (Specs built in code, e.g. calibration candidates, come here without passing the file parser.)
+  if (!bits_ok(p.bits)) bad(where, "bits " + std::to_string(p.bits) + " is not supported (use 2, 3, 4, 5, 6, 8, or 16 for fp16)");
   if (!p.quantized()) return;
+  if (!group_ok(p.group_size))
+    bad(where, "group_size " + std::to_string(p.group_size) + " is not supported (a power of two from 8 to 1024)");
   if (p.group_size > shape.head_dim || shape.head_dim % p.group_size != 0)
     bad(where, "group_size " + std::to_string(p.group_size) + " does not divide head_dim " +
                    std::to_string(shape.head_dim) + " (groups run along one head; use a power of two from 8 to " +
@@ -168,9 +172,14 @@ KvSpec load_kv_config(const std::string& path) {
 }
 
 std::string kv_config_json(const std::map<int, KvPrecision>& layers) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::array();
-  for (auto& [l, p] : layers) j.push_back({{"layer_idx", l}, {"bits", p.bits}, {"group_size", p.group_size}});
-  return j.dump(2) + "\n";
+  // One entry per line, each written as the seed writes it: {"layer_idx": 3, "bits": 8, "group_size": 64}
+  std::string out = "[";
+  for (auto& [l, p] : layers) {
+    out += out.size() == 1 ? "\n  " : ",\n  ";
+    out += "{\"layer_idx\": " + std::to_string(l) + ", \"bits\": " + std::to_string(p.bits) +
+           ", \"group_size\": " + std::to_string(p.group_size) + "}";
+  }
+  return out + (layers.empty() ? "]\n" : "\n]\n");
 }
 
 KvSpec kv_spec_from_flags(const std::string& kv_config, int kv_bits, int kv_group_size, int quantized_kv_start) {

@@ -90,9 +90,26 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
 }  // namespace
 
 void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const {
+  if (batch.size() == 0) return;
+  std::vector<float> x(batch.size() * size_t(config_.hidden_size));
+  embed(batch, x.data());
+  forward_layers(batch, cache, 0, config_.num_hidden_layers, x.data());
+  head(batch, x.data(), logits);
+}
+
+void Model::embed(const Batch& batch, float* x) const {
+  const int64_t H = config_.hidden_size;
+  for (size_t r = 0; r < batch.size(); ++r) {
+    OPTIQ_CHECK(batch.tokens[r] >= 0 && batch.tokens[r] < config_.vocab_size, "token id out of range");
+    kernels::dequantize_row(embed_, batch.tokens[r], x + int64_t(r) * H);
+  }
+}
+
+void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, int last, float* x) const {
   const ModelConfig& c = config_;
   const int64_t N = int64_t(batch.size());
   if (N == 0) return;
+  OPTIQ_CHECK(0 <= first && first <= last && last <= c.num_hidden_layers, "forward_layers: bad layer range");
   const int64_t H = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
   const int nh = c.num_attention_heads, nkv = c.num_key_value_heads;
   const int64_t q_dim = int64_t(nh) * hd, kv_dim = int64_t(nkv) * hd;
@@ -101,20 +118,17 @@ void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const
   for (int64_t r = 0; r < N; ++r) {
     int32_t seq = batch.seq_ids[r], pos = batch.positions[r];
     OPTIQ_CHECK(pos >= 0 && pos <= cache.length(seq), "batch rows must continue their sequence's cache");
-    OPTIQ_CHECK(batch.tokens[r] >= 0 && batch.tokens[r] < c.vocab_size, "token id out of range");
     cache.extend(seq, pos + 1);
   }
 
-  std::vector<float> x(size_t(N * H)), h(size_t(N * H)), tmp(size_t(N * H));
+  std::vector<float> h(size_t(N * H)), tmp(size_t(N * H));
   std::vector<float> q(size_t(N * q_dim)), k(size_t(N * kv_dim)), v(size_t(N * kv_dim)), att(size_t(N * q_dim));
   std::vector<float> gate(size_t(N * I)), up(size_t(N * I));
 
-  for (int64_t r = 0; r < N; ++r) kernels::dequantize_row(embed_, batch.tokens[r], x.data() + r * H);
-
-  for (int il = 0; il < c.num_hidden_layers; ++il) {
+  for (int il = first; il < last; ++il) {
     const DecoderLayer& L = layers_[size_t(il)];
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x.data() + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
+    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.q_proj, h.data(), N, q.data());
     linear(L.k_proj, h.data(), N, k.data());
     linear(L.v_proj, h.data(), N, v.data());
@@ -134,23 +148,28 @@ void Model::forward(const Batch& batch, kv::KvCache& cache, float* logits) const
     attention(cache, batch, il, nh, q.data(), att.data(), threads);
 
     linear(L.o_proj, att.data(), N, tmp.data());
-    add_in_place(x.data(), tmp.data(), N * H);
+    add_in_place(x, tmp.data(), N * H);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x.data() + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
+    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.gate_proj, h.data(), N, gate.data());
     linear(L.up_proj, h.data(), N, up.data());
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
     linear(L.down_proj, gate.data(), N, tmp.data());
-    add_in_place(x.data(), tmp.data(), N * H);
+    add_in_place(x, tmp.data(), N * H);
   }
+}
 
+void Model::head(const Batch& batch, const float* x, float* logits) const {
+  const ModelConfig& c = config_;
+  const int64_t N = int64_t(batch.size()), H = c.hidden_size;
   // Final norm and head only for the rows whose logits are wanted.
+  std::vector<float> h(size_t(N * H));
   int64_t n_out = 0;
   for (int64_t r = 0; r < N; ++r)
     if (batch.want_logits[r]) {
-      kernels::rms_norm(x.data() + r * H, final_norm_.data(), H, c.rms_norm_eps, h.data() + n_out * H);
+      kernels::rms_norm(x + r * H, final_norm_.data(), H, c.rms_norm_eps, h.data() + n_out * H);
       ++n_out;
     }
   if (n_out) kernels::matmul(lm_head_, h.data(), n_out, logits);

@@ -38,6 +38,13 @@ class Model {
   // Runs every row of the batch through the decoder, storing K/V in `cache`, and writes the logits of
   // rows with want_logits (in batch order) to logits[n_logits * vocab_size].
   void forward(const Batch& batch, kv::KvCache& cache, float* logits) const;
+  // forward() in three parts, for callers that restart from a layer (KV calibration reruns only the
+  // layers after the one it quantizes): the embeddings of the batch's tokens into x [n, hidden_size];
+  // decoder layers [first, last) over the residual stream x in place (storing those layers' K/V); the
+  // final norm and head of the want_logits rows.
+  void embed(const Batch& batch, float* x) const;
+  void forward_layers(const Batch& batch, kv::KvCache& cache, int first, int last, float* x) const;
+  void head(const Batch& batch, const float* x, float* logits) const;
 
   // A KV cache for this model with each layer at the precision `spec` gives (fp16 by default); throws
   // Error(InvalidArgument) naming the entry when the spec does not fit the model.

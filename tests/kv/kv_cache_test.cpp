@@ -195,8 +195,8 @@ TEST(KvConfig, BadConfigsNameTheEntry) {
 TEST(KvConfig, SeedFormatRoundTripsAndDescribes) {
   KvSpec spec = parse_kv_config(R"([{"layer_idx": 0, "bits": 8, "group_size": 64}, {"layer_idx": 1, "bits": 4, "group_size": 64}])", "a");
   EXPECT_EQ(kv_config_json(spec.layers),
-            "[\n  {\n    \"layer_idx\": 0,\n    \"bits\": 8,\n    \"group_size\": 64\n  },\n  {\n    \"layer_idx\": 1,\n"
-            "    \"bits\": 4,\n    \"group_size\": 64\n  }\n]\n");
+            "[\n  {\"layer_idx\": 0, \"bits\": 8, \"group_size\": 64},\n  {\"layer_idx\": 1, \"bits\": 4, \"group_size\": 64}\n]\n");
+  EXPECT_EQ(kv_config_json({}), "[]\n");
   spec.default_precision = {4, 64};
   std::string d = spec.describe(shape());
   EXPECT_NE(d.find("layers 0: 8-bit g64\n  layers 1-3: 4-bit g64\n"), std::string::npos) << d;
