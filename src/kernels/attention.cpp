@@ -37,6 +37,25 @@ bool avx2_ok(const KvLayerView& kv) {
 
 namespace attn {
 
+void round_q_int8(const float* q, int d, int gs, int8_t* qi, float* scale) {
+  for (int g0 = 0; g0 < d; g0 += gs) {
+    float m = 0;
+    for (int e = g0; e < g0 + gs; ++e) m = std::max(m, std::fabs(q[e]));
+    const float sc = m / 127.0f, inv = m > 0 ? 127.0f / m : 0.0f;
+    scale[g0 / gs] = sc;
+    for (int e = g0; e < g0 + gs; ++e) qi[e] = static_cast<int8_t>(std::nearbyint(q[e] * inv));
+  }
+}
+
+void round_q_for(const KvLayerView& kv, float* q) {
+  if (!int8_q(kv)) return;
+  const int d = kv.head_dim, gs = kv.group_size;
+  int8_t qi[512];
+  float sc[512 / 32];
+  round_q_int8(q, d, gs, qi, sc);
+  for (int e = 0; e < d; ++e) q[e] = float(qi[e]) * sc[e / gs];
+}
+
 // Scalar block: the definition the AVX2 block must match.
 void block_ref(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts,
                float* scratch) {
@@ -95,14 +114,17 @@ void attention_reference(const AttentionTile& tile) {
   std::vector<double> s(static_cast<size_t>(max_t));
   for (int i = 0; i < tile.rows; ++i)
     for (int j = 0; j < tile.rep; ++j) {
-      const float* q = tile.q + size_t(i) * tile.q_stride + size_t(j) * d;
+      const float* qsrc = tile.q + size_t(i) * tile.q_stride + size_t(j) * d;
+      std::vector<float> q(qsrc, qsrc + d);
+      for (float& x : q) x *= tile.scale;
+      attn::round_q_for(kv, q.data());
       float* o = tile.out + size_t(i) * tile.out_stride + size_t(j) * d;
       const int n = tile.limits[i];
       double mx = -INFINITY;
       for (int t = 0; t < n; ++t) {
         double dot = 0;
-        for (int e = 0; e < d; ++e) dot += double(q[e]) * K[size_t(t) * d + e];
-        s[size_t(t)] = dot * tile.scale;
+        for (int e = 0; e < d; ++e) dot += double(q[size_t(e)]) * K[size_t(t) * d + e];
+        s[size_t(t)] = dot;
         mx = std::max(mx, s[size_t(t)]);
       }
       double sum = 0;
@@ -166,6 +188,7 @@ void attention(const std::vector<AttentionTile>& tiles, int threads) {
           const int qi = i * T.rep + j;
           const float* src = T.q + size_t(i) * T.q_stride + size_t(j) * d;
           for (int e = 0; e < d; ++e) qbuf[size_t(qi) * d + e] = src[e] * T.scale;
+          attn::round_q_for(kv, qbuf.data() + size_t(qi) * d);
           qlim[size_t(qi)] = T.limits[i];
           parts[size_t(qi)] = {-INFINITY, 0.0f, accbuf.data() + size_t(qi) * d};
         }

@@ -105,8 +105,13 @@ inline void dot_rows(const uint8_t* row, size_t hb, const float* q, int d, int e
 // Scores of NQ queries against tokens [t0, t1): s[j*kChunk + t - t0] = q_j · k_t. For quantized K the
 // dot runs over raw codes per group and the group's affine map is applied once per group:
 //   q·k = sum_g scale_g * (q_g · codes_g) + bias_g * sum(q_g).
+template <int NQ>
+void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work);
+
 template <int BITS, int NQ>
 void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work) {
+  if constexpr (BITS == 4)
+    if (int8_q(kv)) return scores_q4<NQ>(kv, g, q, t0, t1, s, work);
   const int d = kv.head_dim, n = t1 - t0;
   const int gs = BITS == 16 ? d : kv.group_size, ng = d / gs;
   const size_t hb = kv.head_bytes();
@@ -155,6 +160,120 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
         }
         for (; i < n; ++i) sj[i] = (gi > 0 ? sj[i] : 0.0f) + (scg[i] * dj[i] + big[i] * qsum);
       }
+    }
+  }
+}
+
+// Scores of NQ queries against 4-bit K in integers (int8_q(kv)): each 16 bytes of a row hold 32 codes,
+// split into low nibbles (elements 2b) and high nibbles (2b+1) of one 256-bit register; q, rounded to int8
+// per group (attention.h), is stored in that order, so maddubs multiplies and pairs them in one uop. The
+// 16-bit pair sums of a group (at most 8 x 2 x 15 x 127 < 2^15) add up before one madd widens them.
+//   q·k = sum_g sq_g (s_g (qi_g · c_g) + b_g sum(qi_g)),  sq_g the group's q scale.
+template <int NQ>
+void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work) {
+  const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs, cpg = gs / 32;
+  const size_t hb = kv.head_bytes();
+  alignas(32) int8_t qp[NQ][512];
+  float qs[NQ][16], qsum[NQ][16];
+  // The rounding of round_q_int8 (attention.cpp) in vector form: the same max, the same single-precision
+  // product and round-to-nearest-even, so the same int8 values.
+  const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  #pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j) {
+    const float* qj = q + size_t(j) * d;
+    alignas(32) int32_t qi[512];
+    for (int gi = 0; gi < ng; ++gi) {
+      __m256 mx = _mm256_setzero_ps();
+      for (int e = gi * gs; e < (gi + 1) * gs; e += 8) mx = _mm256_max_ps(mx, _mm256_and_ps(_mm256_loadu_ps(qj + e), absmask));
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+      const float m = _mm_cvtss_f32(m4);
+      qs[j][gi] = m / 127.0f;
+      const __m256 inv = _mm256_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+      __m256i sum = _mm256_setzero_si256();
+      for (int e = gi * gs; e < (gi + 1) * gs; e += 8) {
+        const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(qj + e), inv));
+        _mm256_store_si256(reinterpret_cast<__m256i*>(qi + e), v);
+        sum = _mm256_add_epi32(sum, v);
+      }
+      alignas(32) int32_t t[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(t), sum);
+      qsum[j][gi] = float(t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7]) * qs[j][gi];
+    }
+    for (int c = 0; c < d; c += 32)
+      for (int b = 0; b < 16; ++b) {
+        qp[j][c + b] = int8_t(qi[c + 2 * b]);
+        qp[j][c + 16 + b] = int8_t(qi[c + 2 * b + 1]);
+      }
+  }
+  float* sc = work;
+  float* bi = work + size_t(ng) * kChunk;
+  float* dots = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]: qi_g · c_g per token
+  const size_t p0 = kv.params(g, t0);
+  load_params(kv.k_scales + p0, ng, n, sc);
+  load_params(kv.k_biases + p0, ng, n, bi);
+  const uint8_t* row0 = kv.k_row(g, t0);
+  const uint8_t* vrow0 = kv.v_row(g, t0);
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  // Eight tokens at a time: each (query, group) leaves one vector of 8 partial sums per token; the 8
+  // vectors are summed across lanes together (a transposed reduction), so the dots of 8 tokens come out
+  // as one vector instead of 8 horizontal sums.
+  alignas(32) __m256i part[NQ][16][8];
+  for (int i0 = 0; i0 < n; i0 += 8) {
+    const int nt = std::min(8, n - i0);
+    for (int tt = 0; tt < 8; ++tt) {
+      const int i = i0 + tt;
+      if (tt >= nt) {
+        for (int j = 0; j < NQ; ++j)
+          for (int gi = 0; gi < ng; ++gi) part[j][gi][tt] = _mm256_setzero_si256();
+        continue;
+      }
+      const uint8_t* row = row0 + size_t(i) * hb;
+      for (size_t off = 0; off < hb; off += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(row + size_t(kPrefetch) * hb + off), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i) * hb + off), _MM_HINT_T1);
+      }
+      for (int gi = 0; gi < ng; ++gi) {
+        __m256i p16[NQ];
+        #pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j) p16[j] = _mm256_setzero_si256();
+        for (int c = 0; c < cpg; ++c) {
+          const int e = gi * gs + c * 32;
+          const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + e / 2));
+          const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), low4);
+          #pragma GCC unroll 8
+          for (int j = 0; j < NQ; ++j)
+            p16[j] = _mm256_add_epi16(p16[j], _mm256_maddubs_epi16(codes, _mm256_load_si256(reinterpret_cast<const __m256i*>(qp[j] + e))));
+        }
+        #pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j) part[j][gi][tt] = _mm256_madd_epi16(p16[j], ones);
+      }
+    }
+    for (int j = 0; j < NQ; ++j)
+      for (int gi = 0; gi < ng; ++gi) {
+        const __m256i* v = part[j][gi];
+        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
+        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+        const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+        const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+        _mm256_storeu_ps(dots + (size_t(j) * ng + size_t(gi)) * kChunk + size_t(i0), _mm256_cvtepi32_ps(sum));
+      }
+  }
+  // s_j = sum_g scale_g * sq_g * dot_g + bias_g * sum(q_hat_g), 8 tokens per vector (the tail lanes of
+  // the last vector are computed and not used).
+  #pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j) {
+    float* sj = s + size_t(j) * kChunk;
+    for (int i = 0; i < n; i += 8) {
+      __m256 v = _mm256_setzero_ps();
+      for (int gi = 0; gi < ng; ++gi) {
+        const size_t o = size_t(gi) * kChunk + size_t(i);
+        const __m256 dot = _mm256_loadu_ps(dots + (size_t(j) * ng + size_t(gi)) * kChunk + size_t(i));
+        v = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(sc + o), _mm256_set1_ps(qs[j][gi])), dot, v);
+        v = _mm256_fmadd_ps(_mm256_loadu_ps(bi + o), _mm256_set1_ps(qsum[j][gi]), v);
+      }
+      _mm256_storeu_ps(sj + i, v);
     }
   }
 }
