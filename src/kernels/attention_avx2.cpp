@@ -71,8 +71,23 @@ inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 constexpr int kPrefetch = 16;  // tokens ahead
 
 // Per-block f32 copies of one head's group parameters: out[gi * kChunk + i] for token t0 + i.
+// Eight tokens at a time for one or two groups per head (head_dim up to 2 groups: 64 / g64, 128 / g64):
+// one f16 -> f32 conversion per 8 values and a lane permutation that separates the groups.
 void load_params(const uint16_t* p, int ng, int n, float* out) {
-  for (int i = 0; i < n; ++i)
+  int i = 0;
+  if (ng == 1) {
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i))));
+  } else if (ng == 2) {
+    const __m256i even_odd = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for (; i + 8 <= n; i += 8) {
+      // tokens i..i+3 and i+4..i+7, each [g0 g1 g0 g1 ...] -> [g0 x4 | g1 x4]
+      const __m256 a = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i))), even_odd);
+      const __m256 b = _mm256_permutevar8x32_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * i + 8))), even_odd);
+      _mm256_storeu_ps(out + i, _mm256_permute2f128_ps(a, b, 0x20));
+      _mm256_storeu_ps(out + kChunk + i, _mm256_permute2f128_ps(a, b, 0x31));
+    }
+  }
+  for (; i < n; ++i)
     for (int gi = 0; gi < ng; ++gi) out[size_t(gi) * kChunk + size_t(i)] = f16(p[size_t(i) * ng + size_t(gi)]);
 }
 
