@@ -1,6 +1,7 @@
 #include "cli/flags.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include <cstdio>
 #include <cstdlib>
@@ -107,6 +108,24 @@ std::string Flags::help() const {
     s += left + f.help + "\n";
   }
   return s;
+}
+
+int64_t parse_bytes(const std::string& s, const std::string& flag) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) ++i;
+  std::string unit = s.substr(i);
+  for (auto& c : unit) c = char(std::toupper(static_cast<unsigned char>(c)));
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB") shift = 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB") shift = 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB") shift = 30;
+  else if (unit == "T" || unit == "TB" || unit == "TIB") shift = 40;
+  else shift = -1;
+  if (i == 0 || i > 18 || shift < 0) throw bad(flag, s, "a byte count such as 2000000000, 512M or 2GiB");
+  const int64_t n = std::stoll(s.substr(0, i));
+  if (n > (INT64_MAX >> shift)) throw bad(flag, s, "a byte count such as 2000000000, 512M or 2GiB");
+  return n << shift;
 }
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag) {

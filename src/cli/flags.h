@@ -40,6 +40,8 @@ class Flags {
 };
 
 std::vector<int> parse_int_list(const std::string& s, const std::string& flag);
+// A byte count: digits with an optional K, M, G or T suffix (powers of 1024; "KB", "KiB", ... alike).
+int64_t parse_bytes(const std::string& s, const std::string& flag);
 
 // The KV cache precision flags shared by generate, bench, eval and serve (mlx_lm names, plus
 // --kv-config with the seed's per-layer file).

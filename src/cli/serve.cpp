@@ -30,8 +30,8 @@ int run_serve(int argc, char** argv) {
   engine::SamplingParams defaults;
   bool use_default_template = false, no_anthropic = false, anthropic = false;
   // Accepted for mlx_lm.server compatibility; not implemented yet.
-  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_size, pc_bytes, adapter,
-      max_kv_size;
+  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_bytes, adapter, max_kv_size;
+  int pc_size = 10;
   bool trust_remote_code = false, pipeline = false;
 
   Flags f("optiq serve --model MODEL [--host H] [--port P] [options]");
@@ -63,8 +63,8 @@ int run_serve(int argc, char** argv) {
   f.add_bool("pipeline", &pipeline, "(accepted; no effect)");
   f.add("decode-concurrency", &decode_conc, "(accepted; see --max-concurrency)");
   f.add("prompt-concurrency", &prompt_conc, "(accepted; see --max-concurrency)");
-  f.add("prompt-cache-size", &pc_size, "(accepted; prefix caching is not implemented yet)");
-  f.add("prompt-cache-bytes", &pc_bytes, "(accepted; prefix caching is not implemented yet)");
+  f.add("prompt-cache-size", &pc_size, "finished requests whose KV is kept for prompts that share a prefix (default 10; 0: off)");
+  f.add("prompt-cache-bytes", &pc_bytes, "byte limit of that cache, e.g. 2000000000 or 2GiB (default: no limit)");
   KvFlags kvf;
   kvf.add_to(f);
   f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
@@ -75,8 +75,7 @@ int run_serve(int argc, char** argv) {
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
   const std::pair<const char*, const std::string*> unimplemented[] = {
       {"--adapter-path", &adapter_path}, {"--adapter", &adapter},        {"--draft-model", &draft_model},
-      {"--num-draft-tokens", &num_draft}, {"--prompt-cache-size", &pc_size}, {"--prompt-cache-bytes", &pc_bytes},
-      {"--max-kv-size", &max_kv_size}};
+      {"--num-draft-tokens", &num_draft}, {"--max-kv-size", &max_kv_size}};
   for (auto& [name, val] : unimplemented)
     if (!val->empty()) OPTIQ_LOG_WARN("%s is accepted but not implemented yet; ignoring it", name);
   if (port < 0 || port > 65535) throw Error(ErrorKind::InvalidArgument, "--port must be 0-65535");
@@ -104,6 +103,9 @@ int run_serve(int argc, char** argv) {
   eo.max_concurrency = max_concurrency;
   eo.max_queue = max_queue;
   eo.prefill_chunk = prefill_step;
+  if (pc_size < 0) throw Error(ErrorKind::InvalidArgument, "--prompt-cache-size must be >= 0");
+  eo.prompt_cache_size = pc_size;
+  eo.prompt_cache_bytes = pc_bytes.empty() ? 0 : parse_bytes(pc_bytes, "--prompt-cache-bytes");
   engine::Engine eng(lm, eo);
   eng.set_kv_spec(kv_spec, kv_spec.quantized_kv_start);
 

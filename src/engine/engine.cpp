@@ -33,6 +33,7 @@ struct Engine::Sequence {
   EngineRequest req;
   int32_t kv_seq = -1;
   size_t prefilled = 0;             // prompt tokens already in the KV cache
+  int cached = 0;                   // of those, how many came from the prompt cache
   std::vector<int32_t> context;     // prompt + generated
   int generated = 0;
   int32_t pending_token = -1;       // sampled, not yet fed back through the model
@@ -89,7 +90,63 @@ void Engine::set_kv_spec(kv::KvSpec spec, int quantized_kv_start) {
   auto cache = lm_.model->make_cache(spec);  // validates against the model
   std::lock_guard<std::mutex> lock(mu_);
   if (active_ != 0) throw Error(ErrorKind::Internal, "set_kv_spec: requests are running; install the KV spec before serving");
+  prompt_cache_.clear();  // its sequences lived in the old cache
   cache_ = std::move(cache);
+}
+
+void Engine::start(Sequence& s) {
+  const std::vector<int32_t>& prompt = s.req.prompt;
+  size_t best = 0, best_len = 0;
+  for (size_t i = 0; i < prompt_cache_.size(); ++i) {
+    const auto& t = prompt_cache_[i].tokens;
+    size_t n = 0;
+    while (n < t.size() && n < prompt.size() && t[n] == prompt[n]) ++n;
+    if (n > best_len) best = i, best_len = n;
+  }
+  // The last prompt token always runs again: its logits give the first generated token.
+  const size_t reuse = std::min(best_len, prompt.size() - 1);
+  if (reuse == 0) {
+    s.kv_seq = cache_->create_sequence();
+    return;
+  }
+  CachedPrompt& c = prompt_cache_[best];
+  if (reuse == c.tokens.size()) {
+    // The prompt continues the cached one (the next turn of a conversation): take its KV over; it comes
+    // back into the cache, longer, when this request ends.
+    s.kv_seq = c.kv_seq;
+    prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(best));
+  } else {
+    // They part earlier: copy the shared prefix and keep the entry for prompts that share more of it.
+    s.kv_seq = cache_->copy_prefix(c.kv_seq, int32_t(reuse));
+    c.used = ++clock_;
+  }
+  s.prefilled = reuse;
+  s.cached = int(reuse);
+  OPTIQ_LOG_DEBUG("prompt cache: reusing %zu of %zu prompt tokens", reuse, prompt.size());
+}
+
+void Engine::retire(Sequence& s, bool keep) {
+  const int32_t len = cache_->length(s.kv_seq);
+  if (!keep || opts_.prompt_cache_size <= 0 || len <= 0) {
+    cache_->release_sequence(s.kv_seq);
+    return;
+  }
+  // What the KV holds: the prompt, then the generated tokens that went back through the model.
+  std::vector<int32_t> tokens(s.context.begin(), s.context.begin() + std::min<std::ptrdiff_t>(len, std::ptrdiff_t(s.context.size())));
+  prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_});
+  // Evict the least recently used entries beyond the count and byte limits.
+  auto over = [&] {
+    if (int(prompt_cache_.size()) > opts_.prompt_cache_size) return true;
+    if (opts_.prompt_cache_bytes <= 0) return false;
+    int64_t b = 0;
+    for (auto& c : prompt_cache_) b += cache_->sequence_bytes(c.kv_seq);
+    return b > opts_.prompt_cache_bytes;
+  };
+  while (over()) {
+    auto lru = std::min_element(prompt_cache_.begin(), prompt_cache_.end(), [](auto& a, auto& b) { return a.used < b.used; });
+    cache_->release_sequence(lru->kv_seq);
+    prompt_cache_.erase(lru);
+  }
 }
 
 void Engine::run() {
@@ -106,7 +163,12 @@ void Engine::run() {
     }
     for (auto& s : running) {
       if (s->kv_seq >= 0) continue;
-      s->kv_seq = cache_->create_sequence();
+      start(*s);
+      GenerationEvent started;  // first event: how much of the prompt the prompt cache held
+      started.kind = GenerationEvent::Kind::Progress;
+      started.prompt_tokens = started.cached_tokens = s->cached;
+      started.prompt_total = int(s->req.prompt.size());
+      s->handle->push(std::move(started));
       s->context = s->req.prompt;
       s->sampler = std::make_unique<Sampler>(s->req.sampling);
       s->detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
@@ -117,9 +179,11 @@ void Engine::run() {
         s->json = std::make_unique<JsonConstraint>(token_bytes_);
       }
     }
+    bool failed = false;
     try {
       step(running);
     } catch (const std::exception& e) {
+      failed = true;
       OPTIQ_LOG_WARN("engine step failed: %s", e.what());
       for (auto& s : running) {
         GenerationEvent ev;
@@ -134,7 +198,7 @@ void Engine::run() {
       if (s->done || s->handle->cancelled()) {
         if (!s->done)
           OPTIQ_LOG_INFO("request cancelled after %d of at most %d generated tokens", s->generated, s->req.max_tokens);
-        cache_->release_sequence(s->kv_seq);
+        retire(*s, /*keep=*/!failed);
         s.reset();
         std::lock_guard<std::mutex> lock(mu_);
         --active_;
@@ -241,6 +305,7 @@ void Engine::finish(Sequence& s, const std::string& reason) {
   done.stop_sequence = s.stops->matched();
   done.prompt_tokens = int(s.req.prompt.size());
   done.completion_tokens = s.generated;
+  done.cached_tokens = s.cached;
   if (!s.pending_logprobs.empty()) {
     GenerationEvent lp;
     lp.kind = GenerationEvent::Kind::Text;

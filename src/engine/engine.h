@@ -25,6 +25,11 @@ struct EngineOptions {
   int max_queue = 64;         // requests waiting beyond those; more are refused (Overloaded)
   int prefill_chunk = 512;    // prompt tokens per step, over all prefilling sequences
   int context_length = 0;     // 0: the model's max_position_embeddings
+  // Prompt cache (mlx_lm.server's --prompt-cache-size / --prompt-cache-bytes): the KV of finished
+  // requests is kept, least recently used first out, and a new request whose prompt shares a prefix with
+  // one of them takes it over and prefills only the rest. 0 entries: off; 0 bytes: no byte limit.
+  int prompt_cache_size = 10;
+  int64_t prompt_cache_bytes = 0;
 };
 
 // A tokenized request, ready to run.
@@ -79,12 +84,22 @@ class Engine {
   void step(std::vector<std::unique_ptr<Sequence>>& running);
   void emit_token(Sequence& s, const SampledToken& tok);
   void finish(Sequence& s, const std::string& reason);
+  void start(Sequence& s);             // a KV sequence for a new request, from the prompt cache if it can
+  void retire(Sequence& s, bool keep);  // its KV into the prompt cache (keep) or released
+
+  struct CachedPrompt {
+    int32_t kv_seq;
+    std::vector<int32_t> tokens;  // what its KV holds, position by position
+    uint64_t used;                // LRU clock
+  };
 
   const LoadedModel& lm_;
   EngineOptions opts_;
   int context_length_ = 0;
   std::unique_ptr<kv::KvCache> cache_;
   std::shared_ptr<const TokenBytes> token_bytes_;  // built by the worker for the first constrained request
+  std::vector<CachedPrompt> prompt_cache_;         // worker thread only
+  uint64_t clock_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> waiting_;

@@ -81,6 +81,27 @@ void KvCache::grow(Layer& L, int32_t old_cap, int32_t cap, int32_t n) const {
     for (auto* p : {&L.ks, &L.kb, &L.vs, &L.vb}) regrow(*p, H, size_t(head_groups(L.p)), old_cap, cap, n);
 }
 
+int32_t KvCache::copy_prefix(int32_t src, int32_t n) {
+  const int32_t id = create_sequence();  // may reallocate seqs_: look src up afterwards
+  const Seq& from = seq(src);
+  Seq& to = seq(id);
+  n = std::clamp(n, 0, from.length);
+  to.converted = from.converted;
+  to.capacity = std::max(n, 256);
+  to.length = n;
+  for (int l = 0; l < shape_.n_layers; ++l) {
+    if (!shape_.layer_has_kv(l)) continue;
+    Layer& L = to.layers[size_t(l)];
+    const Layer& F = from.layers[size_t(l)];
+    L.p = F.p;
+    L.rotated = F.rotated;
+    Layer tmp = F;  // regrow keeps the first n tokens of each head
+    grow(tmp, from.capacity, to.capacity, n);
+    L.k.swap(tmp.k), L.v.swap(tmp.v), L.ks.swap(tmp.ks), L.kb.swap(tmp.kb), L.vs.swap(tmp.vs), L.vb.swap(tmp.vb);
+  }
+  return id;
+}
+
 void KvCache::extend(int32_t id, int32_t n) {
   Seq& s = seq(id);
   if (!s.converted && s.length >= spec_.quantized_kv_start) convert(s);
@@ -192,13 +213,16 @@ KvPrecision KvCache::precision(int32_t id, int layer) const { return seq(id).lay
 
 int64_t KvCache::bytes_used() const {
   int64_t b = 0;
-  for (auto& s : seqs_) {
-    if (!s.live) continue;
-    for (int l = 0; l < shape_.n_layers; ++l) {
-      if (!shape_.layer_has_kv(l)) continue;
-      b += 2 * int64_t(s.length) * s.layers[size_t(l)].p.bytes(int64_t(shape_.n_kv_heads) * shape_.head_dim);
-    }
-  }
+  for (size_t i = 0; i < seqs_.size(); ++i)
+    if (seqs_[i].live) b += sequence_bytes(int32_t(i));
+  return b;
+}
+
+int64_t KvCache::sequence_bytes(int32_t id) const {
+  const Seq& s = seq(id);
+  int64_t b = 0;
+  for (int l = 0; l < shape_.n_layers; ++l)
+    if (shape_.layer_has_kv(l)) b += 2 * int64_t(s.length) * s.layers[size_t(l)].p.bytes(int64_t(shape_.n_kv_heads) * shape_.head_dim);
   return b;
 }
 

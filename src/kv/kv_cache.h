@@ -21,6 +21,9 @@ class KvCache {
   void release_sequence(int32_t seq);
   int32_t length(int32_t seq) const;            // positions stored
   void truncate(int32_t seq, int32_t n_tokens);  // forget positions >= n_tokens
+  // A new sequence holding a copy of the first n_tokens positions of `seq` (prefix reuse that keeps the
+  // original).
+  int32_t copy_prefix(int32_t seq, int32_t n_tokens);
   // Makes room for positions [0, n_tokens) and marks them stored (the forward pass fills them with store()).
   void extend(int32_t seq, int32_t n_tokens);
 
@@ -33,7 +36,8 @@ class KvCache {
 
   const KvShape& shape() const { return shape_; }
   const KvSpec& spec() const { return spec_; }
-  int64_t bytes_used() const;
+  int64_t bytes_used() const;                   // the stored positions of every live sequence
+  int64_t sequence_bytes(int32_t seq) const;     // the stored positions of one
 
  private:
   struct Layer {

@@ -32,8 +32,9 @@ void check_precision(const KvPrecision& p, const KvShape& shape, const std::stri
     bad(where, "group_size " + std::to_string(p.group_size) + " is not supported (a power of two from 8 to 1024)");
   if (p.group_size > shape.head_dim || shape.head_dim % p.group_size != 0)
     bad(where, "group_size " + std::to_string(p.group_size) + " does not divide head_dim " +
-                   std::to_string(shape.head_dim) + " (groups run along one head; use a power of two from 8 to " +
-                   std::to_string(shape.head_dim) + ")");
+                   std::to_string(shape.head_dim) + " (groups run along one head; " +
+                   (shape.head_dim <= 8 ? "use " + std::to_string(shape.head_dim)
+                                        : "use a power of two from 8 to " + std::to_string(shape.head_dim)) + ")");
 }
 
 }  // namespace

@@ -413,7 +413,7 @@ std::string AnthropicStream::begin() {
   msg["content"] = ordered_json::array();
   msg["stop_reason"] = nullptr;
   msg["stop_sequence"] = nullptr;
-  msg["usage"] = usage_json(input_tokens_, 1, 0);
+  msg["usage"] = usage_json(input_tokens_, 1, cached_);
   ordered_json start{{"type", "message_start"}, {"message", std::move(msg)}};
   return sse_event("message_start", dump_json(start)) + sse_event("ping", R"({"type":"ping"})");
 }
@@ -449,6 +449,9 @@ std::string AnthropicStream::on_event(const GenerationEvent& ev) {
     finished_ = true;
     return anthropic_error_frame(api_error_from_status(ev.http_status ? ev.http_status : 500, ev.error));
   }
+  // The engine's first event says how much of the prompt came from its prompt cache: message_start
+  // reports it (cache_read_input_tokens), as message_delta will.
+  if (!started_ && (ev.kind == Kind::Progress || ev.kind == Kind::Done)) cached_ = ev.cached_tokens;
   std::string out = begin();
   switch (ev.kind) {
     case Kind::Progress: out += sse_event("ping", R"({"type":"ping"})"); break;

@@ -52,8 +52,8 @@ std::string anthropic_message_response(const ResponseMeta& meta,
                                        const std::vector<engine::GenerationEvent>& events);
 
 // The SSE event stream ("event: NAME\ndata: {...}\n\n" frames). begin() returns message_start (usage with
-// input_tokens = the prompt's token count as known when the request was accepted, output_tokens 1) and a
-// ping; on_event() calls it first if needed. Blocks are opened and closed as events switch between text,
+// the prompt's tokens split into input_tokens and cache_read_input_tokens as the first engine event reports
+// them, output_tokens 1) and a ping; on_event() calls it first if needed. Blocks are opened and closed as events switch between text,
 // thinking and tool calls (a thinking block gets a signature_delta before its content_block_stop). Progress
 // -> ping. Done -> closes the open block (an empty text block if there was none), message_delta with
 // stop_reason and cumulative usage, message_stop. Error -> "event: error". Then finished().
@@ -72,6 +72,7 @@ class AnthropicStream {
 
   ResponseMeta meta_;
   int input_tokens_ = 0;
+  int cached_ = 0;  // prompt tokens read from the prompt cache
   bool started_ = false;
   bool finished_ = false;
   bool saw_tool_use_ = false;

@@ -160,7 +160,8 @@ struct HttpServer::Impl {
             }
             return true;
           };
-          if (!send(st->begin())) return false;
+          // The first frames go out with the engine's first event, which says how much of the prompt the
+          // prompt cache held (Anthropic's message_start reports it).
           engine::GenerationEvent ev;
           auto last_write = std::chrono::steady_clock::now();
           while (!st->finished()) {

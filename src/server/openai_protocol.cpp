@@ -532,8 +532,8 @@ std::string OpenAiChatStream::begin() {
 
 std::string OpenAiChatStream::on_event(const GenerationEvent& ev) {
   if (finished_) return {};
-  if (ev.kind == Kind::Progress)
-    return ": keepalive " + std::to_string(ev.prompt_tokens) + "/" + std::to_string(ev.prompt_total) + "\n\n";
+  if (ev.kind == Kind::Progress)  // the role chunk goes out before a long prefill
+    return begin() + ": keepalive " + std::to_string(ev.prompt_tokens) + "/" + std::to_string(ev.prompt_total) + "\n\n";
   if (ev.kind == Kind::Error) {
     finished_ = true;
     return openai_error_frame(api_error_from_status(ev.http_status ? ev.http_status : 500, ev.error));

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "engine/engine.h"
+#include "engine_run.h"
 #include "test_paths.h"
 
 using namespace optiq;
@@ -147,11 +148,7 @@ int32_t byte_token(const tokenizer::Tokenizer& tok, char c) {
   return *tok.token_id(piece);
 }
 
-struct Result {
-  std::string text;
-  std::string finish;
-  int tokens = 0;
-};
+using Result = test::EngineResult;
 
 Result run(engine::Engine& eng, const std::vector<int32_t>& prompt, bool json, engine::SamplingParams sp = {},
            int max_tokens = 200) {
@@ -160,19 +157,7 @@ Result run(engine::Engine& eng, const std::vector<int32_t>& prompt, bool json, e
   r.max_tokens = max_tokens;
   r.sampling = sp;
   r.json_object = json;
-  auto h = eng.submit(r);
-  Result out;
-  engine::GenerationEvent ev;
-  for (;;) {
-    if (!h->next(ev, std::chrono::milliseconds(60000))) break;
-    if (ev.kind == engine::GenerationEvent::Kind::Text) out.text += ev.text;
-    if (ev.kind == engine::GenerationEvent::Kind::Done) {
-      out.finish = ev.finish_reason;
-      out.tokens = ev.completion_tokens;
-      break;
-    }
-  }
-  return out;
+  return test::run_request(eng, r);
 }
 
 }  // namespace

@@ -98,8 +98,28 @@ test('Anthropic messages: exact text, stop_reason max_tokens, usage', skip, asyn
   assert.equal(m.content[0].type, 'text');
   assert.equal(m.content[0].text, once.greedy_text);
   assert.equal(m.stop_reason, 'max_tokens');
-  assert.equal(m.usage.input_tokens, 5);
+  // The prompt's 5 tokens: those read from the prompt cache (earlier tests sent the same prompt) and the rest.
+  assert.equal(m.usage.input_tokens + m.usage.cache_read_input_tokens, 5);
+  assert.equal(m.usage.cache_creation_input_tokens, 0);
   assert.equal(m.usage.output_tokens, 64);
+});
+
+// The prompt cache: a repeated conversation reuses the KV of the previous one (all but the last prompt
+// token), reports it in each API's usage, and answers exactly the same.
+test('a repeated prompt is read from the prompt cache and reported in usage', skip, async () => {
+  const messages = [{ role: 'user', content: 'Lily and Ben went to the park.' }];
+  const a = await openai().chat.completions.create({ model: 'local', messages, max_tokens: 16 });
+  const b = await openai().chat.completions.create({ model: 'local', messages, max_tokens: 16 });
+  assert.equal(b.choices[0].message.content, a.choices[0].message.content);
+  assert.equal(b.usage.prompt_tokens, a.usage.prompt_tokens);
+  assert.equal(b.usage.prompt_tokens_details.cached_tokens, b.usage.prompt_tokens - 1);
+  const s = anthropic().messages.stream({ model: 'local', max_tokens: 16, messages });
+  let start;
+  s.on('streamEvent', (e) => { if (e.type === 'message_start') start = e.message.usage; });
+  const m = await s.finalMessage();
+  assert.equal(m.content[0].text, a.choices[0].message.content);
+  assert.deepEqual([start.input_tokens, start.cache_read_input_tokens], [1, a.usage.prompt_tokens - 1]);
+  assert.deepEqual([m.usage.input_tokens, m.usage.cache_read_input_tokens], [1, a.usage.prompt_tokens - 1]);
 });
 
 test('Anthropic stream helper: events in order, final message', skip, async () => {

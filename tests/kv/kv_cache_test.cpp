@@ -185,8 +185,7 @@ TEST(KvConfig, BadConfigsNameTheEntry) {
   EXPECT_EQ(validate(R"([{"layer_idx": 3, "bits": 8}, {"layer_idx": 0, "bits": 4}])", hybrid),
             "kv.json: entry 0 (layer_idx 0): layer 0 has no KV cache (it is a linear-attention layer)");
   EXPECT_EQ(error_of([] { kv_spec_from_flags("", 8, 64, 0).validate(shape(2, 4, 8)); }),
-            "--kv-bits 8 --kv-group-size 64: group_size 64 does not divide head_dim 8 (groups run along one head; use a "
-            "power of two from 8 to 8)");
+            "--kv-bits 8 --kv-group-size 64: group_size 64 does not divide head_dim 8 (groups run along one head; use 8)");
   EXPECT_EQ(error_of([] { kv_spec_from_flags("", 7, 0, 0); }), "--kv-bits: 7 is not supported (use 2, 3, 4, 5, 6, 8, or 16 for fp16)");
   EXPECT_EQ(error_of([] { KvCache c(shape(), parse_kv_config(R"([{"layer_idx": 9, "bits": 8}])", "x.json")); }),
             "x.json: entry 0 (layer_idx 9): the model has 4 layers (0-3)");
