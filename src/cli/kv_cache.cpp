@@ -197,6 +197,18 @@ int run_kv_cache(int argc, char** argv) {
   std::printf("effective bits with scales and biases: %.2f; KV bytes per token %lld (fp16: %lld)\n",
               chosen.mean_bits(shape, /*effective=*/true), static_cast<long long>(chosen.bytes_per_token(shape)),
               static_cast<long long>(kv::KvSpec::fp16_bytes_per_token(shape)));
+  // The chosen config checked jointly (every layer at its precision at once) on the same windows, next to
+  // every layer at the smallest candidate: what the isolated measurements promised.
+  kv::KvSpec lowest;
+  lowest.rotation = opts.rotation;
+  lowest.default_precision = {opts.candidate_bits.front(), group_size};
+  const auto joint = engine::compare_kv_specs(m, samples, {chosen, lowest});
+  for (int k = 0; k < 2; ++k) {
+    const auto& st = joint[size_t(k)];
+    std::printf("joint check, %-13s ppl %.4f (fp16 %.4f, %+.2f%%), mean KL %.3e, same top-1 %.2f%%\n",
+                k == 0 ? "chosen:" : ("all " + std::to_string(opts.candidate_bits.front()) + "-bit:").c_str(), st.ppl(),
+                st.ppl_ref(), 100.0 * (st.ppl() / st.ppl_ref() - 1.0), st.kl_mean(), 100.0 * st.top1());
+  }
   std::string summary;
   for (int b : opts.candidate_bits) {
     const long n = std::count(alloc.bits.begin(), alloc.bits.end(), b);

@@ -145,14 +145,24 @@ std::vector<KvLayerSensitivity> measure_kv_sensitivity(const model::Model& m, co
 }
 
 DistributionStats compare_kv_spec(const model::Model& m, const std::vector<std::vector<int32_t>>& samples, const kv::KvSpec& spec) {
+  return compare_kv_specs(m, samples, {spec})[0];
+}
+
+std::vector<DistributionStats> compare_kv_specs(const model::Model& m, const std::vector<std::vector<int32_t>>& samples,
+                                                const std::vector<kv::KvSpec>& specs) {
   check_samples(samples);
-  spec.validate(m.kv_shape());
-  DistributionStats st;
+  for (auto& spec : specs) spec.validate(m.kv_shape());
+  std::vector<DistributionStats> st(specs.size());
   for (const auto& tokens : samples) {
-    std::vector<float> x = embedded(m, tokens), xq = x;
+    std::vector<float> x = embedded(m, tokens);
+    const std::vector<float> x0 = x;
     run_from(m, tokens, kv::KvSpec{}, 0, x);
-    run_from(m, tokens, spec, 0, xq);
-    st.add(Reference(m, tokens, std::move(x)).compare(xq));
+    const Reference ref(m, tokens, std::move(x));
+    for (size_t i = 0; i < specs.size(); ++i) {
+      std::vector<float> xq = x0;
+      run_from(m, tokens, specs[i], 0, xq);
+      st[i].add(ref.compare(xq));
+    }
   }
   return st;
 }

@@ -37,5 +37,8 @@ std::vector<KvLayerSensitivity> measure_kv_sensitivity(const model::Model& m, co
 
 // The samples run with fp16 KV and with `spec` (every layer at once), compared position by position.
 DistributionStats compare_kv_spec(const model::Model& m, const std::vector<std::vector<int32_t>>& samples, const kv::KvSpec& spec);
+// The same for several specs, running the fp16 reference once per sample.
+std::vector<DistributionStats> compare_kv_specs(const model::Model& m, const std::vector<std::vector<int32_t>>& samples,
+                                                const std::vector<kv::KvSpec>& specs);
 
 }  // namespace optiq::engine

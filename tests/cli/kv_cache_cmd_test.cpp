@@ -38,6 +38,13 @@ TEST_F(KvCacheCommand, WritesTheSeedsConfigAndTheSensitivities) {
   // Five layers at a 5.0 budget: 25 bits, so one layer gets 8 bits.
   EXPECT_TRUE(std::regex_search(r.out, std::regex("4 layers @ 4-bit, 1 layers @ 8-bit, achieved 4.80 average bits\n$"))) << r.out;
   EXPECT_NE(r.out.find("| layer |      KL @4 |      KL @8 |  top1 @min | bits |\n"), std::string::npos) << r.out;
+  // The joint check on the calibration windows: the chosen config beats every layer at 4 bits.
+  std::smatch chosen_m, all4_m;
+  ASSERT_TRUE(std::regex_search(r.out, chosen_m, std::regex(R"(joint check, chosen: +ppl [0-9.]+ \(fp16 [0-9.]+, \+[0-9.]+%\), mean KL ([0-9.e+-]+))")))
+      << r.out;
+  ASSERT_TRUE(std::regex_search(r.out, all4_m, std::regex(R"(joint check, all 4-bit: +ppl [0-9.]+ \(fp16 [0-9.]+, \+[0-9.]+%\), mean KL ([0-9.e+-]+))")))
+      << r.out;
+  EXPECT_LT(std::stod(chosen_m[1]), std::stod(all4_m[1]));
 
   kv::KvSpec spec = kv::load_kv_config(a + "/kv_config.json");
   ASSERT_EQ(spec.layers.size(), 5u);
