@@ -7,15 +7,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/generator.h"
 #include "engine/logit_stats.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace optiq::cli {
 
@@ -37,10 +36,7 @@ int run_eval(int argc, char** argv) {
   if (chunk < 1) throw Error(ErrorKind::InvalidArgument, "--prefill-step-size must be >= 1");
   const kv::KvSpec spec = kvf.spec();
 
-  std::ifstream in(text_path, std::ios::binary);
-  if (!in) throw Error(ErrorKind::NotFound, "cannot read " + text_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
+  const std::string text = read_text_file(text_path);
   engine::LoadedModel lm = engine::LoadedModel::load(model);
   const model::Model& m = *lm.model;
   const kv::KvShape shape = m.kv_shape();
@@ -48,7 +44,7 @@ int run_eval(int argc, char** argv) {
   if (seq_len > m.config().max_position_embeddings)
     throw Error(ErrorKind::InvalidArgument, "--seq-len " + std::to_string(seq_len) + " is longer than the model's context (" +
                                                 std::to_string(m.config().max_position_embeddings) + ")");
-  const std::vector<int32_t> tokens = lm.tokenizer->encode(ss.str(), /*add_special=*/true);
+  const std::vector<int32_t> tokens = lm.tokenizer->encode(text, /*add_special=*/true);
   int windows = int(tokens.size() / size_t(seq_len));
   if (max_windows > 0) windows = std::min(windows, max_windows);
   if (windows == 0)

@@ -163,12 +163,18 @@ void KvFlags::add_to(Flags& f) {
   f.add("kv-rotation", &rotation, "Hadamard-rotate K/V of quantized layers before quantizing: auto | on | off (default auto: on when head_dim is a power of two)");
 }
 
+kv::KvSpec::Rotation parse_kv_rotation(const std::string& value) {
+  if (value == "auto") return kv::KvSpec::Rotation::Auto;
+  if (value == "on") return kv::KvSpec::Rotation::On;
+  if (value == "off") return kv::KvSpec::Rotation::Off;
+  throw Error(ErrorKind::InvalidArgument, "--kv-rotation: '" + value + "' is not auto, on or off");
+}
+
 kv::KvSpec KvFlags::spec() const {
-  if (rotation != "auto" && rotation != "on" && rotation != "off")
-    throw Error(ErrorKind::InvalidArgument, "--kv-rotation: '" + rotation + "' is not auto, on or off");
+  const kv::KvSpec::Rotation r = parse_kv_rotation(rotation);
   if (quantized_kv_start < 0) throw Error(ErrorKind::InvalidArgument, "--quantized-kv-start must be >= 0");
   kv::KvSpec s = kv::kv_spec_from_flags(config, bits, group_size, quantized_kv_start);
-  s.rotation = rotation == "on" ? kv::KvSpec::Rotation::On : rotation == "off" ? kv::KvSpec::Rotation::Off : kv::KvSpec::Rotation::Auto;
+  s.rotation = r;
   return s;
 }
 

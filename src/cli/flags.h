@@ -43,6 +43,9 @@ std::vector<int> parse_int_list(const std::string& s, const std::string& flag);
 // A byte count: digits with an optional K, M, G or T suffix (powers of 1024; "KB", "KiB", ... alike).
 int64_t parse_bytes(const std::string& s, const std::string& flag);
 
+// --kv-rotation's value: auto | on | off; throws Error(InvalidArgument) for anything else.
+kv::KvSpec::Rotation parse_kv_rotation(const std::string& value);
+
 // The KV cache precision flags shared by generate, bench, eval and serve (mlx_lm names, plus
 // --kv-config with the seed's per-layer file).
 struct KvFlags {

@@ -10,7 +10,6 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -18,6 +17,7 @@
 #include "engine/kv_calibration.h"
 #include "kv/kv_allocate.h"
 #include "util/error.h"
+#include "util/mapped_file.h"
 
 namespace optiq::cli {
 
@@ -80,31 +80,15 @@ int run_kv_cache(int argc, char** argv) {
   if (out_dir.empty()) throw Error(ErrorKind::InvalidArgument, "no output folder (-o DIR)");
   if (n_samples < 1) throw Error(ErrorKind::InvalidArgument, "--n-samples must be >= 1");
   if (seq_len < 2) throw Error(ErrorKind::InvalidArgument, "--seq-len must be >= 2");
-  if (rotation != "auto" && rotation != "on" && rotation != "off")
-    throw Error(ErrorKind::InvalidArgument, "--kv-rotation: '" + rotation + "' is not auto, on or off");
   engine::KvCalibrationOptions opts;
   opts.candidate_bits = parse_int_list(candidates, "--candidate-bits");
   opts.group_size = group_size;
-  opts.rotation = rotation == "on" ? kv::KvSpec::Rotation::On : rotation == "off" ? kv::KvSpec::Rotation::Off : kv::KvSpec::Rotation::Auto;
+  opts.rotation = parse_kv_rotation(rotation);
   std::sort(opts.candidate_bits.begin(), opts.candidate_bits.end());
   opts.candidate_bits.erase(std::unique(opts.candidate_bits.begin(), opts.candidate_bits.end()), opts.candidate_bits.end());
-  if (target_bits < opts.candidate_bits.front()) {
-    char b[160];
-    std::snprintf(b, sizeof b, "--target-bits %g is below the smallest candidate (%d bits): no allocation can meet it",
-                  double(target_bits), opts.candidate_bits.front());
-    throw Error(ErrorKind::InvalidArgument, b);
-  }
+  kv::check_target_bits(target_bits, opts.candidate_bits.front());  // before minutes of measuring
 
-  std::string text;
-  if (calib_file.empty()) {
-    text = std::string(default_calibration_text());
-  } else {
-    std::ifstream in(calib_file, std::ios::binary);
-    if (!in) throw Error(ErrorKind::NotFound, "cannot read " + calib_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  const std::string text = calib_file.empty() ? std::string(default_calibration_text()) : read_text_file(calib_file);
 
   engine::LoadedModel lm = engine::LoadedModel::load(model);
   const model::Model& m = *lm.model;

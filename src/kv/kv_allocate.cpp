@@ -10,6 +10,14 @@
 
 namespace optiq::kv {
 
+void check_target_bits(double target_bits, int smallest) {
+  if (target_bits >= smallest) return;
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "--target-bits %g is below the smallest candidate (%d bits): no allocation can meet it",
+                target_bits, smallest);
+  throw Error(ErrorKind::InvalidArgument, buf);
+}
+
 KvAllocation allocate_kv_bits(const std::vector<std::map<int, double>>& cost, double target_bits) {
   if (cost.empty()) throw Error(ErrorKind::InvalidArgument, "no KV layers to allocate");
   const std::map<int, double>& first = cost[0];
@@ -20,13 +28,7 @@ KvAllocation allocate_kv_bits(const std::vector<std::map<int, double>>& cost, do
       if (a->first != b->first || !std::isfinite(a->second))
         throw Error(ErrorKind::InvalidArgument, "every layer needs a finite cost for every candidate");
   }
-  const int lo = first.begin()->first;
-  if (!(target_bits >= lo)) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "--target-bits %g is below the smallest candidate (%d bits): no allocation can meet it",
-                  target_bits, lo);
-    throw Error(ErrorKind::InvalidArgument, buf);
-  }
+  check_target_bits(target_bits, first.begin()->first);
   const int L = int(cost.size());
   const int hi = first.rbegin()->first;
   // The budget in whole bits over all layers (nominal bits are integers); a hair of slack for targets such

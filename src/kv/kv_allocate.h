@@ -21,5 +21,8 @@ struct KvAllocation {
 // candidates). Throws Error(InvalidArgument) when the target is below the smallest candidate or the
 // costs are malformed.
 KvAllocation allocate_kv_bits(const std::vector<std::map<int, double>>& cost, double target_bits);
+// The error allocate_kv_bits gives for a target below the smallest candidate, for callers that check
+// before spending time on measurements.
+void check_target_bits(double target_bits, int smallest_candidate);
 
 }  // namespace optiq::kv

@@ -112,6 +112,9 @@ struct HttpServer::Impl {
 
   // ---- request preparation ----
 
+  // The model name a response echoes: the request's, or the served model's when it names none.
+  const std::string& label(const engine::GenerationRequest& gen) const { return gen.model.empty() ? opts.model_id : gen.model; }
+
   std::string render_chat(const engine::GenerationRequest& gen) const {
     if (!prompts)
       throw ApiError(400, error_type::kInvalidRequest,
@@ -215,7 +218,7 @@ struct HttpServer::Impl {
     const auto& tok = *eng.model().tokenizer;
     auto handle = eng.submit(std::move(er));
     OpenAiEncodeOptions eo = encode_options(r, [&tok](int32_t id) { return tok.token_to_bytes(id); });
-    ResponseMeta meta = make_response_meta(id_prefix, r.gen.model.empty() ? opts.model_id : r.gen.model);
+    ResponseMeta meta = make_response_meta(id_prefix, label(r.gen));
     if (r.gen.stream) return stream_response(req, res, handle, std::make_shared<Stream>(meta, eo));
     if (auto evs = collect(req, *handle)) res.set_content(respond(meta, *evs, eo), "application/json");
   }
@@ -235,7 +238,7 @@ struct HttpServer::Impl {
     engine::EngineRequest er = prepare(r.gen);
     int input_tokens = int(er.prompt.size());
     auto handle = eng.submit(std::move(er));
-    ResponseMeta meta = make_response_meta("msg_", r.gen.model.empty() ? opts.model_id : r.gen.model);
+    ResponseMeta meta = make_response_meta("msg_", label(r.gen));
     if (r.gen.stream) return stream_response(req, res, handle, std::make_shared<AnthropicStream>(meta, input_tokens));
     if (auto evs = collect(req, *handle)) res.set_content(anthropic_message_response(meta, *evs), "application/json");
   }
