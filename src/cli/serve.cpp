@@ -9,7 +9,10 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/engine.h"
+#include "kv/kv_cache.h"
+#include "model/model.h"
 #include "server/http_server.h"
+#include "util/cpu.h"
 #include "util/error.h"
 #include "util/log.h"
 
@@ -30,8 +33,8 @@ int run_serve(int argc, char** argv) {
   engine::SamplingParams defaults;
   bool use_default_template = false, no_anthropic = false, anthropic = false;
   // Accepted for mlx_lm.server compatibility; not implemented yet.
-  std::string adapter_path, draft_model, num_draft, decode_conc, prompt_conc, pc_bytes, adapter, max_kv_size;
-  int pc_size = 10;
+  std::string adapter_path, draft_model, num_draft, pc_bytes, adapter, max_kv_size, kv_memory;
+  int pc_size = 10, prompt_concurrency = 8;
   bool trust_remote_code = false, pipeline = false;
 
   Flags f("optiq serve --model MODEL [--host H] [--port P] [options]");
@@ -48,6 +51,8 @@ int run_serve(int argc, char** argv) {
   f.add("chat-template-args", &chat_template_args, "JSON object passed to the template, e.g. {\"enable_thinking\": false}");
   f.add("max-concurrency", &max_concurrency, "sequences generated at once (default 4)");
   f.add("max-concurrent", &max_concurrency, "alias of --max-concurrency");
+  f.add("decode-concurrency", &max_concurrency, "alias of --max-concurrency (mlx_lm.server's name)");
+  f.add("prompt-concurrency", &prompt_concurrency, "sequences prefilling in one engine step (default 8)");
   f.add("max-queue", &max_queue, "requests waiting beyond those before the server answers 429/529 (default 64)");
   f.add("prefill-step-size", &prefill_step, "prompt tokens per engine step (default 512)");
   f.add("allowed-origins", &allowed_origins, "CORS allowed origins, comma-separated (default *)");
@@ -61,10 +66,9 @@ int run_serve(int argc, char** argv) {
   f.add("num-draft-tokens", &num_draft, "(accepted; speculative decoding is not implemented)");
   f.add_bool("trust-remote-code", &trust_remote_code, "(accepted; no effect)");
   f.add_bool("pipeline", &pipeline, "(accepted; no effect)");
-  f.add("decode-concurrency", &decode_conc, "(accepted; see --max-concurrency)");
-  f.add("prompt-concurrency", &prompt_conc, "(accepted; see --max-concurrency)");
   f.add("prompt-cache-size", &pc_size, "finished requests whose KV is kept for prompts that share a prefix (default 10; 0: off)");
   f.add("prompt-cache-bytes", &pc_bytes, "byte limit of that cache, e.g. 2000000000 or 2GiB (default: no limit)");
+  f.add("kv-cache-memory", &kv_memory, "KV cache budget, e.g. 4GiB or 4000000000 (default: half the free memory)");
   KvFlags kvf;
   kvf.add_to(f);
   f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
@@ -74,12 +78,14 @@ int run_serve(int argc, char** argv) {
   else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
   const std::pair<const char*, const std::string*> unimplemented[] = {
-      {"--adapter-path", &adapter_path}, {"--adapter", &adapter},        {"--draft-model", &draft_model},
+      {"--adapter-path", &adapter_path}, {"--adapter", &adapter}, {"--draft-model", &draft_model},
       {"--num-draft-tokens", &num_draft}, {"--max-kv-size", &max_kv_size}};
   for (auto& [name, val] : unimplemented)
     if (!val->empty()) OPTIQ_LOG_WARN("%s is accepted but not implemented yet; ignoring it", name);
   if (port < 0 || port > 65535) throw Error(ErrorKind::InvalidArgument, "--port must be 0-65535");
   if (max_concurrency < 1) throw Error(ErrorKind::InvalidArgument, "--max-concurrency must be >= 1");
+  if (prompt_concurrency < 1) throw Error(ErrorKind::InvalidArgument, "--prompt-concurrency must be >= 1");
+  if (max_queue < 0) throw Error(ErrorKind::InvalidArgument, "--max-queue must be >= 0");
   if (!chat_template_args.empty()) {
     try {
       if (!nlohmann::json::parse(chat_template_args).is_object()) throw std::runtime_error("not an object");
@@ -106,6 +112,27 @@ int run_serve(int argc, char** argv) {
   if (pc_size < 0) throw Error(ErrorKind::InvalidArgument, "--prompt-cache-size must be >= 0");
   eo.prompt_cache_size = pc_size;
   eo.prompt_cache_bytes = pc_bytes.empty() ? 0 : parse_bytes(pc_bytes, "--prompt-cache-bytes");
+  eo.prompt_concurrency = prompt_concurrency;
+  if (!kv_memory.empty()) {
+    eo.kv_cache_bytes = parse_bytes(kv_memory, "--kv-cache-memory");
+    if (eo.kv_cache_bytes <= 0) throw Error(ErrorKind::InvalidArgument, "--kv-cache-memory must be > 0");
+  } else {
+    eo.kv_cache_bytes = available_memory_bytes() / 2;  // 0 when unknown: no limit
+  }
+  const int64_t page_bytes = lm.model->make_cache(kv_spec)->page_bytes();
+  if (eo.kv_cache_bytes > 0 && eo.kv_cache_bytes < page_bytes)
+    throw Error(ErrorKind::InvalidArgument, "--kv-cache-memory " + kv_memory + " holds no KV page (" + std::to_string(page_bytes) +
+                                                " bytes for " + std::to_string(kv::KvCache::kPageTokens) + " tokens at this precision)");
+  if (eo.kv_cache_bytes > 0) {
+    const int64_t tokens = eo.kv_cache_bytes / page_bytes * kv::KvCache::kPageTokens;
+    OPTIQ_LOG_INFO("KV cache budget %.2f GiB%s: %lld tokens in pages of %d", double(eo.kv_cache_bytes) / double(1 << 30),
+                   kv_memory.empty() ? " (half the free memory; --kv-cache-memory sets it)" : "", static_cast<long long>(tokens),
+                   int(kv::KvCache::kPageTokens));
+    const int ctx = lm.model->config().max_position_embeddings;
+    if (tokens < ctx)
+      OPTIQ_LOG_WARN("the KV budget holds fewer tokens (%lld) than the model's context (%d): longer requests get 400",
+                     static_cast<long long>(tokens), ctx);
+  }
   engine::Engine eng(lm, eo);
   eng.set_kv_spec(kv_spec, kv_spec.quantized_kv_start);
 

@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "engine/stop_matcher.h"
 #include "util/error.h"
@@ -28,15 +29,18 @@ void RequestHandle::push(GenerationEvent ev) {
 
 // ---- Sequence: one request's state while it runs ----
 
+using Clock = std::chrono::steady_clock;
+
 struct Engine::Sequence {
   std::shared_ptr<RequestHandle> handle;
   EngineRequest req;
-  int32_t kv_seq = -1;
-  size_t prefilled = 0;             // prompt tokens already in the KV cache
-  int cached = 0;                   // of those, how many came from the prompt cache
-  std::vector<int32_t> context;     // prompt + generated
+  int32_t kv_seq = -1;            // -1: not admitted (new, or preempted)
+  bool initialized = false;       // per-request state below exists (first admission done)
+  uint64_t order = 0;             // admission clock: the newest is preempted first
+  size_t fed = 0;                 // tokens of context whose KV is stored
+  int cached = 0;                 // prompt tokens the first admission took from a shared prefix
+  std::vector<int32_t> context;   // prompt + generated; the last generated token is fed next step
   int generated = 0;
-  int32_t pending_token = -1;       // sampled, not yet fed back through the model
   std::unique_ptr<Sampler> sampler;
   std::unique_ptr<tokenizer::StreamingDetokenizer> detok;
   std::unique_ptr<StopMatcher> stops;
@@ -45,11 +49,14 @@ struct Engine::Sequence {
   std::vector<uint8_t> allowed;          // scratch: tokens the constraint allows this step
   std::vector<SampledToken> pending_logprobs;
   bool done = false;
+  std::optional<GenerationEvent> done_event;  // sent once the sequence's pages are back (run())
+  bool preempted = false;
+  Clock::time_point submitted, last_token;
 };
 
 Engine::Engine(const LoadedModel& lm, EngineOptions opts) : lm_(lm), opts_(opts) {
   context_length_ = opts.context_length > 0 ? opts.context_length : lm.model->config().max_position_embeddings;
-  cache_ = lm.model->make_cache();
+  cache_ = lm.model->make_cache({}, opts_.kv_cache_bytes);
   worker_ = std::thread([this] { run(); });
 }
 
@@ -73,11 +80,24 @@ std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
   req.max_tokens = std::min(req.max_tokens, context_length_ - int(req.prompt.size()));
   auto s = std::make_unique<Sequence>();
   s->handle = std::make_shared<RequestHandle>();
-  s->req = std::move(req);
+  s->submitted = Clock::now();
   auto handle = s->handle;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (int(waiting_.size()) >= opts_.max_queue) throw Error(ErrorKind::Overloaded, "the server is busy: too many queued requests");
+    // The whole sequence must fit the KV budget alone (the last generated token is never stored).
+    const int64_t cap = cache_->capacity_tokens();
+    const int64_t need = int64_t(req.prompt.size()) + std::max(req.max_tokens - 1, 0);
+    if (cap > 0 && need > cap)
+      throw Error(ErrorKind::InvalidArgument,
+                  "prompt (" + std::to_string(req.prompt.size()) + " tokens) + max_tokens (" + std::to_string(req.max_tokens) +
+                      ") needs " + std::to_string(need) + " tokens of KV cache, more than the server's budget holds (" +
+                      std::to_string(cap) + " tokens); lower max_tokens or shorten the prompt");
+    if (active_ >= opts_.max_concurrency + opts_.max_queue) {
+      std::lock_guard<std::mutex> sl(stats_mu_);
+      ++stats_.requests_rejected;
+      throw Error(ErrorKind::Overloaded, "the server is busy: too many requests are running or queued; retry later");
+    }
+    s->req = std::move(req);
     waiting_.push_back(std::move(s));
     ++active_;
   }
@@ -87,105 +107,202 @@ std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
 
 void Engine::set_kv_spec(kv::KvSpec spec, int quantized_kv_start) {
   spec.quantized_kv_start = quantized_kv_start;
-  auto cache = lm_.model->make_cache(spec);  // validates against the model
+  auto cache = lm_.model->make_cache(spec, opts_.kv_cache_bytes);  // validates against the model and budget
   std::lock_guard<std::mutex> lock(mu_);
   if (active_ != 0) throw Error(ErrorKind::Internal, "set_kv_spec: requests are running; install the KV spec before serving");
+  for (auto& c : prompt_cache_) cache_->release_sequence(c.kv_seq);
   prompt_cache_.clear();  // its sequences lived in the old cache
   cache_ = std::move(cache);
 }
 
-void Engine::start(Sequence& s) {
-  const std::vector<int32_t>& prompt = s.req.prompt;
-  size_t best = 0, best_len = 0;
-  for (size_t i = 0; i < prompt_cache_.size(); ++i) {
-    const auto& t = prompt_cache_[i].tokens;
-    size_t n = 0;
-    while (n < t.size() && n < prompt.size() && t[n] == prompt[n]) ++n;
-    if (n > best_len) best = i, best_len = n;
+EngineStats Engine::stats() const {
+  EngineStats out;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    out = stats_;
   }
-  // The last prompt token always runs again: its logits give the first generated token.
-  const size_t reuse = std::min(best_len, prompt.size() - 1);
-  if (reuse == 0) {
-    s.kv_seq = cache_->create_sequence();
-    return;
+  std::lock_guard<std::mutex> lock(mu_);
+  out.waiting = int(waiting_.size());
+  return out;
+}
+
+void Engine::init(Sequence& s) {
+  s.initialized = true;
+  s.context = s.req.prompt;
+  s.sampler = std::make_unique<Sampler>(s.req.sampling);
+  s.detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
+  s.stops = std::make_unique<StopMatcher>(s.req.stop);
+  s.parser = std::make_unique<chat::OutputParser>(s.req.output_format, s.req.tools_requested);
+  if (s.req.json_object) {
+    if (!token_bytes_) token_bytes_ = std::make_shared<TokenBytes>(*lm_.tokenizer, lm_.model->config().vocab_size);
+    s.json = std::make_unique<JsonConstraint>(token_bytes_);
   }
-  CachedPrompt& c = prompt_cache_[best];
-  if (reuse == c.tokens.size()) {
-    // The prompt continues the cached one (the next turn of a conversation): take its KV over; it comes
-    // back into the cache, longer, when this request ends.
-    s.kv_seq = c.kv_seq;
-    prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(best));
-  } else {
-    // They part earlier: copy the shared prefix and keep the entry for prompts that share more of it.
-    s.kv_seq = cache_->copy_prefix(c.kv_seq, int32_t(reuse));
-    c.used = ++clock_;
+}
+
+bool Engine::start(Sequence& s) {
+  const std::vector<int32_t>& ctx = s.context;
+  // The longest prefix shared with a running sequence (what it has stored) or a prompt-cache entry.
+  int32_t src = -1;
+  size_t best_len = 0;
+  CachedPrompt* entry = nullptr;
+  auto consider = [&](const int32_t* t, size_t n, int32_t kv, CachedPrompt* e) {
+    size_t m = 0;
+    while (m < n && m < ctx.size() && t[m] == ctx[m]) ++m;
+    if (m > best_len) best_len = m, src = kv, entry = e;
+  };
+  for (auto& r : running_)
+    if (r && r.get() != &s && r->kv_seq >= 0) consider(r->context.data(), r->fed, r->kv_seq, nullptr);
+  for (auto& c : prompt_cache_) consider(c.tokens.data(), c.tokens.size(), c.kv_seq, &c);
+  // The last token always runs again: its logits give the next generated token.
+  size_t reuse = std::min(best_len, ctx.size() - 1);
+  int32_t kv = -1;
+  if (reuse > 0) {
+    kv = cache_->copy_prefix(src, int32_t(reuse));
+    if (kv < 0) {  // no page for the partial copy: share whole pages only
+      reuse -= reuse % kv::KvCache::kPageTokens;
+      if (reuse > 0) kv = cache_->copy_prefix(src, int32_t(reuse));
+    }
+    if (entry && kv >= 0) entry->used = ++clock_;
   }
-  s.prefilled = reuse;
-  s.cached = int(reuse);
-  OPTIQ_LOG_DEBUG("prompt cache: reusing %zu of %zu prompt tokens", reuse, prompt.size());
+  if (kv < 0) reuse = 0, kv = cache_->create_sequence();
+  // Pages for the whole prompt now, so that prefill never waits halfway.
+  while (!cache_->reserve(kv, int32_t(ctx.size())))
+    if (!evict_cached()) {
+      cache_->release_sequence(kv);
+      return false;
+    }
+  s.kv_seq = kv;
+  s.fed = reuse;
+  if (reuse > 0) OPTIQ_LOG_DEBUG("prefix reuse: %zu of %zu tokens", reuse, ctx.size());
+  return true;
+}
+
+bool Engine::evict_cached() {
+  if (prompt_cache_.empty()) return false;
+  // Least recently used first; entries the client asked to keep (cache_control) after all others.
+  auto victim = std::min_element(prompt_cache_.begin(), prompt_cache_.end(), [](const CachedPrompt& a, const CachedPrompt& b) {
+    return a.pinned != b.pinned ? !a.pinned : a.used < b.used;
+  });
+  cache_->release_sequence(victim->kv_seq);
+  prompt_cache_.erase(victim);
+  return true;
 }
 
 void Engine::retire(Sequence& s, bool keep) {
+  if (s.kv_seq < 0) return;
   const int32_t len = cache_->length(s.kv_seq);
   if (!keep || opts_.prompt_cache_size <= 0 || len <= 0) {
     cache_->release_sequence(s.kv_seq);
+    s.kv_seq = -1;
     return;
   }
   // What the KV holds: the prompt, then the generated tokens that went back through the model.
   std::vector<int32_t> tokens(s.context.begin(), s.context.begin() + std::min<std::ptrdiff_t>(len, std::ptrdiff_t(s.context.size())));
-  prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_});
-  // Evict the least recently used entries beyond the count and byte limits.
+  // Entries this one continues hold nothing it does not (it shares their pages): drop them.
+  bool pinned = s.req.cache_prefix_tokens > 0;
+  for (size_t i = prompt_cache_.size(); i-- > 0;) {
+    const auto& t = prompt_cache_[i].tokens;
+    if (t.size() <= tokens.size() && std::equal(t.begin(), t.end(), tokens.begin())) {
+      pinned = pinned || prompt_cache_[i].pinned;
+      cache_->release_sequence(prompt_cache_[i].kv_seq);
+      prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
+    }
+  }
+  prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_, pinned});
+  s.kv_seq = -1;
   auto over = [&] {
     if (int(prompt_cache_.size()) > opts_.prompt_cache_size) return true;
     if (opts_.prompt_cache_bytes <= 0) return false;
-    int64_t b = 0;
-    for (auto& c : prompt_cache_) b += cache_->sequence_bytes(c.kv_seq);
-    return b > opts_.prompt_cache_bytes;
+    std::vector<int32_t> ids;
+    for (auto& c : prompt_cache_) ids.push_back(c.kv_seq);
+    return cache_->distinct_bytes(ids) > opts_.prompt_cache_bytes;
   };
-  while (over()) {
-    auto lru = std::min_element(prompt_cache_.begin(), prompt_cache_.end(), [](auto& a, auto& b) { return a.used < b.used; });
-    cache_->release_sequence(lru->kv_seq);
-    prompt_cache_.erase(lru);
+  while (over()) evict_cached();
+}
+
+void Engine::preempt(Sequence& s) {
+  OPTIQ_LOG_INFO("KV cache full: preempting a request after %d generated tokens; it resumes when pages free up", s.generated);
+  cache_->release_sequence(s.kv_seq);
+  s.kv_seq = -1;
+  s.fed = 0;
+  s.preempted = true;
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  ++stats_.preemptions;
+}
+
+bool Engine::make_room(Sequence& s, int32_t n_tokens) {
+  while (!cache_->reserve(s.kv_seq, n_tokens)) {
+    if (evict_cached()) continue;
+    // Preempt the most recently admitted sequence (possibly s itself).
+    Sequence* victim = nullptr;
+    for (auto& r : running_)
+      if (r && r->kv_seq >= 0 && (!victim || r->order > victim->order)) victim = r.get();
+    if (!victim) return false;
+    preempt(*victim);
+    if (victim == &s) return false;
+  }
+  return true;
+}
+
+void Engine::admit() {
+  for (;;) {
+    std::unique_ptr<Sequence> s;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (waiting_.empty() || int(running_.size()) >= opts_.max_concurrency) return;
+      s = std::move(waiting_.front());
+      waiting_.pop_front();
+    }
+    const bool first = !s->initialized;
+    if (first) init(*s);
+    if (s->handle->cancelled() || !start(*s)) {
+      if (s->handle->cancelled()) {  // never ran: nothing to report but the end
+        std::lock_guard<std::mutex> lock(mu_);
+        --active_;
+        continue;
+      }
+      std::lock_guard<std::mutex> lock(mu_);  // no memory yet: wait at the front of the queue
+      waiting_.push_front(std::move(s));
+      return;
+    }
+    s->order = ++clock_;
+    s->preempted = false;
+    if (first) {
+      s->cached = int(s->fed);
+      GenerationEvent started;  // first event: how much of the prompt was already cached
+      started.kind = GenerationEvent::Kind::Progress;
+      started.prompt_tokens = started.cached_tokens = s->cached;
+      started.cache_creation_tokens = std::max(0, s->req.cache_prefix_tokens - s->cached);
+      started.prompt_total = int(s->req.prompt.size());
+      s->handle->push(std::move(started));
+      std::lock_guard<std::mutex> lock(stats_mu_);
+      stats_.prompt_tokens += s->req.prompt.size();
+      stats_.prefix_cache_hit_tokens += uint64_t(s->cached);
+    }
+    running_.push_back(std::move(s));
   }
 }
 
 void Engine::run() {
-  std::vector<std::unique_ptr<Sequence>> running;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running.empty(); });
+      cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
       if (stopping_) break;
-      while (!waiting_.empty() && int(running.size()) < opts_.max_concurrency) {
-        running.push_back(std::move(waiting_.front()));
-        waiting_.pop_front();
-      }
     }
-    for (auto& s : running) {
-      if (s->kv_seq >= 0) continue;
-      start(*s);
-      GenerationEvent started;  // first event: how much of the prompt the prompt cache held
-      started.kind = GenerationEvent::Kind::Progress;
-      started.prompt_tokens = started.cached_tokens = s->cached;
-      started.prompt_total = int(s->req.prompt.size());
-      s->handle->push(std::move(started));
-      s->context = s->req.prompt;
-      s->sampler = std::make_unique<Sampler>(s->req.sampling);
-      s->detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
-      s->stops = std::make_unique<StopMatcher>(s->req.stop);
-      s->parser = std::make_unique<chat::OutputParser>(s->req.output_format, s->req.tools_requested);
-      if (s->req.json_object) {
-        if (!token_bytes_) token_bytes_ = std::make_shared<TokenBytes>(*lm_.tokenizer, lm_.model->config().vocab_size);
-        s->json = std::make_unique<JsonConstraint>(token_bytes_);
-      }
+    admit();
+    if (running_.empty()) {  // the queue's head waits for memory that only finishing requests free
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait_for(lock, std::chrono::milliseconds(20));
+      continue;
     }
     bool failed = false;
     try {
-      step(running);
+      step();
     } catch (const std::exception& e) {
       failed = true;
       OPTIQ_LOG_WARN("engine step failed: %s", e.what());
-      for (auto& s : running) {
+      for (auto& s : running_) {
         GenerationEvent ev;
         ev.kind = GenerationEvent::Kind::Error;
         ev.http_status = 500;
@@ -194,53 +311,83 @@ void Engine::run() {
         s->done = true;
       }
     }
-    for (auto& s : running)
+    std::vector<std::unique_ptr<Sequence>> requeue;
+    for (auto& s : running_) {
       if (s->done || s->handle->cancelled()) {
         if (!s->done)
           OPTIQ_LOG_INFO("request cancelled after %d of at most %d generated tokens", s->generated, s->req.max_tokens);
         retire(*s, /*keep=*/!failed);
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          --active_;
+          std::lock_guard<std::mutex> sl(stats_mu_);
+          ++stats_.requests_finished;
+          stats_.kv_pages_used = cache_->pages_used();
+          stats_.kv_pages_free = cache_->budget_bytes() > 0 ? cache_->pages_free() : 0;
+          stats_.kv_bytes_used = cache_->bytes_used();
+        }
+        if (s->done_event) s->handle->push(std::move(*s->done_event));
         s.reset();
-        std::lock_guard<std::mutex> lock(mu_);
-        --active_;
+      } else if (s->preempted) {
+        requeue.push_back(std::move(s));
       }
-    running.erase(std::remove(running.begin(), running.end(), nullptr), running.end());
+    }
+    running_.erase(std::remove(running_.begin(), running_.end(), nullptr), running_.end());
+    if (!requeue.empty()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (auto it = requeue.rbegin(); it != requeue.rend(); ++it) waiting_.push_front(std::move(*it));
+    }
+    std::lock_guard<std::mutex> sl(stats_mu_);
+    stats_.running = int(running_.size());
+    stats_.kv_pages_used = cache_->pages_used();
+    stats_.kv_pages_free = cache_->budget_bytes() > 0 ? cache_->pages_free() : 0;
+    stats_.kv_page_tokens = kv::KvCache::kPageTokens;
+    stats_.kv_bytes_used = cache_->bytes_used();
+    stats_.kv_budget_bytes = cache_->budget_bytes();
+    stats_.prompt_cache_entries = int(prompt_cache_.size());
   }
 }
 
-void Engine::step(std::vector<std::unique_ptr<Sequence>>& running) {
+void Engine::step() {
   model::Batch batch;
   std::vector<Sequence*> logit_rows;  // which sequence each logits row belongs to
-  int budget = opts_.prefill_chunk;
-  for (auto& sp : running) {
+  int budget = opts_.prefill_chunk, prefilling = 0;
+  for (auto& sp : running_) {
     Sequence& s = *sp;
-    if (s.handle->cancelled()) continue;
-    if (s.prefilled < s.req.prompt.size()) {
-      size_t n = std::min(s.req.prompt.size() - s.prefilled, size_t(std::max(budget, 1)));
+    if (s.handle->cancelled() || s.done || s.kv_seq < 0) continue;
+    const size_t left = s.context.size() - s.fed;
+    if (left == 0) continue;
+    size_t n = 1;
+    if (left > 1) {  // prefill (a prompt, or a preempted sequence's context) in chunks
+      if (prefilling >= opts_.prompt_concurrency) continue;
+      ++prefilling;
+      n = std::min(left, size_t(std::max(budget, 1)));
       budget -= int(n);
-      for (size_t i = 0; i < n; ++i) {
-        size_t p = s.prefilled + i;
-        bool last = p + 1 == s.req.prompt.size();
-        batch.add(s.req.prompt[p], int32_t(p), s.kv_seq, last);
-        if (last) logit_rows.push_back(&s);
-      }
-      s.prefilled += n;
-      if (s.prefilled < s.req.prompt.size()) {
-        GenerationEvent ev;
-        ev.kind = GenerationEvent::Kind::Progress;
-        ev.prompt_tokens = int(s.prefilled);
-        ev.prompt_total = int(s.req.prompt.size());
-        s.handle->push(std::move(ev));
-      }
-    } else if (s.pending_token >= 0) {
-      batch.add(s.pending_token, int32_t(s.context.size() - 1), s.kv_seq, true);
-      logit_rows.push_back(&s);
-      s.pending_token = -1;
+    }
+    if (!make_room(s, int32_t(s.fed + n))) continue;  // preempted (s or a newer one)
+    for (size_t i = 0; i < n; ++i) {
+      const size_t p = s.fed + i;
+      const bool last = p + 1 == s.context.size();
+      batch.add(s.context[p], int32_t(p), s.kv_seq, last);
+      if (last) logit_rows.push_back(&s);
+    }
+    s.fed += n;
+    if (s.generated == 0 && s.fed < s.req.prompt.size()) {
+      GenerationEvent ev;
+      ev.kind = GenerationEvent::Kind::Progress;
+      ev.prompt_tokens = int(s.fed);
+      ev.prompt_total = int(s.req.prompt.size());
+      s.handle->push(std::move(ev));
     }
   }
+  // make_room only ever preempts the sequence at hand or newer ones, which come later in running_ and
+  // have no rows in the batch yet.
   if (batch.size() == 0) return;
   const int32_t vocab = lm_.model->config().vocab_size;
   std::vector<float> logits(logit_rows.size() * size_t(vocab));
   lm_.model->forward(batch, *cache_, logits.data());
+  const Clock::time_point now = Clock::now();
+  std::vector<double> ttft, itl;
   for (size_t i = 0; i < logit_rows.size(); ++i) {
     Sequence& s = *logit_rows[i];
     if (s.req.max_tokens <= 0) {
@@ -254,6 +401,8 @@ void Engine::step(std::vector<std::unique_ptr<Sequence>>& running) {
     }
     SampledToken tok = s.sampler->sample(&logits[i * size_t(vocab)], vocab, s.context, size_t(s.generated),
                                          s.json ? &s.allowed : nullptr);
+    (s.generated == 0 ? ttft : itl).push_back(std::chrono::duration<double>(now - (s.generated == 0 ? s.submitted : s.last_token)).count());
+    s.last_token = now;
     s.context.push_back(tok.id);
     s.generated++;
     if (lm_.is_eos(tok.id)) {
@@ -271,8 +420,11 @@ void Engine::step(std::vector<std::unique_ptr<Sequence>>& running) {
       finish(s, "length");
       continue;
     }
-    s.pending_token = tok.id;
   }
+  std::lock_guard<std::mutex> lock(stats_mu_);
+  stats_.generation_tokens += ttft.size() + itl.size();
+  for (double t : ttft) stats_.time_to_first_token.observe(t);
+  for (double t : itl) stats_.inter_token_latency.observe(t);
 }
 
 void Engine::emit_token(Sequence& s, const SampledToken& tok) {
@@ -306,13 +458,14 @@ void Engine::finish(Sequence& s, const std::string& reason) {
   done.prompt_tokens = int(s.req.prompt.size());
   done.completion_tokens = s.generated;
   done.cached_tokens = s.cached;
+  done.cache_creation_tokens = std::max(0, s.req.cache_prefix_tokens - s.cached);
   if (!s.pending_logprobs.empty()) {
     GenerationEvent lp;
     lp.kind = GenerationEvent::Kind::Text;
     lp.tokens.swap(s.pending_logprobs);
     s.handle->push(std::move(lp));
   }
-  s.handle->push(std::move(done));
+  s.done_event = std::move(done);
   s.done = true;
 }
 

@@ -4,6 +4,14 @@
 // (in chunks) for sequences still prefilling, so weights are read once per step for all of them.
 // Requests come in through submit(); their events go out through a RequestHandle that the API layer
 // drains from its own thread. Nothing here knows about HTTP.
+//
+// KV memory: the paged cache (kv/kv_cache.h) has a byte budget. A request is admitted when the pages of
+// its whole prompt fit (after evicting prompt-cache entries, least recently used first); decode grows a
+// sequence a page at a time, and when the budget is spent the most recently admitted sequence is
+// preempted: its pages are released and it goes back to the front of the queue with what it generated
+// so far, to be prefilled again later (vLLM's recompute preemption). A request that could not fit even
+// alone is refused at submit(). Prefix reuse: a new sequence starts from the longest prefix it shares
+// with a running sequence or a prompt-cache entry, sharing whole pages and copying a partial one.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -17,6 +25,7 @@
 #include "engine/generator.h"
 #include "engine/json_constraint.h"
 #include "engine/request.h"
+#include "engine/stats.h"
 
 namespace optiq::engine {
 
@@ -30,6 +39,8 @@ struct EngineOptions {
   // one of them takes it over and prefills only the rest. 0 entries: off; 0 bytes: no byte limit.
   int prompt_cache_size = 10;
   int64_t prompt_cache_bytes = 0;
+  int64_t kv_cache_bytes = 0;   // KV page budget (--kv-cache-memory); 0: no limit
+  int prompt_concurrency = 8;   // sequences prefilling in one step (mlx_lm.server's --prompt-concurrency)
 };
 
 // A tokenized request, ready to run.
@@ -42,6 +53,9 @@ struct EngineRequest {
   bool tools_requested = false;
   bool logprobs = false;
   bool json_object = false;  // constrain the output to one JSON object (response_format json_object)
+  // Prompt tokens the client asked to keep cached (Anthropic cache_control: up to its last breakpoint);
+  // its prompt-cache entry is evicted after those of requests without one.
+  int cache_prefix_tokens = 0;
 };
 
 class RequestHandle {
@@ -68,7 +82,7 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   // Queues a request. Throws Error(Overloaded) when the queue is full and Error(InvalidArgument)
-  // when the prompt cannot fit the context.
+  // when the prompt cannot fit the context, or prompt + max_tokens the KV budget.
   std::shared_ptr<RequestHandle> submit(EngineRequest req);
   // Installs the KV cache precision per layer (see kv/kv_spec.h; e.g. from kv::load_kv_config) before
   // serving. Throws Error(InvalidArgument) naming the entry when the spec does not fit the model, and
@@ -77,20 +91,27 @@ class Engine {
   const kv::KvSpec& kv_spec() const { return cache_->spec(); }
   int context_length() const { return context_length_; }
   const LoadedModel& model() const { return lm_; }
+  EngineStats stats() const;
 
  private:
   struct Sequence;
   void run();
-  void step(std::vector<std::unique_ptr<Sequence>>& running);
+  void admit();
+  void step();
   void emit_token(Sequence& s, const SampledToken& tok);
   void finish(Sequence& s, const std::string& reason);
-  void start(Sequence& s);             // a KV sequence for a new request, from the prompt cache if it can
+  void init(Sequence& s);               // per-request state, on first admission
+  bool start(Sequence& s);              // its KV sequence (from a shared prefix if any); false: no memory
   void retire(Sequence& s, bool keep);  // its KV into the prompt cache (keep) or released
+  bool evict_cached();                  // drops one prompt-cache entry; false when there is none
+  bool make_room(Sequence& s, int32_t n_tokens);  // pages for s; evicts and preempts newer sequences
+  void preempt(Sequence& s);
 
   struct CachedPrompt {
     int32_t kv_seq;
     std::vector<int32_t> tokens;  // what its KV holds, position by position
     uint64_t used;                // LRU clock
+    bool pinned;                  // the client asked for it to stay (cache_control)
   };
 
   const LoadedModel& lm_;
@@ -99,8 +120,11 @@ class Engine {
   std::unique_ptr<kv::KvCache> cache_;
   std::shared_ptr<const TokenBytes> token_bytes_;  // built by the worker for the first constrained request
   std::vector<CachedPrompt> prompt_cache_;         // worker thread only
+  std::vector<std::unique_ptr<Sequence>> running_;  // worker thread only, in admission order
   uint64_t clock_ = 0;
-  std::mutex mu_;
+  mutable std::mutex stats_mu_;
+  EngineStats stats_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Sequence>> waiting_;
   bool stopping_ = false;

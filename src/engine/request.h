@@ -42,6 +42,7 @@ struct GenerationRequest {
   std::optional<std::string> prompt_text;
   std::vector<int32_t> prompt_tokens;
   std::string template_args_json;     // extra template variables, e.g. {"enable_thinking": false}
+  size_t cache_messages = 0;          // Anthropic cache_control: the leading messages to keep cached
   bool json_mode = false;             // response_format json_object
 
   int max_tokens = 0;                 // 0: the server's default
@@ -69,6 +70,7 @@ struct GenerationEvent {
   int prompt_tokens = 0;
   int completion_tokens = 0;
   int cached_tokens = 0;
+  int cache_creation_tokens = 0;  // of the prefix the client asked to cache, tokens computed (not read)
   // Error:
   int http_status = 0;
   std::string error;

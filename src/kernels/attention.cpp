@@ -22,9 +22,8 @@ void dequant_head(const KvLayerView& kv, bool is_k, int g, int t, float* out) {
     for (int i = 0; i < kv.head_dim; ++i) out[i] = f16_to_f32(h[i]);
     return;
   }
-  const size_t p = kv.params(g, t);
-  const uint16_t* s = (is_k ? kv.k_scales : kv.v_scales) + p;
-  const uint16_t* b = (is_k ? kv.k_biases : kv.v_biases) + p;
+  const uint16_t* s = is_k ? kv.k_scale(g, t) : kv.v_scale(g, t);
+  const uint16_t* b = is_k ? kv.k_bias(g, t) : kv.v_bias(g, t);
   quant::dequantize_row(base, reinterpret_cast<const uint8_t*>(s), reinterpret_cast<const uint8_t*>(b), DType::F16,
                         kv.head_dim, kv.bits, kv.group_size, out);
 }
@@ -152,6 +151,8 @@ void attention(const std::vector<AttentionTile>& tiles, int threads) {
     const AttentionTile& T = tiles[ti];
     const int max_t = tile_tokens[ti] = T.tokens();
     OPTIQ_CHECK(max_t <= T.kv->n_tokens, "attention reads past the stored tokens");
+    OPTIQ_CHECK(!T.kv->pages || (T.kv->page_tokens > 0 && T.kv->page_tokens % attn::kChunk == 0),
+                "paged KV: pages must hold a multiple of the kernel's block of tokens");
     const int chunks = (max_t + attn::kChunk - 1) / attn::kChunk;
     int p = 1;
     if (int(tiles.size()) < want) p = std::clamp((want + int(tiles.size()) - 1) / int(tiles.size()), 1, std::max(chunks, 1));

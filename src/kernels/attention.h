@@ -17,8 +17,12 @@ namespace optiq::kernels {
 // One layer of one sequence's K/V storage, head-major as MLX's [n_kv_heads, tokens, head_dim] (so the
 // tokens of one head stream contiguously past the attention kernel). Token t of KV head g:
 //   fp16:      k_row(g, t) holds head_dim uint16 (f16)
-//   quantized: k_row(g, t) holds head_dim*bits/8 bytes of packed codes and k_params(g, t) the offset of
-//              its head_dim/group_size f16 scales and biases in k_scales / k_biases.
+//   quantized: k_row(g, t) holds head_dim*bits/8 bytes of packed codes and k_scale(g, t) / k_bias(g, t)
+//              point at its head_dim/group_size f16 scales and biases.
+// Storage is either contiguous (k, v, k_scales, ... hold every token; pages == nullptr) or paged: token t
+// lives in page t / page_tokens at row t % page_tokens, and within a page the layer's arrays start at
+// pages[i] + k_off (v_off, ks_off, ...), laid out like contiguous storage of page_tokens tokens.
+// page_tokens is a multiple of attn::kChunk, so the tokens of one kernel block are always contiguous.
 struct KvLayerView {
   int bits = 16;  // 16: fp16; else 2, 3, 4, 5, 6, 8
   int group_size = 64;
@@ -34,13 +38,31 @@ struct KvLayerView {
   const uint16_t* v_scales = nullptr;
   const uint16_t* v_biases = nullptr;
   size_t param_head_stride = 0;  // f16 elements from one head's parameters to the next head's
+  // Paged storage (see above).
+  const uint8_t* const* pages = nullptr;
+  int page_tokens = 0;
+  size_t k_off = 0, v_off = 0, ks_off = 0, kb_off = 0, vs_off = 0, vb_off = 0;  // bytes into a page
 
   bool quantized() const { return bits != 16; }
   size_t head_bytes() const { return quantized() ? size_t(head_dim) * size_t(bits) / 8 : size_t(head_dim) * 2; }
   int head_groups() const { return quantized() ? head_dim / group_size : 0; }
-  const uint8_t* k_row(int g, int t) const { return k + size_t(g) * head_stride + size_t(t) * head_bytes(); }
-  const uint8_t* v_row(int g, int t) const { return v + size_t(g) * head_stride + size_t(t) * head_bytes(); }
-  size_t params(int g, int t) const { return size_t(g) * param_head_stride + size_t(t) * size_t(head_groups()); }
+  const uint8_t* k_row(int g, int t) const { return row(k, k_off, g, t); }
+  const uint8_t* v_row(int g, int t) const { return row(v, v_off, g, t); }
+  const uint16_t* k_scale(int g, int t) const { return param(k_scales, ks_off, g, t); }
+  const uint16_t* k_bias(int g, int t) const { return param(k_biases, kb_off, g, t); }
+  const uint16_t* v_scale(int g, int t) const { return param(v_scales, vs_off, g, t); }
+  const uint16_t* v_bias(int g, int t) const { return param(v_biases, vb_off, g, t); }
+
+ private:
+  const uint8_t* row(const uint8_t* flat, size_t off, int g, int t) const {
+    if (!pages) return flat + size_t(g) * head_stride + size_t(t) * head_bytes();
+    return pages[t / page_tokens] + off + size_t(g) * head_stride + size_t(t % page_tokens) * head_bytes();
+  }
+  const uint16_t* param(const uint16_t* flat, size_t off, int g, int t) const {
+    const size_t i = size_t(g) * param_head_stride;
+    if (!pages) return flat + i + size_t(t) * size_t(head_groups());
+    return reinterpret_cast<const uint16_t*>(pages[t / page_tokens] + off) + i + size_t(t % page_tokens) * size_t(head_groups());
+  }
 };
 
 // The query heads that read one KV head of one sequence: `rows` query rows (consecutive positions of

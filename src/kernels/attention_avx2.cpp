@@ -154,9 +154,8 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
   if constexpr (BITS != 16) {
     float* sc = work;
     float* bi = work + size_t(ng) * kChunk;
-    const size_t p0 = kv.params(g, t0);
-    load_params(kv.k_scales + p0, ng, n, sc);
-    load_params(kv.k_biases + p0, ng, n, bi);
+    load_params(kv.k_scale(g, t0), ng, n, sc);
+    load_params(kv.k_bias(g, t0), ng, n, bi);
     #pragma GCC unroll 8
     for (int j = 0; j < NQ; ++j) {
       float* sj = s + size_t(j) * kChunk;
@@ -225,9 +224,8 @@ void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, flo
   float* sc = work;
   float* bi = work + size_t(ng) * kChunk;
   float* dots = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]: qi_g · c_g per token
-  const size_t p0 = kv.params(g, t0);
-  load_params(kv.k_scales + p0, ng, n, sc);
-  load_params(kv.k_biases + p0, ng, n, bi);
+  load_params(kv.k_scale(g, t0), ng, n, sc);
+  load_params(kv.k_bias(g, t0), ng, n, bi);
   const uint8_t* row0 = kv.k_row(g, t0);
   const uint8_t* vrow0 = kv.v_row(g, t0);
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
@@ -309,9 +307,8 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
     float* sc = work;
     float* bi = work + size_t(ng) * kChunk;
     float* ww = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
-    const size_t p0 = kv.params(g, t0);
-    load_params(kv.v_scales + p0, ng, n, sc);
-    load_params(kv.v_biases + p0, ng, n, bi);
+    load_params(kv.v_scale(g, t0), ng, n, sc);
+    load_params(kv.v_bias(g, t0), ng, n, bi);
     wstride = size_t(ng) * kChunk;
     #pragma GCC unroll 8
     for (int j = 0; j < NQ; ++j)

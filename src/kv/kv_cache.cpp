@@ -1,6 +1,8 @@
 #include "kv/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
 
 #include "kernels/hadamard.h"
 #include "quant/mlx_affine.h"
@@ -9,10 +11,26 @@
 
 namespace optiq::kv {
 
-KvCache::KvCache(KvShape shape, KvSpec spec) : shape_(std::move(shape)), spec_(std::move(spec)) {
+namespace {
+constexpr size_t kAlign = 64;
+size_t align_up(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+int32_t pages_for(int32_t n_tokens) { return (n_tokens + KvCache::kPageTokens - 1) / KvCache::kPageTokens; }
+}  // namespace
+
+KvCache::KvCache(KvShape shape, KvSpec spec, int64_t budget_bytes)
+    : shape_(std::move(shape)), spec_(std::move(spec)), budget_(budget_bytes) {
   OPTIQ_CHECK(shape_.n_layers > 0 && shape_.n_kv_heads > 0 && shape_.head_dim > 0, "KV cache shape must be positive");
   spec_.validate(shape_);
+  layouts_[kSpecLayout] = make_layout(true);
+  layouts_[kFp16Layout] = make_layout(false);
+  if (budget_ < 0) throw Error(ErrorKind::InvalidArgument, "the KV cache budget must be >= 0 bytes");
+  if (budget_ > 0 && budget_ < page_bytes())
+    throw Error(ErrorKind::InvalidArgument, "the KV cache budget of " + std::to_string(budget_) + " bytes holds no page of " +
+                                                std::to_string(kPageTokens) + " tokens (" + std::to_string(page_bytes()) +
+                                                " bytes at this precision)");
 }
+
+KvCache::~KvCache() = default;
 
 size_t KvCache::head_bytes(const KvPrecision& p) const {
   const size_t d = size_t(shape_.head_dim);
@@ -21,15 +39,67 @@ size_t KvCache::head_bytes(const KvPrecision& p) const {
 
 int KvCache::head_groups(const KvPrecision& p) const { return p.quantized() ? shape_.head_dim / p.group_size : 0; }
 
-void KvCache::init_layers(Seq& s) const {
-  s.layers.assign(size_t(shape_.n_layers), Layer{});
-  s.converted = spec_.quantized_kv_start == 0;
+KvCache::Layout KvCache::make_layout(bool converted) const {
+  Layout out;
+  out.layers.resize(size_t(shape_.n_layers));
+  size_t off = 0;
+  const size_t H = size_t(shape_.n_kv_heads), T = size_t(kPageTokens);
   for (int l = 0; l < shape_.n_layers; ++l) {
-    Layer& L = s.layers[size_t(l)];
+    LayerLayout& L = out.layers[size_t(l)];
     if (!shape_.layer_has_kv(l)) continue;
-    L.p = s.converted ? spec_.at(l) : KvPrecision{};
+    L.p = converted ? spec_.at(l) : KvPrecision{};
     L.rotated = L.p.quantized() && spec_.rotates(shape_.head_dim);
+    const size_t codes = H * T * head_bytes(L.p), params = H * T * size_t(head_groups(L.p)) * sizeof(uint16_t);
+    L.k = off, off = align_up(off + codes);
+    L.v = off, off = align_up(off + codes);
+    if (L.p.quantized()) {
+      L.ks = off, off = align_up(off + params);
+      L.kb = off, off = align_up(off + params);
+      L.vs = off, off = align_up(off + params);
+      L.vb = off, off = align_up(off + params);
+    }
   }
+  out.bytes = int64_t(off);
+  return out;
+}
+
+int64_t KvCache::page_bytes() const { return layouts_[kSpecLayout].bytes; }
+
+int32_t KvCache::pages_free() const {
+  if (budget_ == 0) return std::numeric_limits<int32_t>::max();
+  return int32_t(std::max<int64_t>(0, (budget_ - used_bytes_) / page_bytes()));
+}
+
+int64_t KvCache::capacity_tokens() const { return budget_ == 0 ? 0 : budget_ / page_bytes() * kPageTokens; }
+
+int32_t KvCache::alloc_page(int layout, bool force) {
+  const int64_t bytes = layouts_[layout].bytes;
+  if (!force && budget_ > 0 && used_bytes_ + bytes > budget_) return -1;
+  int32_t id;
+  if (!free_ids_.empty()) {
+    id = free_ids_.back();
+    free_ids_.pop_back();
+  } else {
+    id = int32_t(pages_.size());
+    pages_.emplace_back();
+  }
+  Page& p = pages_[size_t(id)];
+  p.data = std::make_unique_for_overwrite<uint8_t[]>(size_t(bytes));
+  p.refs = 1;
+  p.layout = layout;
+  used_bytes_ += bytes;
+  ++used_pages_;
+  return id;
+}
+
+void KvCache::unref_page(int32_t id) {
+  Page& p = pages_[size_t(id)];
+  OPTIQ_CHECK(p.refs > 0, "KV page released twice");
+  if (--p.refs > 0) return;
+  used_bytes_ -= layouts_[p.layout].bytes;
+  --used_pages_;
+  p.data.reset();
+  free_ids_.push_back(id);
 }
 
 int32_t KvCache::create_sequence() {
@@ -38,7 +108,7 @@ int32_t KvCache::create_sequence() {
   if (i == seqs_.size()) seqs_.emplace_back();
   seqs_[i] = Seq{};
   seqs_[i].live = true;
-  init_layers(seqs_[i]);
+  seqs_[i].converted = spec_.quantized_kv_start == 0;
   return int32_t(i);
 }
 
@@ -51,101 +121,148 @@ const KvCache::Seq& KvCache::seq(int32_t id) const {
   return seqs_[size_t(id)];
 }
 
-void KvCache::release_sequence(int32_t id) { seq(id) = Seq{}; }
+void KvCache::release_sequence(int32_t id) {
+  Seq& s = seq(id);
+  for (int32_t p : s.pages) unref_page(p);
+  s = Seq{};
+}
 
 int32_t KvCache::length(int32_t id) const { return seq(id).length; }
 
+// Copies the first `rows` positions of every layer from one page to another of the same layout.
+void KvCache::copy_rows(int32_t from, int32_t to, int32_t rows) const {
+  const Page& F = pages_[size_t(from)];
+  const Page& D = pages_[size_t(to)];
+  OPTIQ_CHECK(F.layout == D.layout, "KV page copy across layouts");
+  const Layout& lay = layouts_[F.layout];
+  const size_t H = size_t(shape_.n_kv_heads), T = size_t(kPageTokens);
+  for (int l = 0; l < shape_.n_layers; ++l) {
+    if (!shape_.layer_has_kv(l)) continue;
+    const LayerLayout& L = lay.layers[size_t(l)];
+    const size_t hb = head_bytes(L.p), pb = size_t(head_groups(L.p)) * sizeof(uint16_t);
+    for (size_t h = 0; h < H; ++h) {
+      for (size_t off : {L.k, L.v}) std::memcpy(D.data.get() + off + h * T * hb, F.data.get() + off + h * T * hb, size_t(rows) * hb);
+      if (L.p.quantized())
+        for (size_t off : {L.ks, L.kb, L.vs, L.vb})
+          std::memcpy(D.data.get() + off + h * T * pb, F.data.get() + off + h * T * pb, size_t(rows) * pb);
+    }
+  }
+}
+
 void KvCache::truncate(int32_t id, int32_t n) {
   Seq& s = seq(id);
-  s.length = std::min(s.length, std::max(n, 0));
-}
-
-namespace {
-// Re-lays out [heads, old_cap, unit] as [heads, cap, unit], keeping the first n units of each head.
-template <class T>
-void regrow(std::vector<T>& buf, int heads, size_t unit, int32_t old_cap, int32_t cap, int32_t n) {
-  std::vector<T> next(size_t(heads) * size_t(cap) * unit);
-  if (!buf.empty())
-    for (int h = 0; h < heads; ++h)
-      std::copy_n(buf.begin() + std::ptrdiff_t(size_t(h) * size_t(old_cap) * unit), size_t(n) * unit,
-                  next.begin() + std::ptrdiff_t(size_t(h) * size_t(cap) * unit));
-  buf.swap(next);
-}
-}  // namespace
-
-void KvCache::grow(Layer& L, int32_t old_cap, int32_t cap, int32_t n) const {
-  const int H = shape_.n_kv_heads;
-  regrow(L.k, H, head_bytes(L.p), old_cap, cap, n);
-  regrow(L.v, H, head_bytes(L.p), old_cap, cap, n);
-  if (L.p.quantized())
-    for (auto* p : {&L.ks, &L.kb, &L.vs, &L.vb}) regrow(*p, H, size_t(head_groups(L.p)), old_cap, cap, n);
+  n = std::clamp(n, 0, s.length);
+  const size_t keep = size_t(pages_for(n));
+  while (s.pages.size() > keep) {
+    unref_page(s.pages.back());
+    s.pages.pop_back();
+    s.bases.pop_back();
+  }
+  s.length = n;
+  // The next store lands in the last page: take a private copy when another sequence shares it.
+  if (n % kPageTokens != 0 && pages_[size_t(s.pages.back())].refs > 1) {
+    const int32_t copy = alloc_page(pages_[size_t(s.pages.back())].layout, /*force=*/true);
+    copy_rows(s.pages.back(), copy, n % kPageTokens);
+    unref_page(s.pages.back());
+    s.pages.back() = copy;
+    s.bases.back() = pages_[size_t(copy)].data.get();
+  }
 }
 
 int32_t KvCache::copy_prefix(int32_t src, int32_t n) {
+  {
+    const Seq& from = seq(src);
+    n = std::clamp(n, 0, from.length);
+    if (n % kPageTokens != 0 && budget_ > 0 && used_bytes_ + layouts_[seq_layout(from)].bytes > budget_) return -1;
+  }
   const int32_t id = create_sequence();  // may reallocate seqs_: look src up afterwards
   const Seq& from = seq(src);
   Seq& to = seq(id);
-  n = std::clamp(n, 0, from.length);
   to.converted = from.converted;
-  to.capacity = std::max(n, 256);
   to.length = n;
-  for (int l = 0; l < shape_.n_layers; ++l) {
-    if (!shape_.layer_has_kv(l)) continue;
-    Layer& L = to.layers[size_t(l)];
-    const Layer& F = from.layers[size_t(l)];
-    L.p = F.p;
-    L.rotated = F.rotated;
-    Layer tmp = F;  // regrow keeps the first n tokens of each head
-    grow(tmp, from.capacity, to.capacity, n);
-    L.k.swap(tmp.k), L.v.swap(tmp.v), L.ks.swap(tmp.ks), L.kb.swap(tmp.kb), L.vs.swap(tmp.vs), L.vb.swap(tmp.vb);
+  const int32_t whole = n / kPageTokens;
+  for (int32_t i = 0; i < whole; ++i) {
+    ++pages_[size_t(from.pages[size_t(i)])].refs;
+    to.pages.push_back(from.pages[size_t(i)]);
+    to.bases.push_back(from.bases[size_t(i)]);
+  }
+  if (n % kPageTokens != 0) {
+    const int32_t p = alloc_page(seq_layout(from), /*force=*/true);  // checked above
+    copy_rows(from.pages[size_t(whole)], p, n % kPageTokens);
+    to.pages.push_back(p);
+    to.bases.push_back(pages_[size_t(p)].data.get());
   }
   return id;
+}
+
+int32_t KvCache::pages_needed(int32_t id, int32_t n) const {
+  return std::max<int32_t>(0, pages_for(n) - int32_t(seq(id).pages.size()));
+}
+
+bool KvCache::reserve(int32_t id, int32_t n) {
+  Seq& s = seq(id);
+  const int32_t need = pages_needed(id, n);
+  if (need == 0) return true;
+  const int layout = seq_layout(s);
+  if (budget_ > 0 && used_bytes_ + int64_t(need) * layouts_[layout].bytes > budget_) return false;
+  for (int32_t i = 0; i < need; ++i) {
+    const int32_t p = alloc_page(layout, /*force=*/true);
+    s.pages.push_back(p);
+    s.bases.push_back(pages_[size_t(p)].data.get());
+  }
+  return true;
 }
 
 void KvCache::extend(int32_t id, int32_t n) {
   Seq& s = seq(id);
   if (!s.converted && s.length >= spec_.quantized_kv_start) convert(s);
-  if (n > s.capacity) {
-    const int32_t cap = std::max({n, s.capacity * 2, 256});
-    for (int l = 0; l < shape_.n_layers; ++l)
-      if (shape_.layer_has_kv(l)) grow(s.layers[size_t(l)], s.capacity, cap, s.length);
-    s.capacity = cap;
-  }
+  if (!reserve(id, n))
+    throw Error(ErrorKind::Overloaded, "the KV cache budget is full (" + std::to_string(used_bytes_) + " of " +
+                                           std::to_string(budget_) + " bytes)");
   s.length = std::max(s.length, n);
 }
 
-// Quantizes what an fp16 sequence holds into each layer's target precision (once).
-void KvCache::convert(Seq& s) const {
-  std::vector<float> k(size_t(shape_.n_kv_heads) * shape_.head_dim), v(k.size());
-  for (int l = 0; l < shape_.n_layers; ++l) {
-    if (!shape_.layer_has_kv(l)) continue;
-    Layer& old = s.layers[size_t(l)];
-    const KvPrecision target = spec_.at(l);
-    if (!target.quantized()) continue;
-    Layer L;
-    L.p = target;
-    L.rotated = spec_.rotates(shape_.head_dim);
-    grow(L, 0, s.capacity, 0);
-    const size_t d = size_t(shape_.head_dim), cap = size_t(s.capacity);
-    const uint16_t* ok = reinterpret_cast<const uint16_t*>(old.k.data());
-    const uint16_t* ov = reinterpret_cast<const uint16_t*>(old.v.data());
-    for (int32_t t = 0; t < s.length; ++t) {
-      for (int h = 0; h < shape_.n_kv_heads; ++h)
-        for (size_t i = 0; i < d; ++i) {
-          k[size_t(h) * d + i] = f16_to_f32(ok[(size_t(h) * cap + size_t(t)) * d + i]);
-          v[size_t(h) * d + i] = f16_to_f32(ov[(size_t(h) * cap + size_t(t)) * d + i]);
+// Quantizes what an fp16 sequence holds into each layer's target precision (once), page by page. The
+// new pages may briefly exceed the budget (each fp16 page is released right after its copy, and a
+// quantized page is never larger).
+void KvCache::convert(Seq& s) {
+  const size_t H = size_t(shape_.n_kv_heads), d = size_t(shape_.head_dim), T = size_t(kPageTokens);
+  std::vector<float> k(H * d), v(H * d);
+  const Layout& from = layouts_[kFp16Layout];
+  const Layout& to = layouts_[kSpecLayout];
+  for (size_t i = 0; i < s.pages.size(); ++i) {
+    const int32_t old = s.pages[i];
+    const int32_t rows = std::min<int32_t>(kPageTokens, s.length - int32_t(i) * kPageTokens);
+    const int32_t p = alloc_page(kSpecLayout, /*force=*/true);
+    const uint8_t* src = pages_[size_t(old)].data.get();
+    uint8_t* dst = pages_[size_t(p)].data.get();
+    for (int l = 0; l < shape_.n_layers; ++l) {
+      if (!shape_.layer_has_kv(l)) continue;
+      const LayerLayout& F = from.layers[size_t(l)];
+      const LayerLayout& L = to.layers[size_t(l)];
+      for (int32_t r = 0; r < rows; ++r) {
+        for (size_t h = 0; h < H; ++h) {
+          const uint16_t* ok = reinterpret_cast<const uint16_t*>(src + F.k) + (h * T + size_t(r)) * d;
+          const uint16_t* ov = reinterpret_cast<const uint16_t*>(src + F.v) + (h * T + size_t(r)) * d;
+          for (size_t e = 0; e < d; ++e) {
+            k[h * d + e] = f16_to_f32(ok[e]);
+            v[h * d + e] = f16_to_f32(ov[e]);
+          }
         }
-      store_row(L, s.capacity, t, k.data(), v.data());
+        store_row(L, dst, r, k.data(), v.data());
+      }
     }
-    old = std::move(L);
+    unref_page(old);
+    s.pages[i] = p;
+    s.bases[i] = dst;
   }
   s.converted = true;
 }
 
-void KvCache::store_row(Layer& L, int32_t cap, int32_t pos, const float* k, const float* v) const {
+void KvCache::store_row(const LayerLayout& L, uint8_t* page, int32_t r, const float* k, const float* v) const {
   const int H = shape_.n_kv_heads, d = shape_.head_dim;
-  const size_t hb = head_bytes(L.p);
-  auto row = [&](std::vector<uint8_t>& buf, int h) { return buf.data() + (size_t(h) * size_t(cap) + size_t(pos)) * hb; };
+  const size_t T = size_t(kPageTokens), hb = head_bytes(L.p);
+  auto row = [&](size_t off, int h) { return page + off + (size_t(h) * T + size_t(r)) * hb; };
   if (!L.p.quantized()) {
     for (int h = 0; h < H; ++h) {
       uint16_t* kc = reinterpret_cast<uint16_t*>(row(L.k, h));
@@ -162,15 +279,17 @@ void KvCache::store_row(Layer& L, int32_t cap, int32_t pos, const float* k, cons
   tmp.resize(size_t(d));
   sc.resize(size_t(hg));
   bi.resize(size_t(hg));
-  auto put = [&](const float* x, std::vector<uint8_t>& codes, std::vector<uint16_t>& scales, std::vector<uint16_t>& biases) {
+  auto put = [&](const float* x, size_t codes, size_t scales, size_t biases) {
     for (int h = 0; h < H; ++h) {
       std::copy(x + size_t(h) * d, x + size_t(h + 1) * d, tmp.begin());
       if (L.rotated) kernels::hadamard(tmp.data(), d);
       quant::quantize_row(tmp.data(), d, L.p.bits, L.p.group_size, row(codes, h), sc.data(), bi.data());
-      const size_t p = (size_t(h) * size_t(cap) + size_t(pos)) * size_t(hg);
+      const size_t p = (size_t(h) * T + size_t(r)) * size_t(hg);
+      uint16_t* s16 = reinterpret_cast<uint16_t*>(page + scales) + p;
+      uint16_t* b16 = reinterpret_cast<uint16_t*>(page + biases) + p;
       for (int g = 0; g < hg; ++g) {
-        scales[p + size_t(g)] = f32_to_f16(sc[size_t(g)]);
-        biases[p + size_t(g)] = f32_to_f16(bi[size_t(g)]);
+        s16[g] = f32_to_f16(sc[size_t(g)]);
+        b16[g] = f32_to_f16(bi[size_t(g)]);
       }
     }
   };
@@ -182,13 +301,15 @@ void KvCache::store(int32_t id, int layer, int32_t pos, const float* k, const fl
   Seq& s = seq(id);
   OPTIQ_CHECK(layer >= 0 && layer < shape_.n_layers && shape_.layer_has_kv(layer), "layer has no KV cache");
   OPTIQ_CHECK(pos >= 0 && pos < s.length, "KV position out of range");
-  store_row(s.layers[size_t(layer)], s.capacity, pos, k, v);
+  const int32_t page = s.pages[size_t(pos / kPageTokens)];
+  OPTIQ_CHECK(pages_[size_t(page)].refs == 1, "KV store into a shared page");
+  store_row(layouts_[seq_layout(s)].layers[size_t(layer)], pages_[size_t(page)].data.get(), pos % kPageTokens, k, v);
 }
 
 kernels::KvLayerView KvCache::view(int32_t id, int layer) const {
   const Seq& s = seq(id);
   OPTIQ_CHECK(layer >= 0 && layer < shape_.n_layers && shape_.layer_has_kv(layer), "layer has no KV cache");
-  const Layer& L = s.layers[size_t(layer)];
+  const LayerLayout& L = layouts_[seq_layout(s)].layers[size_t(layer)];
   kernels::KvLayerView v;
   v.bits = L.p.bits;
   v.group_size = L.p.group_size;
@@ -196,33 +317,31 @@ kernels::KvLayerView KvCache::view(int32_t id, int layer) const {
   v.head_dim = shape_.head_dim;
   v.n_tokens = s.length;
   v.rotated = L.rotated;
-  v.k = L.k.data();
-  v.v = L.v.data();
-  v.head_stride = size_t(s.capacity) * head_bytes(L.p);
-  v.param_head_stride = size_t(s.capacity) * size_t(head_groups(L.p));
-  if (L.p.quantized()) {
-    v.k_scales = L.ks.data();
-    v.k_biases = L.kb.data();
-    v.v_scales = L.vs.data();
-    v.v_biases = L.vb.data();
-  }
+  v.pages = s.bases.data();
+  v.page_tokens = kPageTokens;
+  v.head_stride = size_t(kPageTokens) * head_bytes(L.p);
+  v.param_head_stride = size_t(kPageTokens) * size_t(head_groups(L.p));
+  v.k_off = L.k, v.v_off = L.v, v.ks_off = L.ks, v.kb_off = L.kb, v.vs_off = L.vs, v.vb_off = L.vb;
   return v;
 }
 
-KvPrecision KvCache::precision(int32_t id, int layer) const { return seq(id).layers[size_t(layer)].p; }
-
-int64_t KvCache::bytes_used() const {
-  int64_t b = 0;
-  for (size_t i = 0; i < seqs_.size(); ++i)
-    if (seqs_[i].live) b += sequence_bytes(int32_t(i));
-  return b;
-}
+KvPrecision KvCache::precision(int32_t id, int layer) const { return layouts_[seq_layout(seq(id))].layers[size_t(layer)].p; }
 
 int64_t KvCache::sequence_bytes(int32_t id) const {
   const Seq& s = seq(id);
+  return int64_t(s.pages.size()) * layouts_[seq_layout(s)].bytes;
+}
+
+int64_t KvCache::distinct_bytes(const std::vector<int32_t>& ids) const {
+  std::vector<int32_t> all;
+  for (int32_t id : ids) {
+    const Seq& s = seq(id);
+    all.insert(all.end(), s.pages.begin(), s.pages.end());
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
   int64_t b = 0;
-  for (int l = 0; l < shape_.n_layers; ++l)
-    if (shape_.layer_has_kv(l)) b += 2 * int64_t(s.length) * s.layers[size_t(l)].p.bytes(int64_t(shape_.n_kv_heads) * shape_.head_dim);
+  for (int32_t p : all) b += layouts_[pages_[size_t(p)].layout].bytes;
   return b;
 }
 

@@ -1,11 +1,19 @@
 #pragma once
-// The KV cache: per sequence and per layer, the K rows (after RoPE) and V rows of every position,
-// token-major, each layer at its own precision (kv_spec.h): fp16, or MLX affine quantization along
-// head_dim per token (packed codes + one f16 scale and bias per group, MLX's QuantizedKVCache layout),
-// optionally Hadamard-rotated per head first. Rows are quantized once, when stored; with
-// quantized_kv_start > 0 a sequence keeps fp16 until it holds that many tokens, then what it holds is
-// quantized once (as mlx-lm does). Sequences are slots that the engine creates and releases.
+// The KV cache: per sequence and per layer, the K rows (after RoPE) and V rows of every position, each
+// layer at its own precision (kv_spec.h): fp16, or MLX affine quantization along head_dim per token
+// (packed codes + one f16 scale and bias per group, MLX's QuantizedKVCache layout), optionally
+// Hadamard-rotated per head first. Rows are quantized once, when stored; with quantized_kv_start > 0 a
+// sequence keeps fp16 until it holds that many tokens, then what it holds is quantized once (as mlx-lm
+// does).
+//
+// Storage is paged. A page holds kPageTokens positions of every layer of one sequence (each layer
+// head-major within the page, as kernels::KvLayerView reads it); a sequence is a list of pages.
+// Pages are reference-counted: sequences that share a prefix share its whole pages (copy_prefix), and a
+// page is only ever written by a sequence that holds it alone. An optional byte budget caps what the
+// pages take: reserve() says when a sequence cannot grow, and the caller (the engine) decides who waits.
+// Quantized layers make a page smaller, so the same budget holds more tokens.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "kernels/attention.h"
@@ -15,16 +23,26 @@ namespace optiq::kv {
 
 class KvCache {
  public:
-  KvCache(KvShape shape, KvSpec spec = {});  // throws when the spec does not fit the shape
+  static constexpr int32_t kPageTokens = kernels::attn::kChunk;
+
+  // budget_bytes 0: no limit. Throws when the spec does not fit the shape or the budget holds no page.
+  KvCache(KvShape shape, KvSpec spec = {}, int64_t budget_bytes = 0);
+  ~KvCache();
 
   int32_t create_sequence();
   void release_sequence(int32_t seq);
   int32_t length(int32_t seq) const;            // positions stored
   void truncate(int32_t seq, int32_t n_tokens);  // forget positions >= n_tokens
-  // A new sequence holding a copy of the first n_tokens positions of `seq` (prefix reuse that keeps the
-  // original).
+  // A new sequence holding the first n_tokens positions of `seq`, which keeps them too: whole pages are
+  // shared, a partial last page is copied. -1 when the budget lacks the page to copy into.
   int32_t copy_prefix(int32_t seq, int32_t n_tokens);
-  // Makes room for positions [0, n_tokens) and marks them stored (the forward pass fills them with store()).
+  // Allocates the pages that positions [0, n_tokens) of seq need; false (and nothing allocated) when the
+  // budget lacks them.
+  bool reserve(int32_t seq, int32_t n_tokens);
+  int32_t pages_needed(int32_t seq, int32_t n_tokens) const;  // what reserve() would allocate
+  // Makes room for positions [0, n_tokens) and marks them stored (the forward pass fills them with
+  // store()). Throws Error(Overloaded) when the budget lacks the pages: callers that set a budget
+  // reserve() first.
   void extend(int32_t seq, int32_t n_tokens);
 
   // Stores position pos (< length) of one layer: k and v are [n_kv_heads * head_dim] f32, k after RoPE.
@@ -36,36 +54,62 @@ class KvCache {
 
   const KvShape& shape() const { return shape_; }
   const KvSpec& spec() const { return spec_; }
-  int64_t bytes_used() const;                   // the stored positions of every live sequence
-  int64_t sequence_bytes(int32_t seq) const;     // the stored positions of one
+
+  // ---- memory ----
+  int64_t budget_bytes() const { return budget_; }  // 0: no limit
+  int64_t page_bytes() const;                        // one page at the spec's precision
+  int64_t bytes_used() const { return used_bytes_; } // allocated pages, shared ones once
+  int32_t pages_used() const { return used_pages_; }
+  int32_t pages_free() const;                        // spec-precision pages the budget still allows
+  int64_t capacity_tokens() const;                   // positions the whole budget holds (0: no limit)
+  int64_t sequence_bytes(int32_t seq) const;         // the pages it holds, shared ones too
+  int64_t distinct_bytes(const std::vector<int32_t>& seqs) const;  // pages any of them holds, each once
 
  private:
-  struct Layer {
+  struct LayerLayout {
     KvPrecision p;
     bool rotated = false;
-    std::vector<uint8_t> k, v;             // [n_kv_heads, capacity, head bytes]
-    std::vector<uint16_t> ks, kb, vs, vb;  // [n_kv_heads, capacity, groups per head] f16
+    size_t k = 0, v = 0, ks = 0, kb = 0, vs = 0, vb = 0;  // byte offsets in a page
+  };
+  struct Layout {
+    std::vector<LayerLayout> layers;
+    int64_t bytes = 0;
+  };
+  struct Page {
+    std::unique_ptr<uint8_t[]> data;
+    int32_t refs = 0;
+    int layout = 0;
   };
   struct Seq {
     bool live = false;
     bool converted = false;  // the target precisions apply (quantized_kv_start reached)
     int32_t length = 0;
-    int32_t capacity = 0;
-    std::vector<Layer> layers;
+    std::vector<int32_t> pages;
+    std::vector<const uint8_t*> bases;  // pages' data, for views
   };
+  enum : int { kSpecLayout = 0, kFp16Layout = 1 };
+
   Seq& seq(int32_t id);
   const Seq& seq(int32_t id) const;
-  void init_layers(Seq& s) const;
-  // Grows a layer's buffers from old_cap to cap tokens per head, keeping the first n_tokens of each head.
-  void grow(Layer& L, int32_t old_cap, int32_t cap, int32_t n_tokens) const;
-  void convert(Seq& s) const;
+  Layout make_layout(bool converted) const;
+  int seq_layout(const Seq& s) const { return s.converted ? kSpecLayout : kFp16Layout; }
+  int32_t alloc_page(int layout, bool force);  // -1 when over budget (unless force)
+  void unref_page(int32_t id);
+  void copy_rows(int32_t from, int32_t to, int32_t rows) const;
+  void convert(Seq& s);
   size_t head_bytes(const KvPrecision& p) const;
   int head_groups(const KvPrecision& p) const;
-  void store_row(Layer& L, int32_t cap, int32_t pos, const float* k, const float* v) const;
+  void store_row(const LayerLayout& L, uint8_t* page, int32_t row, const float* k, const float* v) const;
 
   KvShape shape_;
   KvSpec spec_;
+  int64_t budget_ = 0;
+  Layout layouts_[2];
   std::vector<Seq> seqs_;
+  std::vector<Page> pages_;
+  std::vector<int32_t> free_ids_;
+  int64_t used_bytes_ = 0;
+  int32_t used_pages_ = 0;
 };
 
 }  // namespace optiq::kv

@@ -160,8 +160,8 @@ kv::KvShape Model::kv_shape() const {
   return s;
 }
 
-std::unique_ptr<kv::KvCache> Model::make_cache(const kv::KvSpec& spec) const {
-  return std::make_unique<kv::KvCache>(kv_shape(), spec);
+std::unique_ptr<kv::KvCache> Model::make_cache(const kv::KvSpec& spec, int64_t budget_bytes) const {
+  return std::make_unique<kv::KvCache>(kv_shape(), spec, budget_bytes);
 }
 
 namespace {

@@ -48,7 +48,7 @@ class Model {
 
   // A KV cache for this model with each layer at the precision `spec` gives (fp16 by default); throws
   // Error(InvalidArgument) naming the entry when the spec does not fit the model.
-  std::unique_ptr<kv::KvCache> make_cache(const kv::KvSpec& spec = {}) const;
+  std::unique_ptr<kv::KvCache> make_cache(const kv::KvSpec& spec = {}, int64_t budget_bytes = 0) const;
   kv::KvShape kv_shape() const;
   int64_t weight_bytes_per_token() const;  // bytes of weights read by one decode step
   std::string weight_summary() const;      // e.g. "mlx-affine 4-bit g64 x196, bf16 x57"

@@ -1,5 +1,6 @@
 #include "server/anthropic_protocol.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <set>
@@ -89,8 +90,23 @@ std::string parse_tool_result_content(const json& blk, const std::string& path, 
 
 struct MessagesParse {
   std::vector<engine::Message> messages;
+  size_t cache_messages = 0;  // messages up to the last cache_control breakpoint
   std::set<std::string> loaded_tools;  // named by tool_reference blocks
 };
+
+bool has_cache_control(const json& v) {
+  if (v.is_object()) {
+    if (v.contains("cache_control") && !v["cache_control"].is_null()) return true;
+    if (const json* c = f::get(v, "content"); c && c->is_array())
+      for (const json& blk : *c)
+        if (blk.is_object() && blk.contains("cache_control") && !blk["cache_control"].is_null()) return true;
+    return false;
+  }
+  if (v.is_array())
+    for (const json& blk : v)
+      if (blk.is_object() && blk.contains("cache_control") && !blk["cache_control"].is_null()) return true;
+  return false;
+}
 
 MessagesParse parse_messages(const json& b) {
   const json* msgs = f::opt_array(b, "messages", "messages");
@@ -107,6 +123,14 @@ MessagesParse parse_messages(const json& b) {
     const json* c = f::get(m, "content");
     if (!c) f::throw_missing(cpath);
     if (!c->is_string() && !c->is_array()) f::throw_type(cpath, "a string or an array of content blocks", *c);
+    // A cache_control breakpoint in this message: the prefix through it is what the client wants cached.
+    struct MarkBreakpoint {
+      MessagesParse& out;
+      bool hit;
+      ~MarkBreakpoint() {
+        if (hit) out.cache_messages = out.messages.size();
+      }
+    } mark{out, has_cache_control(m)};
 
     if (role == "system") {
       out.messages.push_back(make_message("system", parse_system_content(*c, cpath, false)));
@@ -262,8 +286,14 @@ AnthropicRequest parse_request(const std::string& body, bool count_tokens, const
   MessagesParse mp = parse_messages(b);
   if (const json* sys = f::get(b, "system")) {
     std::string s = parse_system_content(*sys, "system", /*drop_billing=*/true);
-    if (!s.empty()) r.gen.messages.push_back(make_message("system", std::move(s)));
+    if (!s.empty()) {
+      r.gen.messages.push_back(make_message("system", std::move(s)));
+      if (has_cache_control(*sys)) r.gen.cache_messages = 1;
+    }
   }
+  if (mp.cache_messages > 0) r.gen.cache_messages = mp.cache_messages + r.gen.messages.size();
+  // Top-level cache_control (automatic caching): the whole conversation.
+  if (b.contains("cache_control") && !b["cache_control"].is_null()) r.gen.cache_messages = mp.messages.size() + r.gen.messages.size();
   for (auto& m : mp.messages) r.gen.messages.push_back(std::move(m));
 
   parse_tools(b, r, mp.loaded_tools);
@@ -314,12 +344,15 @@ std::string thinking_signature(const std::string& thinking) {
 
 namespace {
 
-ordered_json usage_json(int prompt_tokens, int output_tokens, int cached_tokens) {
-  if (cached_tokens > prompt_tokens) cached_tokens = prompt_tokens;
+// input_tokens counts what was neither read from the cache nor written to it for a cache_control
+// breakpoint, as Anthropic's usage does.
+ordered_json usage_json(int prompt_tokens, int output_tokens, int cached_tokens, int creation_tokens) {
+  cached_tokens = std::clamp(cached_tokens, 0, prompt_tokens);
+  creation_tokens = std::clamp(creation_tokens, 0, prompt_tokens - cached_tokens);
   ordered_json u;
-  u["input_tokens"] = prompt_tokens - cached_tokens;
+  u["input_tokens"] = prompt_tokens - cached_tokens - creation_tokens;
   u["output_tokens"] = output_tokens;
-  u["cache_creation_input_tokens"] = 0;
+  u["cache_creation_input_tokens"] = creation_tokens;
   u["cache_read_input_tokens"] = cached_tokens;
   return u;
 }
@@ -393,7 +426,7 @@ std::string anthropic_message_response(const ResponseMeta& meta, const std::vect
   j["stop_reason"] = stop_reason;
   j["stop_sequence"] = stop_sequence_json(done, stop_reason);
   j["usage"] = usage_json(done ? done->prompt_tokens : 0, done ? done->completion_tokens : 0,
-                          done ? done->cached_tokens : 0);
+                          done ? done->cached_tokens : 0, done ? done->cache_creation_tokens : 0);
   return dump_json(j);
 }
 
@@ -413,7 +446,7 @@ std::string AnthropicStream::begin() {
   msg["content"] = ordered_json::array();
   msg["stop_reason"] = nullptr;
   msg["stop_sequence"] = nullptr;
-  msg["usage"] = usage_json(input_tokens_, 1, cached_);
+  msg["usage"] = usage_json(input_tokens_, 1, cached_, creation_);
   ordered_json start{{"type", "message_start"}, {"message", std::move(msg)}};
   return sse_event("message_start", dump_json(start)) + sse_event("ping", R"({"type":"ping"})");
 }
@@ -451,7 +484,8 @@ std::string AnthropicStream::on_event(const GenerationEvent& ev) {
   }
   // The engine's first event says how much of the prompt came from its prompt cache: message_start
   // reports it (cache_read_input_tokens), as message_delta will.
-  if (!started_ && (ev.kind == Kind::Progress || ev.kind == Kind::Done)) cached_ = ev.cached_tokens;
+  if (!started_ && (ev.kind == Kind::Progress || ev.kind == Kind::Done))
+    cached_ = ev.cached_tokens, creation_ = ev.cache_creation_tokens;
   std::string out = begin();
   switch (ev.kind) {
     case Kind::Progress: out += sse_event("ping", R"({"type":"ping"})"); break;
@@ -493,7 +527,7 @@ std::string AnthropicStream::on_event(const GenerationEvent& ev) {
       d["stop_reason"] = stop_reason;
       d["stop_sequence"] = stop_sequence_json(&ev, stop_reason);
       ordered_json j{{"type", "message_delta"}, {"delta", std::move(d)},
-                     {"usage", usage_json(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens)}};
+                     {"usage", usage_json(ev.prompt_tokens, ev.completion_tokens, ev.cached_tokens, ev.cache_creation_tokens)}};
       out += sse_event("message_delta", dump_json(j));
       out += sse_event("message_stop", R"({"type":"message_stop"})");
       break;

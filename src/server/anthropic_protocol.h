@@ -72,7 +72,8 @@ class AnthropicStream {
 
   ResponseMeta meta_;
   int input_tokens_ = 0;
-  int cached_ = 0;  // prompt tokens read from the prompt cache
+  int cached_ = 0;    // prompt tokens read from the prompt cache
+  int creation_ = 0;  // prompt tokens computed for a cache_control breakpoint
   bool started_ = false;
   bool finished_ = false;
   bool saw_tool_use_ = false;

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/anthropic_protocol.h"
+#include "server/metrics.h"
 #include "server/openai_protocol.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -122,6 +123,19 @@ struct HttpServer::Impl {
     return prompts->render(gen);
   }
 
+  // Tokens of the prompt through its last cache_control breakpoint: the conversation cut after that
+  // message, rendered without a generation prompt (the template's closing tokens of that message count).
+  int cached_prefix_tokens(const engine::GenerationRequest& gen, int prompt_tokens) const {
+    if (gen.cache_messages >= gen.messages.size()) return prompt_tokens;
+    engine::GenerationRequest cut = gen;
+    cut.messages.resize(gen.cache_messages);
+    try {
+      return std::min(prompt_tokens, int(eng.model().tokenizer->encode(prompts->render(cut, false), false).size()));
+    } catch (const std::exception&) {
+      return prompt_tokens;  // a template that cannot end there: count the whole prompt
+    }
+  }
+
   engine::EngineRequest prepare(const engine::GenerationRequest& gen) const {
     const auto& tok = *eng.model().tokenizer;
     engine::EngineRequest r;
@@ -136,6 +150,7 @@ struct HttpServer::Impl {
       r.prompt = gen.prompt_tokens;
     }
     if (r.prompt.empty()) throw ApiError(400, error_type::kInvalidRequest, "the prompt is empty");
+    if (gen.cache_messages > 0 && !gen.messages.empty()) r.cache_prefix_tokens = cached_prefix_tokens(gen, int(r.prompt.size()));
     r.max_tokens = gen.max_tokens > 0 ? gen.max_tokens : opts.default_max_tokens;
     r.sampling = gen.sampling;
     r.stop = gen.stop;
@@ -312,6 +327,9 @@ struct HttpServer::Impl {
     });
     svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content(R"({"status":"ok"})", "application/json");
+    });
+    svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+      res.set_content(prometheus_text(eng.stats()), "text/plain; version=0.0.4; charset=utf-8");
     });
     svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;

@@ -3,6 +3,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -50,6 +51,21 @@ int compute_threads() {
     return hw > 0 ? hw : 1;
   }();
   return n;
+}
+
+}  // namespace optiq
+
+namespace optiq {
+
+long long available_memory_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  long long kb = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %lld kB", &kb) == 1) break;
+  std::fclose(f);
+  return kb * 1024;
 }
 
 }  // namespace optiq

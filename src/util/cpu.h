@@ -9,5 +9,7 @@ Isa active_isa();       // detected, unless OPTIQ_FORCE_ISA or set_active_isa() 
 void set_active_isa(Isa isa);  // for tests: run the same code on each ISA
 const char* isa_name(Isa isa);
 int compute_threads();  // physical cores (OPTIQ_THREADS overrides)
+// Memory the system can give without swapping (Linux MemAvailable), in bytes; 0 when unknown.
+long long available_memory_bytes();
 
 }  // namespace optiq

@@ -15,11 +15,11 @@ struct EngineResult {
   int cached = 0;
 };
 
-inline EngineResult run_request(engine::Engine& eng, engine::EngineRequest r) {
-  auto h = eng.submit(std::move(r));
+// Drains a submitted request's events.
+inline EngineResult collect(engine::RequestHandle& h) {
   EngineResult out;
   engine::GenerationEvent ev;
-  while (h->next(ev, std::chrono::milliseconds(60000))) {
+  while (h.next(ev, std::chrono::milliseconds(60000))) {
     if (ev.kind == engine::GenerationEvent::Kind::Text) out.text += ev.text;
     if (ev.kind == engine::GenerationEvent::Kind::Done) {
       out.finish = ev.finish_reason;
@@ -30,5 +30,7 @@ inline EngineResult run_request(engine::Engine& eng, engine::EngineRequest r) {
   }
   return out;
 }
+
+inline EngineResult run_request(engine::Engine& eng, engine::EngineRequest r) { return collect(*eng.submit(std::move(r))); }
 
 }  // namespace optiq::test

@@ -134,6 +134,7 @@ function readStream(sse) {
     if (d.type === 'message_start') {
       out.model = d.message.model;
       out.input_tokens = d.message.usage.input_tokens;
+      out.cache_creation = d.message.usage.cache_creation_input_tokens;
       out.cache_read = d.message.usage.cache_read_input_tokens;
     }
     if (d.type === 'content_block_delta' && d.delta.type === 'text_delta') out.text += d.delta.text;
@@ -157,8 +158,9 @@ function theOneMessage(run, model, maxTokens) {
   assert.equal(m.events.at(-1), 'message_stop', why);
   assert.equal(m.model, model, 'the requested model id is echoed');
   assert.equal(m.stop_reason, 'end_turn', why);
-  // The prompt, split into tokens read from the prompt cache (earlier runs sent the same one) and the rest.
-  assert.equal(m.input_tokens + m.cache_read, PROMPT_TOKENS);
+  // The prompt, split into tokens read from the prompt cache (earlier runs sent the same one), tokens computed
+  // through Claude Code's last cache_control breakpoint, and the rest.
+  assert.equal(m.input_tokens + m.cache_creation + m.cache_read, PROMPT_TOKENS);
   assert.ok(PROMPT_TOKENS + m.output_tokens <= CONTEXT, `max_tokens ${maxTokens} clamped to the context: ${JSON.stringify(m)}`);
   assert.equal(m.text, reference.text, 'the server answered the greedy continuation of "hi"');
   assert.equal(m.output_tokens, reference.tokens);
@@ -182,7 +184,8 @@ test('claude -p "hi" with its default model (max_tokens 128000) --output-format 
   assert.equal(r.num_turns, 1);
   assert.equal(r.result, m.text);
   assert.equal(r.stop_reason, 'end_turn');
-  assert.deepEqual([r.usage.input_tokens, r.usage.output_tokens], [m.input_tokens, m.output_tokens]);
+  assert.deepEqual([r.usage.input_tokens, r.usage.cache_creation_input_tokens, r.usage.cache_read_input_tokens, r.usage.output_tokens],
+    [m.input_tokens, m.cache_creation, m.cache_read, m.output_tokens]);
   assert.deepEqual(Object.keys(r.modelUsage), ['claude-opus-5-5']);
 });
 

@@ -100,8 +100,11 @@ function checkStream(frames, model) {
       assert.deepEqual(m.content, []);
       assert.match(m.id, /^msg_/);
       checkUsage(m.usage, 'message_start');
-      assert.ok(Number.isInteger(m.usage.input_tokens) && m.usage.input_tokens > 0, 'message_start: usage.input_tokens');
-      message.input_tokens = m.usage.input_tokens;
+      // Claude Code marks cache_control breakpoints: the prompt through the last one is reported as cache
+      // creation (or read), input_tokens is only what follows it.
+      assert.ok(Number.isInteger(m.usage.input_tokens) && m.usage.input_tokens >= 0, 'message_start: usage.input_tokens');
+      assert.ok(m.usage.cache_creation_input_tokens + m.usage.cache_read_input_tokens > 0, 'message_start: cache_control prefix');
+      message.input_tokens = m.usage.input_tokens + m.usage.cache_creation_input_tokens;
       message.cache_read = m.usage.cache_read_input_tokens;
       state = 'blocks';
     } else if (state === 'blocks' && event === 'content_block_start') {
@@ -186,7 +189,8 @@ for (const c of captures.filter(isMessages)) {
     assert.deepEqual(msg.content.map(comparable), streamed.content.map(comparable));
     assert.equal(msg.stop_reason, streamed.stop_reason);
     // (The fallback repeats the prompt, so more of it may come from the prompt cache: compare totals.)
-    assert.deepEqual([msg.usage.input_tokens + msg.usage.cache_read_input_tokens, msg.usage.output_tokens],
+    assert.deepEqual([msg.usage.input_tokens + msg.usage.cache_read_input_tokens + msg.usage.cache_creation_input_tokens,
+      msg.usage.output_tokens],
       [streamed.input_tokens + streamed.cache_read, streamed.output_tokens]);
 
     // /context counts the same prompt.

@@ -122,6 +122,30 @@ test('a repeated prompt is read from the prompt cache and reported in usage', sk
   assert.deepEqual([m.usage.input_tokens, m.usage.cache_read_input_tokens], [1, a.usage.prompt_tokens - 1]);
 });
 
+// cache_control: the prompt through the last breakpoint (here the system prompt) is reported as written to the
+// cache the first time and read from it the next; input_tokens counts the rest.
+test('cache_control breakpoints are reported as cache creation, then as cache reads', skip, async () => {
+  const sysText = 'Tom had a red ball and a big dog named Max.';
+  const system = [{ type: 'text', text: sysText, cache_control: { type: 'ephemeral' } }];
+  const messages = [{ role: 'user', content: 'One day they went out to play.' }];
+  const total = (await anthropic().messages.countTokens({ model: 'local', system, messages })).input_tokens;
+  const through = (await anthropic().messages.countTokens({ model: 'local', system: sysText,
+    messages: [{ role: 'user', content: '' }] })).input_tokens;
+  assert.ok(through > 5 && through < total, `${through} of ${total}`);
+  const a = await anthropic().messages.create({ model: 'local', max_tokens: 8, system, messages });
+  // Earlier prompts share at most the BOS token with this one.
+  const read = a.usage.cache_read_input_tokens;
+  assert.ok(read <= 1, `read ${read}`);
+  assert.deepEqual([a.usage.cache_creation_input_tokens, a.usage.input_tokens], [through - read, total - through]);
+  const b = await anthropic().messages.create({ model: 'local', max_tokens: 8, system, messages });
+  assert.deepEqual([b.usage.cache_read_input_tokens, b.usage.cache_creation_input_tokens, b.usage.input_tokens],
+    [total - 1, 0, 1]);
+  assert.equal(b.content[0].text, a.content[0].text);
+  // Without a breakpoint nothing is reported as written.
+  const c = await anthropic().messages.create({ model: 'local', max_tokens: 8, system: sysText, messages });
+  assert.equal(c.usage.cache_creation_input_tokens, 0);
+});
+
 test('Anthropic stream helper: events in order, final message', skip, async () => {
   const s = anthropic().messages.stream({
     model: 'local', max_tokens: 20, messages: [{ role: 'user', content: once.prompt }], stop_sequences: ['girl'],

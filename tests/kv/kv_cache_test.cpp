@@ -35,9 +35,8 @@ std::vector<float> read_row(const kernels::KvLayerView& v, bool key, int t) {
     if (!v.quantized()) {
       for (int i = 0; i < d; ++i) o[i] = f16_to_f32(reinterpret_cast<const uint16_t*>(base)[i]);
     } else {
-      const size_t p = v.params(g, t);
-      quant::dequantize_row(base, reinterpret_cast<const uint8_t*>((key ? v.k_scales : v.v_scales) + p),
-                            reinterpret_cast<const uint8_t*>((key ? v.k_biases : v.v_biases) + p), DType::F16, d, v.bits,
+      quant::dequantize_row(base, reinterpret_cast<const uint8_t*>(key ? v.k_scale(g, t) : v.v_scale(g, t)),
+                            reinterpret_cast<const uint8_t*>(key ? v.k_bias(g, t) : v.v_bias(g, t)), DType::F16, d, v.bits,
                             v.group_size, o);
     }
     if (v.rotated) kernels::hadamard(o, d);
@@ -94,7 +93,9 @@ TEST(KvCache, MixedConfigIsHonouredPerLayer) {
   }
   // Bytes: per token, K and V of 128 elements: 8-bit g32 = 128 + 4*4, 4-bit g64 = 64 + 2*4, fp16 = 256,
   // 2-bit g16 = 32 + 8*4.
-  EXPECT_EQ(cache.bytes_used(), 3 * 2 * ((128 + 16) + (64 + 8) + 256 + (32 + 32)));
+  // The cache holds one page of 256 positions.
+  EXPECT_EQ(cache.bytes_used(), 256 * 2 * ((128 + 16) + (64 + 8) + 256 + (32 + 32)));
+  EXPECT_EQ(cache.page_bytes(), 256 * spec.bytes_per_token(shape()));
   EXPECT_EQ(spec.bytes_per_token(shape()), 2 * ((128 + 16) + (64 + 8) + 256 + (32 + 32)));
   EXPECT_EQ(KvSpec::fp16_bytes_per_token(shape()), 2 * 4 * 256);
 }
@@ -147,6 +148,108 @@ TEST(KvCache, QuantizedKvStartConvertsOnce) {
   int32_t s2 = cache.create_sequence();
   cache.extend(s2, 1);
   EXPECT_EQ(cache.precision(s2, 0).bits, 16);
+}
+
+// Fills positions [from, to) of every layer of seq with rows random_row(seed = salt + t).
+void fill(KvCache& cache, int32_t s, int from, int to, uint32_t salt) {
+  const size_t elems = size_t(cache.shape().n_kv_heads) * size_t(cache.shape().head_dim);
+  cache.extend(s, to);
+  for (int t = from; t < to; ++t) {
+    auto r = random_row(elems, salt + uint32_t(t));
+    for (int l = 0; l < cache.shape().n_layers; ++l) cache.store(s, l, t, r.data(), r.data());
+  }
+}
+
+// Positions [from, to) of seq read back as filled with `salt` (fp16 tolerance).
+void expect_rows(const KvCache& cache, int32_t s, int from, int to, uint32_t salt) {
+  const size_t elems = size_t(cache.shape().n_kv_heads) * size_t(cache.shape().head_dim);
+  for (int l = 0; l < cache.shape().n_layers; ++l) {
+    auto view = cache.view(s, l);
+    for (int t = from; t < to; ++t) {
+      auto want = random_row(elems, salt + uint32_t(t));
+      auto got = read_row(view, true, t);
+      for (size_t i = 0; i < elems; ++i) {
+        const double tol = view.quantized() ? step_bound(want, view.bits, view.rotated) : 4e-3 * std::fabs(want[i]) + 1e-6;
+        ASSERT_NEAR(got[i], want[i], tol) << "layer " << l << " t " << t;
+      }
+    }
+  }
+}
+
+TEST(KvCache, SequencesSpanPages) {
+  KvCache cache(shape(2, 2, 32));
+  const int32_t a = cache.create_sequence(), b = cache.create_sequence();
+  fill(cache, a, 0, 600, 1000);  // three pages: 256 + 256 + 88
+  fill(cache, b, 0, 10, 5000);
+  EXPECT_EQ(cache.pages_used(), 4);
+  EXPECT_EQ(cache.bytes_used(), 4 * cache.page_bytes());
+  EXPECT_EQ(cache.page_bytes(), 256 * KvSpec{}.bytes_per_token(cache.shape()));
+  expect_rows(cache, a, 0, 600, 1000);
+  expect_rows(cache, b, 0, 10, 5000);
+  cache.release_sequence(a);
+  EXPECT_EQ(cache.pages_used(), 1);
+  cache.release_sequence(b);
+  EXPECT_EQ(cache.pages_used(), 0);
+  EXPECT_EQ(cache.bytes_used(), 0);
+}
+
+TEST(KvCache, CopyPrefixSharesWholePagesAndCopiesThePartialOne) {
+  KvCache cache(shape(2, 2, 32), kv_spec_from_flags("", 4, 32, 0));
+  const int32_t a = cache.create_sequence();
+  fill(cache, a, 0, 700, 1);
+  ASSERT_EQ(cache.pages_used(), 3);
+  // 600 positions: pages 0 and 1 shared, 88 rows of page 2 copied into a page of its own.
+  const int32_t b = cache.copy_prefix(a, 600);
+  EXPECT_EQ(cache.length(b), 600);
+  EXPECT_EQ(cache.pages_used(), 4);
+  EXPECT_EQ(cache.distinct_bytes({a, b}), 4 * cache.page_bytes());
+  EXPECT_EQ(cache.sequence_bytes(b), 3 * cache.page_bytes());
+  // Both go on with different rows; neither disturbs the other.
+  fill(cache, b, 600, 800, 9000);
+  fill(cache, a, 700, 900, 1);
+  expect_rows(cache, a, 0, 900, 1);
+  expect_rows(cache, b, 0, 600, 1);
+  expect_rows(cache, b, 600, 800, 9000);
+  // A prefix on a page boundary shares everything; truncating into a shared page copies it first.
+  const int32_t c = cache.copy_prefix(a, 512);
+  const int before = cache.pages_used();
+  cache.truncate(c, 300);
+  EXPECT_EQ(cache.pages_used(), before + 1);
+  fill(cache, c, 300, 320, 777);
+  expect_rows(cache, a, 0, 900, 1);
+  expect_rows(cache, c, 0, 300, 1);
+  expect_rows(cache, c, 300, 320, 777);
+  for (int32_t s : {a, b, c}) cache.release_sequence(s);
+  EXPECT_EQ(cache.pages_used(), 0);
+}
+
+TEST(KvCache, BudgetCapsPagesAndQuantizedPagesAreSmaller) {
+  const KvShape sh = shape(2, 2, 64);
+  const int64_t fp16_page = 256 * KvSpec{}.bytes_per_token(sh);
+  KvCache fp16(sh, {}, 3 * fp16_page);
+  EXPECT_EQ(fp16.capacity_tokens(), 3 * 256);
+  const int32_t a = fp16.create_sequence(), b = fp16.create_sequence();
+  fill(fp16, a, 0, 512, 1);
+  EXPECT_EQ(fp16.pages_free(), 1);
+  EXPECT_EQ(fp16.pages_needed(b, 300), 2);
+  EXPECT_FALSE(fp16.reserve(b, 300));  // nothing allocated when it cannot all fit
+  EXPECT_EQ(fp16.pages_used(), 2);
+  EXPECT_TRUE(fp16.reserve(b, 256));
+  try {
+    fp16.extend(b, 257);
+    ADD_FAILURE() << "extend past the budget must throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Overloaded);
+  }
+  EXPECT_EQ(fp16.copy_prefix(a, 100), -1);  // the partial page has nowhere to go
+  EXPECT_GE(fp16.copy_prefix(a, 256), 0);   // a whole page is shared, not copied
+  fp16.release_sequence(a);
+  EXPECT_EQ(fp16.pages_free(), 1);  // the shared page lives on in the copy
+  // 4-bit g64 K/V takes 4.5 of 16 bits: the same budget holds three times the tokens.
+  KvCache q4(sh, kv_spec_from_flags("", 4, 64, 0), 3 * fp16_page);
+  EXPECT_EQ(q4.capacity_tokens(), 3 * fp16_page / (256 * kv_spec_from_flags("", 4, 64, 0).bytes_per_token(sh)) * 256);
+  EXPECT_GE(q4.capacity_tokens(), 10 * 256);
+  EXPECT_THROW(KvCache(sh, {}, fp16_page - 1), Error);
 }
 
 std::string error_of(const std::function<void()>& f) {
