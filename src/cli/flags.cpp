@@ -48,6 +48,9 @@ void Flags::add(const std::string& name, std::optional<uint64_t>* out, const std
                       *out = uint64_t(x);
                     }});
 }
+void Flags::add(const std::string& name, std::vector<std::string>* out, const std::string& help) {
+  flags_.push_back({name, help, "TEXT", [out](const std::string& v) { out->push_back(v); }});
+}
 void Flags::add_bool(const std::string& name, bool* out, const std::string& help) {
   flags_.push_back({name, help, "", [out](const std::string&) { *out = true; }});
 }

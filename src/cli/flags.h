@@ -19,6 +19,7 @@ class Flags {
   void add(const std::string& name, float* out, const std::string& help);
   void add(const std::string& name, std::optional<uint64_t>* out, const std::string& help);
   void add_bool(const std::string& name, bool* out, const std::string& help);
+  void add(const std::string& name, std::vector<std::string>* out, const std::string& help);  // repeatable
   void parse(int argc, char** argv, int first);  // throws Error(InvalidArgument)
   // parse(), then when --help was given prints the help to stdout and returns false (exit 0).
   bool parse_or_help(int argc, char** argv, int first);

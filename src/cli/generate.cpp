@@ -3,6 +3,7 @@
 
 #include "chat/template.h"
 #include "cli/commands.h"
+#include "cli/adapters.h"
 #include "cli/flags.h"
 #include "engine/generator.h"
 #include "util/error.h"
@@ -29,6 +30,8 @@ int run_generate(int argc, char** argv) {
   f.add("seed", &s.seed, "random seed (same seed, same text)");
   f.add("prefill-step-size", &opts.prefill_chunk, "prompt tokens per prefill step (default 512)");
   f.add_bool("quiet", &quiet, "print only the generated text");
+  std::vector<std::string> adapters;
+  f.add("adapter", &adapters, "apply a LoRA adapter folder (PATH or NAME=PATH; repeat to stack several)");
   KvFlags kvf;
   kvf.add_to(f);
   if (!f.parse_or_help(argc, argv, 2)) return 0;
@@ -39,6 +42,12 @@ int run_generate(int argc, char** argv) {
   opts.kv_spec = kvf.spec();
   engine::LoadedModel lm = engine::LoadedModel::load(model);
   opts.kv_spec.validate(lm.model->kv_shape());
+  if (!adapters.empty()) {
+    mount_adapters(*lm.model, adapters);
+    std::vector<int> all(adapters.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = int(i);
+    opts.adapter_set = lm.model->adapter_set(all);
+  }
   if (!quiet) std::fprintf(stderr, "KV cache:\n%s\n", opts.kv_spec.describe(lm.model->kv_shape()).c_str());
   std::vector<int32_t> ids;
   if (chat) {

@@ -7,6 +7,7 @@
 #include "chat/prompt.h"
 #include "chat/template_choice.h"
 #include "cli/commands.h"
+#include "cli/adapters.h"
 #include "cli/flags.h"
 #include "engine/engine.h"
 #include "kv/kv_cache.h"
@@ -33,7 +34,8 @@ int run_serve(int argc, char** argv) {
   engine::SamplingParams defaults;
   bool use_default_template = false, no_anthropic = false, anthropic = false;
   // Accepted for mlx_lm.server compatibility; not implemented yet.
-  std::string adapter_path, draft_model, num_draft, pc_bytes, adapter, max_kv_size, kv_memory;
+  std::string adapter_path, draft_model, num_draft, pc_bytes, max_kv_size, kv_memory;
+  std::vector<std::string> adapters;
   int pc_size = 10, prompt_concurrency = 8;
   bool trust_remote_code = false, pipeline = false;
 
@@ -60,8 +62,8 @@ int run_serve(int argc, char** argv) {
   f.add_bool("anthropic", &anthropic, "serve the Anthropic Messages API (default on)");
   f.add_bool("no-anthropic", &no_anthropic, "do not serve /v1/messages");
   f.add("log-level", &log_level, "debug | info | warning | error (default info)");
-  f.add("adapter-path", &adapter_path, "(accepted; adapters are not implemented yet)");
-  f.add("adapter", &adapter, "(accepted; adapters are not implemented yet)");
+  f.add("adapter", &adapters, "mount a LoRA adapter folder: PATH or NAME=PATH (repeat for several); requests pick one by name");
+  f.add("adapter-path", &adapter_path, "mount one LoRA adapter folder (mlx_lm.server's flag)");
   f.add("draft-model", &draft_model, "(accepted; speculative decoding is not implemented)");
   f.add("num-draft-tokens", &num_draft, "(accepted; speculative decoding is not implemented)");
   f.add_bool("trust-remote-code", &trust_remote_code, "(accepted; no effect)");
@@ -78,7 +80,7 @@ int run_serve(int argc, char** argv) {
   else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
   const std::pair<const char*, const std::string*> unimplemented[] = {
-      {"--adapter-path", &adapter_path}, {"--adapter", &adapter}, {"--draft-model", &draft_model},
+      {"--draft-model", &draft_model},
       {"--num-draft-tokens", &num_draft}, {"--max-kv-size", &max_kv_size}};
   for (auto& [name, val] : unimplemented)
     if (!val->empty()) OPTIQ_LOG_WARN("%s is accepted but not implemented yet; ignoring it", name);
@@ -104,6 +106,9 @@ int run_serve(int argc, char** argv) {
   std::unique_ptr<chat::PromptBuilder> prompts;
   if (!tmpl.empty()) prompts = std::make_unique<chat::PromptBuilder>(tmpl, chat::PromptOptions{info.bos_token, info.eos_token, chat_template_args});
   else OPTIQ_LOG_WARN("the model has no chat template: /v1/chat/completions and /v1/messages will answer 400 (use --chat-template)");
+
+  if (!adapter_path.empty()) adapters.insert(adapters.begin(), adapter_path);
+  mount_adapters(*lm.model, adapters);
 
   engine::EngineOptions eo;
   eo.max_concurrency = max_concurrency;

@@ -150,9 +150,12 @@ bool Engine::start(Sequence& s) {
     while (m < n && m < ctx.size() && t[m] == ctx[m]) ++m;
     if (m > best_len) best_len = m, src = kv, entry = e;
   };
+  // KV computed under other adapters is not this request's KV.
+  const int32_t set = s.req.adapter_set;
   for (auto& r : running_)
-    if (r && r.get() != &s && r->kv_seq >= 0) consider(r->context.data(), r->fed, r->kv_seq, nullptr);
-  for (auto& c : prompt_cache_) consider(c.tokens.data(), c.tokens.size(), c.kv_seq, &c);
+    if (r && r.get() != &s && r->kv_seq >= 0 && r->req.adapter_set == set) consider(r->context.data(), r->fed, r->kv_seq, nullptr);
+  for (auto& c : prompt_cache_)
+    if (c.adapter_set == set) consider(c.tokens.data(), c.tokens.size(), c.kv_seq, &c);
   // The last token always runs again: its logits give the next generated token.
   size_t reuse = std::min(best_len, ctx.size() - 1);
   int32_t kv = -1;
@@ -202,13 +205,13 @@ void Engine::retire(Sequence& s, bool keep) {
   bool pinned = s.req.cache_prefix_tokens > 0;
   for (size_t i = prompt_cache_.size(); i-- > 0;) {
     const auto& t = prompt_cache_[i].tokens;
-    if (t.size() <= tokens.size() && std::equal(t.begin(), t.end(), tokens.begin())) {
+    if (prompt_cache_[i].adapter_set == s.req.adapter_set && t.size() <= tokens.size() && std::equal(t.begin(), t.end(), tokens.begin())) {
       pinned = pinned || prompt_cache_[i].pinned;
       cache_->release_sequence(prompt_cache_[i].kv_seq);
       prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
     }
   }
-  prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_, pinned});
+  prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_, pinned, s.req.adapter_set});
   s.kv_seq = -1;
   auto over = [&] {
     if (int(prompt_cache_.size()) > opts_.prompt_cache_size) return true;
@@ -368,7 +371,7 @@ void Engine::step() {
     for (size_t i = 0; i < n; ++i) {
       const size_t p = s.fed + i;
       const bool last = p + 1 == s.context.size();
-      batch.add(s.context[p], int32_t(p), s.kv_seq, last);
+      batch.add(s.context[p], int32_t(p), s.kv_seq, last, s.req.adapter_set);
       if (last) logit_rows.push_back(&s);
     }
     s.fed += n;

@@ -56,6 +56,7 @@ struct EngineRequest {
   // Prompt tokens the client asked to keep cached (Anthropic cache_control: up to its last breakpoint);
   // its prompt-cache entry is evicted after those of requests without one.
   int cache_prefix_tokens = 0;
+  int32_t adapter_set = 0;  // the mounted LoRA adapters it runs with (model::Model::adapter_set; 0: base)
 };
 
 class RequestHandle {
@@ -112,6 +113,7 @@ class Engine {
     std::vector<int32_t> tokens;  // what its KV holds, position by position
     uint64_t used;                // LRU clock
     bool pinned;                  // the client asked for it to stay (cache_control)
+    int32_t adapter_set;          // KV computed under these adapters serves only requests under them
   };
 
   const LoadedModel& lm_;

@@ -47,7 +47,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
   for (size_t start = 0; start < prompt.size(); start += size_t(chunk)) {
     batch.clear();
     size_t end = std::min(prompt.size(), start + size_t(chunk));
-    for (size_t i = start; i < end; ++i) batch.add(prompt[i], int32_t(i), seq, i + 1 == prompt.size());
+    for (size_t i = start; i < end; ++i) batch.add(prompt[i], int32_t(i), seq, i + 1 == prompt.size(), opts.adapter_set);
     m.forward(batch, *cache, logits.data());
   }
   st.prefill_seconds = seconds_since(t0);
@@ -71,7 +71,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
     }
     if (n + 1 == opts.max_tokens) break;
     batch.clear();
-    batch.add(tok.id, int32_t(context.size() - 1), seq, true);
+    batch.add(tok.id, int32_t(context.size() - 1), seq, true, opts.adapter_set);
     m.forward(batch, *cache, logits.data());
   }
   st.decode_seconds = seconds_since(t1);

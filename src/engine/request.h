@@ -34,7 +34,10 @@ struct ToolSpec {
 };
 
 struct GenerationRequest {
-  std::string model;  // what the client asked for, echoed back
+  std::string model;  // what the client asked for, echoed back (may name a mounted adapter)
+  // The seed's body field "adapters" / "adapter": mounted adapter names joined by '+'; "", none, base or
+  // off for the base. Absent: the adapter `model` names, else the only mounted adapter, else the base.
+  std::optional<std::string> adapters;
   // Either a chat (messages rendered with the chat template) or a raw prompt (text or token ids).
   std::vector<Message> messages;
   std::vector<ToolSpec> tools;

@@ -29,6 +29,48 @@ void linear(const Linear& l, const float* x, int64_t n, float* y) {
   }
 }
 
+// The adapters each batch row applies (null: none), resolved once per forward pass.
+using RowAdapters = std::vector<const std::vector<const Adapter*>*>;
+
+// Rows whose adapters adapt this projection get scale * B (A x) added to y = W x, one adapter after another.
+// Rows are grouped by adapter, so each A and B is read once per group, not once per row.
+void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int64_t in, float* y, int64_t out, int threads) {
+  if (rows.empty()) return;
+  std::vector<const Adapter*> seen;
+  for (auto* list : rows)
+    if (list)
+      for (const Adapter* a : *list)
+        if (std::find(seen.begin(), seen.end(), a) == seen.end() && a->delta(layer, p)) seen.push_back(a);
+  for (const Adapter* a : seen) {
+    const LoraDelta& d = *a->delta(layer, p);
+    OPTIQ_CHECK(d.in == in && d.out == out, "adapter does not fit the projection");
+    std::vector<int64_t> group;
+    for (size_t r = 0; r < rows.size(); ++r)
+      if (rows[r] && std::find(rows[r]->begin(), rows[r]->end(), a) != rows[r]->end()) group.push_back(int64_t(r));
+    const int64_t G = int64_t(group.size()), R = d.rank;
+    std::vector<float> t(size_t(G * R));
+#pragma omp parallel for num_threads(threads) schedule(static) collapse(2) if (G * R * in > 65536)
+    for (int64_t g = 0; g < G; ++g)
+      for (int64_t k = 0; k < R; ++k) {
+        const float* xr = x + group[size_t(g)] * in;
+        const float* ak = d.a.data() + k * in;
+        float acc = 0;
+        for (int64_t i = 0; i < in; ++i) acc += ak[i] * xr[i];
+        t[size_t(g * R + k)] = acc * d.scale;
+      }
+#pragma omp parallel for num_threads(threads) schedule(static) if (G * R * out > 65536)
+    for (int64_t o = 0; o < out; ++o) {
+      const float* bo = d.b.data() + o * R;
+      for (int64_t g = 0; g < G; ++g) {
+        const float* tg = t.data() + g * R;
+        float acc = 0;
+        for (int64_t k = 0; k < R; ++k) acc += bo[k] * tg[k];
+        y[group[size_t(g)] * out + o] += acc;
+      }
+    }
+  }
+}
+
 void add_in_place(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
@@ -120,6 +162,23 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     OPTIQ_CHECK(pos >= 0 && pos <= cache.length(seq), "batch rows must continue their sequence's cache");
     cache.extend(seq, pos + 1);
   }
+  // Each row's adapters (a snapshot: adapters mounted meanwhile do not change this pass).
+  std::vector<std::vector<const Adapter*>> sets;
+  std::vector<std::shared_ptr<const Adapter>> hold;
+  RowAdapters row_adapters;
+  if (std::any_of(batch.adapter_sets.begin(), batch.adapter_sets.end(), [](int32_t s) { return s != 0; })) {
+    std::lock_guard<std::mutex> lock(adapters_mu_);
+    hold = adapters_;
+    sets.resize(adapter_sets_.size());
+    for (size_t id = 1; id < adapter_sets_.size(); ++id)
+      for (int i : adapter_sets_[id]) sets[id].push_back(adapters_[size_t(i)].get());
+    row_adapters.resize(size_t(N), nullptr);
+    for (int64_t r = 0; r < N; ++r) {
+      const int32_t id = batch.adapter_sets[size_t(r)];
+      OPTIQ_CHECK(id >= 0 && size_t(id) < sets.size(), "unknown adapter set in batch");
+      if (id != 0) row_adapters[size_t(r)] = &sets[size_t(id)];
+    }
+  }
 
   std::vector<float> h(size_t(N * H)), tmp(size_t(N * H));
   std::vector<float> q(size_t(N * q_dim)), k(size_t(N * kv_dim)), v(size_t(N * kv_dim)), att(size_t(N * q_dim));
@@ -130,8 +189,11 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.q_proj, h.data(), N, q.data());
+    apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_dim, threads);
     linear(L.k_proj, h.data(), N, k.data());
+    apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, threads);
     linear(L.v_proj, h.data(), N, v.data());
+    apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, threads);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) {
@@ -148,15 +210,19 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     attention(cache, batch, il, nh, q.data(), att.data(), threads);
 
     linear(L.o_proj, att.data(), N, tmp.data());
+    apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, threads);
     add_in_place(x, tmp.data(), N * H);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.gate_proj, h.data(), N, gate.data());
+    apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, threads);
     linear(L.up_proj, h.data(), N, up.data());
+    apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
     linear(L.down_proj, gate.data(), N, tmp.data());
+    apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, threads);
     add_in_place(x, tmp.data(), N * H);
   }
 }

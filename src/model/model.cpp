@@ -199,3 +199,39 @@ std::string Model::weight_summary() const {
 }
 
 }  // namespace optiq::model
+
+namespace optiq::model {
+
+int Model::mount_adapter(Adapter a) {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  for (auto& m : adapters_)
+    if (m->name == a.name) throw Error(ErrorKind::InvalidArgument, "an adapter named '" + a.name + "' is already mounted");
+  if (int(a.layers.size()) != config_.num_hidden_layers)
+    throw Error(ErrorKind::InvalidArgument, "adapter '" + a.name + "' was loaded for another model shape");
+  adapters_.push_back(std::make_shared<const Adapter>(std::move(a)));
+  return int(adapters_.size()) - 1;
+}
+
+std::vector<std::shared_ptr<const Adapter>> Model::adapters() const {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  return adapters_;
+}
+
+int Model::find_adapter(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  for (size_t i = 0; i < adapters_.size(); ++i)
+    if (adapters_[i]->name == name) return int(i);
+  return -1;
+}
+
+int32_t Model::adapter_set(const std::vector<int>& indices) {
+  if (indices.empty()) return 0;
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  for (int i : indices) OPTIQ_CHECK(i >= 0 && size_t(i) < adapters_.size(), "adapter_set: no such adapter");
+  for (size_t id = 1; id < adapter_sets_.size(); ++id)
+    if (adapter_sets_[id] == indices) return int32_t(id);
+  adapter_sets_.push_back(indices);
+  return int32_t(adapter_sets_.size() - 1);
+}
+
+}  // namespace optiq::model

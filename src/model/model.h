@@ -1,6 +1,7 @@
 #pragma once
 // A loaded decoder-only model: its config, its weights (views into mmap'd files) and the forward pass.
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -8,6 +9,7 @@
 #include "kv/kv_cache.h"
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/lora.h"
 #include "model/weight_source.h"
 
 namespace optiq::model {
@@ -53,6 +55,15 @@ class Model {
   int64_t weight_bytes_per_token() const;  // bytes of weights read by one decode step
   std::string weight_summary() const;      // e.g. "mlx-affine 4-bit g64 x196, bf16 x57"
 
+  // ---- mounted LoRA adapters (model/lora.h): kept apart from the weights, chosen per batch row ----
+  // Mounts an adapter under its name (unique); thread-safe. Returns its index.
+  int mount_adapter(Adapter a);
+  std::vector<std::shared_ptr<const Adapter>> adapters() const;
+  int find_adapter(const std::string& name) const;  // -1 when none has that name
+  // The id of the set of mounted adapters `indices` applied together (in that order); 0 for none. Batch
+  // rows carry these ids; the same set always gets the same id.
+  int32_t adapter_set(const std::vector<int>& indices);
+
  private:
   void load_weights(const WeightSource& ws);
   std::string path_;
@@ -64,6 +75,9 @@ class Model {
   std::vector<float> final_norm_;
   std::vector<DecoderLayer> layers_;
   std::vector<float> inv_freq_;
+  mutable std::mutex adapters_mu_;
+  std::vector<std::shared_ptr<const Adapter>> adapters_;
+  std::vector<std::vector<int>> adapter_sets_ = {{}};  // id -> adapter indices; id 0: none
 };
 
 }  // namespace optiq::model

@@ -277,6 +277,8 @@ AnthropicRequest parse_request(const std::string& body, bool count_tokens, const
   AnthropicRequest r;
   r.gen.sampling = defaults;
   r.gen.model = f::req_string(b, "model", "model");
+  r.gen.adapters = f::opt_string(b, "adapters", "adapters");
+  if (!r.gen.adapters) r.gen.adapters = f::opt_string(b, "adapter", "adapter");
   if (!count_tokens) {
     auto mt = f::opt_int(b, "max_tokens", "max_tokens", 1, INT32_MAX);
     if (!mt) f::throw_missing("max_tokens");

@@ -12,6 +12,7 @@
 #include <optional>
 #include <nlohmann/json.hpp>
 
+#include "model/model.h"
 #include "server/anthropic_protocol.h"
 #include "server/metrics.h"
 #include "server/openai_protocol.h"
@@ -136,6 +137,34 @@ struct HttpServer::Impl {
     }
   }
 
+  // The mounted adapters a request runs with, as the model's adapter set id (0: the base). The body's
+  // adapters/adapter field wins; else the adapter the model field names; else the only mounted one.
+  int32_t resolve_adapters(const engine::GenerationRequest& gen) const {
+    model::Model& m = *eng.model().model;
+    const auto mounted = m.adapters();
+    std::string spec;
+    if (gen.adapters) spec = *gen.adapters;
+    else if (!gen.model.empty() && m.find_adapter(gen.model) >= 0) spec = gen.model;
+    else if (mounted.size() == 1) spec = mounted[0]->name;
+    if (spec.empty() || spec == "none" || spec == "base" || spec == "off") return 0;
+    std::vector<int> ids;
+    for (size_t b = 0; b <= spec.size();) {
+      size_t e = spec.find('+', b);
+      if (e == std::string::npos) e = spec.size();
+      const std::string name = spec.substr(b, e - b);
+      const int idx = m.find_adapter(name);
+      if (idx < 0) {
+        std::string names;
+        for (auto& a : mounted) names += (names.empty() ? "" : ", ") + a->name;
+        throw ApiError(400, error_type::kInvalidRequest,
+                       "unknown adapter '" + name + "' (mounted: " + (names.empty() ? "none" : names) + ")");
+      }
+      ids.push_back(idx);
+      b = e + 1;
+    }
+    return m.adapter_set(ids);
+  }
+
   engine::EngineRequest prepare(const engine::GenerationRequest& gen) const {
     const auto& tok = *eng.model().tokenizer;
     engine::EngineRequest r;
@@ -156,6 +185,7 @@ struct HttpServer::Impl {
     r.stop = gen.stop;
     r.logprobs = gen.logprobs;
     r.json_object = gen.json_mode;
+    r.adapter_set = resolve_adapters(gen);
     return r;
   }
 
@@ -319,7 +349,15 @@ struct HttpServer::Impl {
       svr.Post("/v1/messages/count_tokens", guarded(&Impl::anthropic_count_tokens));
     }
     svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(models_list_body({ModelInfo{opts.model_id, created, "optiq"}}), "application/json");
+      std::vector<ModelInfo> list = {ModelInfo{opts.model_id, created, "optiq"}};
+      for (auto& a : eng.model().model->adapters()) list.push_back(ModelInfo{a->name, created, "optiq"});
+      res.set_content(models_list_body(list), "application/json");
+    });
+    svr.Get("/v1/adapters", [this](const httplib::Request&, httplib::Response& res) {
+      nlohmann::ordered_json data = nlohmann::ordered_json::array();
+      for (auto& a : eng.model().model->adapters())
+        data.push_back({{"id", a->name}, {"object", "adapter"}, {"path", a->path}, {"format", a->format}, {"summary", a->summary()}});
+      res.set_content(nlohmann::ordered_json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     });
     // Single-model server: any model name is a label for the served model (Claude Code asks for claude-*).
     svr.Get(R"(/v1/models/(.+))", [this](const httplib::Request& req, httplib::Response& res) {

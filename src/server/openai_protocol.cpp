@@ -33,6 +33,8 @@ void parse_common(const json& b, engine::GenerationRequest& g, bool& include_usa
                   const engine::SamplingParams& defaults) {
   g.sampling = defaults;
   g.model = f::opt_string(b, "model", "model").value_or("");
+  g.adapters = f::opt_string(b, "adapters", "adapters");
+  if (!g.adapters) g.adapters = f::opt_string(b, "adapter", "adapter");
 
   auto mct = f::opt_int(b, "max_completion_tokens", "max_completion_tokens", 1, INT32_MAX);
   auto mt = f::opt_int(b, "max_tokens", "max_tokens", 1, INT32_MAX);

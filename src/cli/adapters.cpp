@@ -1,0 +1,32 @@
+#include "cli/adapters.h"
+
+#include <filesystem>
+
+#include "util/error.h"
+#include "util/log.h"
+
+namespace optiq::cli {
+
+void mount_adapters(model::Model& m, const std::vector<std::string>& specs) {
+  for (const std::string& spec : specs) {
+    // NAME=PATH, or PATH (named after its folder).
+    const size_t eq = spec.find('=');
+    std::string name, path;
+    if (eq != std::string::npos && !std::filesystem::exists(spec)) {
+      name = spec.substr(0, eq);
+      path = spec.substr(eq + 1);
+    } else {
+      path = spec;
+      name = std::filesystem::path(spec).lexically_normal().filename().string();
+      if (name.empty()) name = std::filesystem::path(spec).lexically_normal().parent_path().filename().string();
+    }
+    if (name.empty() || path.empty()) throw Error(ErrorKind::InvalidArgument, "--adapter '" + spec + "': expected PATH or NAME=PATH");
+    if (name == "none" || name == "base" || name == "off" || name.find('+') != std::string::npos)
+      throw Error(ErrorKind::InvalidArgument, "--adapter '" + spec + "': '" + name + "' cannot name an adapter (none, base, off and '+' mean other things)");
+    model::Adapter a = model::load_adapter(path, m.config(), name);
+    OPTIQ_LOG_INFO("adapter '%s' mounted from %s: %s", name.c_str(), path.c_str(), a.summary().c_str());
+    m.mount_adapter(std::move(a));
+  }
+}
+
+}  // namespace optiq::cli

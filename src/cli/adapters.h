@@ -1,0 +1,13 @@
+#pragma once
+// --adapter PATH | NAME=PATH (repeatable): LoRA adapters mounted over the loaded model at start-up.
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+
+namespace optiq::cli {
+
+// Loads and mounts each adapter; throws Error naming the flag value or the adapter file that is wrong.
+void mount_adapters(model::Model& m, const std::vector<std::string>& specs);
+
+}  // namespace optiq::cli

@@ -1,0 +1,272 @@
+#include "model/lora.h"
+
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <cstring>
+
+#include "formats/safetensors.h"
+#include "util/error.h"
+#include "util/half.h"
+#include "util/log.h"
+#include "util/mapped_file.h"
+
+namespace optiq::model {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const char* proj_name(Proj p) {
+  static const char* names[kProjCount] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                          "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+  return names[int(p)];
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string& file, const std::string& what) { throw Error(ErrorKind::BadModel, file + ": " + what); }
+
+json read_json(const std::string& path) {
+  try {
+    return json::parse(read_text_file(path));
+  } catch (const json::exception& e) {
+    bad(path, std::string("not valid JSON (") + e.what() + ")");
+  }
+}
+
+// [out, in] of a projection in the base model.
+std::pair<int, int> proj_dims(const ModelConfig& c, Proj p) {
+  const int H = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim, I = c.intermediate_size;
+  switch (p) {
+    case Proj::Q: return {q, H};
+    case Proj::K:
+    case Proj::V: return {kv, H};
+    case Proj::O: return {H, q};
+    case Proj::Gate:
+    case Proj::Up: return {I, H};
+    case Proj::Down: return {H, I};
+  }
+  return {0, 0};
+}
+
+std::vector<float> to_f32(const formats::TensorRef& t) {
+  const int64_t n = t.numel();
+  std::vector<float> out(static_cast<size_t>(n));
+  switch (t.dtype) {
+    case DType::F32: std::memcpy(out.data(), t.data, size_t(n) * 4); break;
+    case DType::F16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = f16_to_f32(p[i]);
+      break;
+    }
+    case DType::BF16: {
+      const uint16_t* p = reinterpret_cast<const uint16_t*>(t.data);
+      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_f32(p[i]);
+      break;
+    }
+    default: bad(t.file, "tensor " + t.name + " has dtype " + t.dtype_name + " (adapters are F32, F16 or BF16)");
+  }
+  return out;
+}
+
+// A tensor name, once the format's prefixes are gone: model.layers.<i>.<proj>.<leaf>.
+struct Site {
+  int layer = -1;
+  Proj proj = Proj::Q;
+  std::string leaf;  // lora_a | lora_b | lora_A.weight | lora_B.weight | ...
+  std::string module;  // model.layers.<i>.<proj>
+};
+
+std::optional<Site> parse_site(std::string name) {
+  for (const char* p : {"base_model.model.", "language_model."})
+    if (name.rfind(p, 0) == 0) name = name.substr(std::strlen(p));
+  if (name.rfind("language_model.", 0) == 0) name = name.substr(15);
+  static const std::regex re(R"(model\.layers\.(\d+)\.((?:self_attn|mlp)\.[a-z_]+)\.(.+))");
+  std::smatch m;
+  if (!std::regex_match(name, m, re)) return std::nullopt;
+  Site s;
+  s.layer = std::stoi(m[1]);
+  const std::string proj = m[2];
+  int found = -1;
+  for (int p = 0; p < kProjCount; ++p)
+    if (proj == proj_name(Proj(p))) found = p;
+  if (found < 0) return std::nullopt;
+  s.proj = Proj(found);
+  s.leaf = m[3];
+  s.module = "model.layers." + std::string(m[1]) + "." + proj;
+  return s;
+}
+
+// PEFT's rank_pattern / alpha_pattern: a key matches a module path as (.*\.)?(key)$.
+std::optional<double> pattern_value(const json& cfg, const char* field, const std::string& module) {
+  const auto it = cfg.find(field);
+  if (it == cfg.end() || !it->is_object()) return std::nullopt;
+  for (auto& [key, val] : it->items()) {
+    if (!val.is_number()) continue;
+    try {
+      if (std::regex_match(module, std::regex("(.*\\.)?(" + key + ")$"))) return val.get<double>();
+    } catch (const std::regex_error&) {
+      if (module == key || (module.size() > key.size() && module.compare(module.size() - key.size() - 1, std::string::npos, "." + key) == 0))
+        return val.get<double>();
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string Adapter::summary() const {
+  int modules = 0, rmin = 1 << 30, rmax = 0;
+  float smin = 1e30f, smax = -1e30f;
+  std::map<int, int> ranks;
+  for (auto& l : layers)
+    for (auto& d : l)
+      if (d) {
+        ++modules;
+        rmin = std::min(rmin, d->rank), rmax = std::max(rmax, d->rank);
+        smin = std::min(smin, d->scale), smax = std::max(smax, d->scale);
+        ranks[d->rank]++;
+      }
+  char buf[256];
+  std::string r = rmin == rmax ? std::to_string(rmin) : std::to_string(rmin) + "-" + std::to_string(rmax);
+  std::snprintf(buf, sizeof buf, "%s adapter, %d modules, rank %s, scale %g%s", format.c_str(), modules, r.c_str(), double(smin),
+                smin == smax ? "" : (" to " + std::to_string(smax)).c_str());
+  std::string out = buf;
+  if (ranks.size() > 1) {
+    out += " (ranks:";
+    for (auto& [k, n] : ranks) out += " " + std::to_string(k) + "x" + std::to_string(n);
+    out += ")";
+  }
+  return out;
+}
+
+Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::string& name) {
+  Adapter a;
+  a.name = name;
+  a.path = path;
+  if (!fs::is_directory(path)) throw Error(ErrorKind::NotFound, path + ": not an adapter folder (adapter_config.json + adapters.safetensors or adapter_model.safetensors)");
+  const std::string cfg_path = path + "/adapter_config.json";
+  if (!fs::exists(cfg_path)) throw Error(ErrorKind::NotFound, cfg_path + ": missing (every adapter folder has one)");
+  const json cfg = read_json(cfg_path);
+  if (!cfg.is_object()) bad(cfg_path, "expected a JSON object");
+  std::string weights;
+  bool peft = false;
+  if (fs::exists(path + "/adapters.safetensors")) {
+    weights = path + "/adapters.safetensors";
+    a.format = fs::exists(path + "/optiq_lora_config.json") ? "optiq" : "mlx-lm";
+  } else if (fs::exists(path + "/adapter_model.safetensors")) {
+    weights = path + "/adapter_model.safetensors";
+    a.format = "peft";
+    peft = true;
+  } else if (fs::exists(path + "/adapter_model.bin")) {
+    throw Error(ErrorKind::Unsupported, path + "/adapter_model.bin: PyTorch pickles are not read; save the adapter as safetensors");
+  } else {
+    throw Error(ErrorKind::NotFound, path + ": no adapters.safetensors (mlx-lm) or adapter_model.safetensors (PEFT)");
+  }
+
+  // Scale rule.
+  double mlx_scale = 20.0;  // mlx-lm's default lora_parameters.scale
+  std::optional<double> rs_alpha;  // alpha / sqrt(r) (rsLoRA)
+  if (!peft) {
+    const std::string ft = cfg.value("fine_tune_type", std::string("lora"));
+    if (ft == "dora") throw Error(ErrorKind::Unsupported, cfg_path + ": DoRA adapters (fine_tune_type \"dora\") are not supported yet");
+    if (ft != "lora") throw Error(ErrorKind::Unsupported, cfg_path + ": fine_tune_type \"" + ft + "\" is not a LoRA adapter");
+    if (auto lp = cfg.find("lora_parameters"); lp != cfg.end() && lp->is_object()) {
+      if (auto s = lp->find("scale"); s != lp->end()) {
+        if (!s->is_number()) bad(cfg_path, "lora_parameters.scale must be a number");
+        mlx_scale = s->get<double>();
+      }
+    }
+    if (a.format == "optiq") {
+      const std::string side_path = path + "/optiq_lora_config.json";
+      const json side = read_json(side_path);
+      const bool rs = side.value("rs_lora", false) || side.value("use_rslora", false);
+      if (side.value("use_dora", false)) throw Error(ErrorKind::Unsupported, side_path + ": DoRA adapters are not supported yet");
+      if (rs) {
+        const json* al = side.contains("lora_alpha") ? &side["lora_alpha"] : cfg.contains("lora_alpha") ? &cfg["lora_alpha"] : nullptr;
+        if (!al || !al->is_number()) bad(side_path, "rs_lora is set but no lora_alpha says what alpha / sqrt(r) is");
+        rs_alpha = al->get<double>();
+      }
+      OPTIQ_LOG_INFO("adapter %s: OptiQ sidecar: rank %s, rank_scaling %s, scaling %s", name.c_str(),
+                     side.contains("rank") ? side["rank"].dump().c_str() : "?",
+                     side.value("rank_scaling", std::string("?")).c_str(), rs ? "alpha/sqrt(r) (rs_lora)" : "scale as stored");
+    }
+  } else {
+    if (cfg.value("peft_type", std::string("LORA")) != "LORA")
+      throw Error(ErrorKind::Unsupported, cfg_path + ": peft_type " + cfg.value("peft_type", std::string()) + " is not LoRA");
+    if (cfg.value("use_dora", false)) throw Error(ErrorKind::Unsupported, cfg_path + ": DoRA adapters (use_dora) are not supported yet");
+    if (cfg.value("fan_in_fan_out", false)) throw Error(ErrorKind::Unsupported, cfg_path + ": fan_in_fan_out (GPT-2 Conv1D) adapters are not supported");
+    if (auto m = cfg.find("modules_to_save"); m != cfg.end() && m->is_array() && !m->empty())
+      throw Error(ErrorKind::Unsupported, cfg_path + ": modules_to_save (full replacement weights) is not supported");
+  }
+
+  formats::SafetensorsFile st(weights);
+  struct Pair {
+    const formats::TensorRef* a = nullptr;
+    const formats::TensorRef* b = nullptr;
+    Site site;
+  };
+  std::map<std::string, Pair> pairs;
+  for (auto& [tname, t] : st.tensors()) {
+    auto site = parse_site(tname);
+    if (!site) throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " adapts a module other than the decoder's projections");
+    if (site->layer >= c.num_hidden_layers)
+      bad(weights, "tensor " + tname + " is for layer " + std::to_string(site->layer) + "; the model has " + std::to_string(c.num_hidden_layers));
+    Pair& p = pairs[site->module];
+    p.site = *site;
+    const std::string& leaf = site->leaf;
+    if (leaf == (peft ? "lora_A.weight" : "lora_a")) p.a = &t;
+    else if (leaf == (peft ? "lora_B.weight" : "lora_b")) p.b = &t;
+    else if (leaf == "m" || leaf.find("lora_magnitude_vector") != std::string::npos)
+      throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " is a DoRA magnitude; DoRA is not supported yet");
+    else
+      throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " is not a LoRA A or B matrix");
+  }
+  if (pairs.empty()) bad(weights, "no LoRA tensors");
+
+  a.layers.resize(size_t(c.num_hidden_layers));
+  for (auto& [module, p] : pairs) {
+    if (!p.a || !p.b) bad(weights, module + ": has " + std::string(p.a ? "A" : "B") + " but no " + (p.a ? "B" : "A") + " matrix");
+    const auto [out, in] = proj_dims(c, p.site.proj);
+    if (p.a->shape.size() != 2 || p.b->shape.size() != 2) bad(weights, module + ": A and B must be 2-D");
+    auto d = std::make_shared<LoraDelta>();
+    d->in = in, d->out = out;
+    const std::vector<float> af = to_f32(*p.a), bf = to_f32(*p.b);
+    auto shape_str = [](const formats::TensorRef& t) { return "[" + std::to_string(t.shape[0]) + ", " + std::to_string(t.shape[1]) + "]"; };
+    if (peft) {  // A [r, in], B [out, r]: stored as we use them
+      const int64_t r = p.a->shape[0];
+      if (p.a->shape[1] != in || p.b->shape[0] != out || p.b->shape[1] != r || r <= 0)
+        bad(weights, module + ": lora_A " + shape_str(*p.a) + " / lora_B " + shape_str(*p.b) + " do not fit the base's [" +
+                         std::to_string(out) + ", " + std::to_string(in) + "] projection");
+      d->rank = int(r);
+      d->a = af;
+      d->b = bf;
+      const double alpha = pattern_value(cfg, "alpha_pattern", module).value_or(cfg.value("lora_alpha", 8.0));
+      d->scale = float(cfg.value("use_rslora", false) ? alpha / std::sqrt(double(r)) : alpha / double(r));
+    } else {  // mlx-lm: lora_a [in, r], lora_b [r, out]: transposed into A [r, in], B [out, r]
+      const int64_t r = p.a->shape[1];
+      if (p.a->shape[0] != in || p.b->shape[1] != out || p.b->shape[0] != r || r <= 0)
+        bad(weights, module + ": lora_a " + shape_str(*p.a) + " / lora_b " + shape_str(*p.b) + " do not fit the base's [" +
+                         std::to_string(out) + ", " + std::to_string(in) + "] projection");
+      d->rank = int(r);
+      d->a.resize(size_t(r * in));
+      d->b.resize(size_t(out * r));
+      for (int64_t i = 0; i < in; ++i)
+        for (int64_t k = 0; k < r; ++k) d->a[size_t(k * in + i)] = af[size_t(i * r + k)];
+      for (int64_t k = 0; k < r; ++k)
+        for (int64_t o = 0; o < out; ++o) d->b[size_t(o * r + k)] = bf[size_t(k * out + o)];
+      d->scale = float(rs_alpha ? *rs_alpha / std::sqrt(double(r)) : mlx_scale);
+    }
+    for (float x : d->a)
+      if (!std::isfinite(x)) bad(weights, module + ": A holds a non-finite value");
+    for (float x : d->b)
+      if (!std::isfinite(x)) bad(weights, module + ": B holds a non-finite value");
+    a.layers[size_t(p.site.layer)][size_t(p.site.proj)] = std::move(d);
+  }
+  return a;
+}
+
+}  // namespace optiq::model

@@ -1,0 +1,47 @@
+#pragma once
+// LoRA adapters mounted over a base model: kept apart from the base weights (never merged), several at
+// once, each batch row choosing its own set. A projection y = W x gains scale * B (A x) per adapter of the
+// row's set. Formats (../shared/research/formats.md §5):
+//   mlx-lm   adapters.safetensors + adapter_config.json: <module>.lora_a [in, r], .lora_b [r, out],
+//            lora_parameters.scale used as is;
+//   OptiQ    the mlx-lm layout plus optiq_lora_config.json; ranks differ per layer (taken from each
+//            tensor's shape); rs_lora / use_rslora there means alpha / sqrt(r);
+//   PEFT     adapter_model.safetensors + adapter_config.json: <module>.lora_A.weight [r, in],
+//            .lora_B.weight [out, r], scale lora_alpha / r (alpha / sqrt(r) with use_rslora), per-module
+//            r and alpha from rank_pattern / alpha_pattern.
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace optiq::model {
+
+enum class Proj { Q, K, V, O, Gate, Up, Down };
+constexpr int kProjCount = 7;
+const char* proj_name(Proj p);  // "self_attn.q_proj", ..., "mlp.down_proj"
+
+struct LoraDelta {  // y += scale * B (A x)
+  int rank = 0, in = 0, out = 0;
+  float scale = 1.0f;
+  std::vector<float> a;  // [rank, in]
+  std::vector<float> b;  // [out, rank]
+};
+
+struct Adapter {
+  std::string name;
+  std::string path;
+  std::string format;  // mlx-lm | optiq | peft
+  // layers[l][proj]: the delta of that projection, or null when the adapter leaves it alone.
+  std::vector<std::array<std::shared_ptr<const LoraDelta>, kProjCount>> layers;
+  const LoraDelta* delta(int layer, Proj p) const { return layers[size_t(layer)][size_t(p)].get(); }
+  std::string summary() const;  // format, modules, rank range and scale, for the start-up log
+};
+
+// Reads the adapter folder at `path` for a base model of `config`. Throws Error(BadModel) naming the file
+// and tensor for anything malformed or not matching the base, Error(Unsupported) for real format features
+// not implemented (DoRA, embedding adapters, modules_to_save).
+Adapter load_adapter(const std::string& path, const ModelConfig& config, const std::string& name);
+
+}  // namespace optiq::model

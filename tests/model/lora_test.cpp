@@ -1,0 +1,226 @@
+// Mounted LoRA adapters: in every format the logits equal those of the base with the adapter merged into
+// an f32 copy of its weights; a zero B changes nothing; one batch mixing rows on different adapters gives
+// each row what it gets alone; malformed adapters are clear errors.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "formats/safetensors.h"
+#include "model/model.h"
+#include "model/synthetic.h"
+#include "test_paths.h"
+#include "util/error.h"
+
+using namespace optiq;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Delta {
+  std::string module;  // model.layers.<i>.<proj>
+  int out, in, rank;
+  float scale;
+  std::vector<float> a, b;  // A [rank, in], B [out, rank]
+};
+
+std::vector<float> randn(size_t n, uint32_t seed, float sd) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& x : v) x = nd(rng);
+  return v;
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+class Lora : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    base_ = test::scratch_dir("lora-base");
+    spec_ = model::synthetic_shape("tiny-qwen3");
+    model::write_synthetic_model(spec_, "f32", base_);
+  }
+  // Deltas on several projections, with ranks that differ per layer (as OptiQ's adapters have).
+  static std::vector<Delta> deltas(float scale, bool zero_b = false) {
+    const auto& s = spec_;
+    const int q = s.num_attention_heads * s.head_dim, kv = s.num_key_value_heads * s.head_dim;
+    std::vector<Delta> out = {{"model.layers.0.self_attn.q_proj", q, s.hidden_size, 4, scale, {}, {}},
+                              {"model.layers.0.self_attn.v_proj", kv, s.hidden_size, 4, scale, {}, {}},
+                              {"model.layers.1.self_attn.o_proj", s.hidden_size, q, 2, scale, {}, {}},
+                              {"model.layers.1.mlp.down_proj", s.hidden_size, s.intermediate_size, 8, scale, {}, {}},
+                              {"model.layers.0.mlp.gate_proj", s.intermediate_size, s.hidden_size, 4, scale, {}, {}}};
+    uint32_t seed = 11;
+    for (auto& d : out) {
+      d.a = randn(size_t(d.rank * d.in), seed++, 0.3f);
+      d.b = zero_b ? std::vector<float>(size_t(d.out * d.rank), 0.0f) : randn(size_t(d.out * d.rank), seed++, 0.3f);
+    }
+    return out;
+  }
+  // mlx-lm layout: lora_a [in, r], lora_b [r, out].
+  static std::string write_mlx(const std::string& name, const std::vector<Delta>& ds, float scale, bool optiq = false) {
+    const std::string dir = test::scratch_dir(name);
+    formats::SafetensorsWriter w;
+    for (auto& d : ds) {
+      std::vector<float> at(d.a.size()), bt(d.b.size());
+      for (int k = 0; k < d.rank; ++k)
+        for (int i = 0; i < d.in; ++i) at[size_t(i * d.rank + k)] = d.a[size_t(k * d.in + i)];
+      for (int o = 0; o < d.out; ++o)
+        for (int k = 0; k < d.rank; ++k) bt[size_t(k * d.out + o)] = d.b[size_t(o * d.rank + k)];
+      w.add_f32(d.module + ".lora_a", {d.in, d.rank}, at);
+      w.add_f32(d.module + ".lora_b", {d.rank, d.out}, bt);
+    }
+    w.write(dir + "/adapters.safetensors");
+    write_text(dir + "/adapter_config.json", R"({"fine_tune_type": "lora", "num_layers": -1, "lora_parameters": {"rank": 8, "scale": )" +
+                                                 std::to_string(scale) + R"(, "dropout": 0.0}})");
+    if (optiq) write_text(dir + "/optiq_lora_config.json", R"({"rank": 8, "rank_scaling": "by_bits", "scale": 2.0})");
+    return dir;
+  }
+  // PEFT layout: lora_A [r, in], lora_B [out, r]; scale lora_alpha / r.
+  static std::string write_peft(const std::string& name, const std::vector<Delta>& ds, const std::string& config) {
+    const std::string dir = test::scratch_dir(name);
+    formats::SafetensorsWriter w;
+    for (auto& d : ds) {
+      w.add_f32("base_model.model." + d.module + ".lora_A.weight", {d.rank, d.in}, d.a);
+      w.add_f32("base_model.model." + d.module + ".lora_B.weight", {d.out, d.rank}, d.b);
+    }
+    w.write(dir + "/adapter_model.safetensors");
+    write_text(dir + "/adapter_config.json", config);
+    return dir;
+  }
+  // The base with the deltas merged into its f32 weights: W' = W + scale * B A.
+  static std::string write_merged(const std::string& name, const std::vector<Delta>& ds) {
+    const std::string dir = test::scratch_dir(name);
+    fs::copy_file(base_ + "/config.json", dir + "/config.json", fs::copy_options::overwrite_existing);
+    formats::SafetensorsFile st(base_ + "/model.safetensors");
+    formats::SafetensorsWriter w;
+    for (auto& [tname, t] : st.tensors()) {
+      std::vector<float> v(size_t(t.numel()));
+      std::memcpy(v.data(), t.data, v.size() * 4);
+      for (auto& d : ds)
+        if (tname == d.module + ".weight")
+          for (int o = 0; o < d.out; ++o)
+            for (int i = 0; i < d.in; ++i) {
+              double acc = 0;
+              for (int k = 0; k < d.rank; ++k) acc += double(d.b[size_t(o * d.rank + k)]) * d.a[size_t(k * d.in + i)];
+              v[size_t(o * d.in + i)] += float(d.scale * acc);
+            }
+      w.add_f32(tname, t.shape, v);
+    }
+    w.write(dir + "/model.safetensors");
+    return dir;
+  }
+  // Logits of every position of `tokens` (one sequence) under adapter set `set`.
+  static std::vector<float> logits(model::Model& m, const std::vector<int32_t>& tokens, int32_t set = 0) {
+    auto cache = m.make_cache();
+    const int32_t s = cache->create_sequence();
+    model::Batch b;
+    for (size_t i = 0; i < tokens.size(); ++i) b.add(tokens[i], int32_t(i), s, true, set);
+    std::vector<float> out(tokens.size() * size_t(m.config().vocab_size));
+    m.forward(b, *cache, out.data());
+    return out;
+  }
+  static double rel_diff(const std::vector<float>& x, const std::vector<float>& y) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < x.size(); ++i) num = std::max(num, double(std::fabs(x[i] - y[i]))), den = std::max(den, double(std::fabs(y[i])));
+    return num / den;
+  }
+  static inline std::string base_;
+  static inline model::SyntheticSpec spec_;
+  const std::vector<int32_t> tokens_ = {1, 17, 42, 99, 5, 250, 3, 77};
+};
+
+}  // namespace
+
+TEST_F(Lora, EveryFormatMatchesTheMergedWeights) {
+  const auto ds = deltas(2.0f);
+  const std::vector<std::pair<std::string, std::string>> adapters = {
+      {"mlx-lm", write_mlx("lora-mlx", ds, 2.0f)},
+      {"optiq", write_mlx("lora-optiq", ds, 2.0f, /*optiq=*/true)},
+      // alpha 8 / r 4 = 2; the rank-2 and rank-8 modules get alpha 4 and 16 from alpha_pattern.
+      {"peft", write_peft("lora-peft", ds, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8,
+          "alpha_pattern": {"o_proj": 4, "layers.1.mlp.down_proj": 16}, "target_modules": ["q_proj", "v_proj", "o_proj", "down_proj", "gate_proj"]})")},
+  };
+  auto m = model::Model::load(base_);
+  auto merged = model::Model::load(write_merged("lora-merged", ds));
+  const auto want = logits(*merged, tokens_);
+  const auto base = logits(*m, tokens_);
+  ASSERT_GT(rel_diff(base, want), 1e-2) << "the adapter must change the logits for this test to mean anything";
+  for (auto& [format, dir] : adapters) {
+    const int idx = m->mount_adapter(model::load_adapter(dir, m->config(), format));
+    EXPECT_EQ(m->adapters()[size_t(idx)]->format, format);
+    EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({idx})), want), 1e-4) << format;
+  }
+  EXPECT_EQ(m->adapters()[0]->summary(), "mlx-lm adapter, 5 modules, rank 2-8, scale 2 (ranks: 2x1 4x3 8x1)");
+  // The base itself is untouched.
+  EXPECT_EQ(logits(*m, tokens_), base);
+}
+
+TEST_F(Lora, ZeroBChangesNothing) {
+  auto m = model::Model::load(base_);
+  const int idx = m->mount_adapter(model::load_adapter(write_mlx("lora-zero", deltas(2.0f, true), 2.0f), m->config(), "zero"));
+  EXPECT_EQ(logits(*m, tokens_, m->adapter_set({idx})), logits(*m, tokens_));
+}
+
+TEST_F(Lora, ABatchMixingAdaptersGivesEachRowItsOwn) {
+  auto m = model::Model::load(base_);
+  auto ds_b = deltas(1.0f);
+  for (auto& d : ds_b)
+    for (auto& x : d.b) x = -x;
+  const int a = m->mount_adapter(model::load_adapter(write_mlx("lora-mix-a", deltas(2.0f), 2.0f), m->config(), "a"));
+  const int b = m->mount_adapter(model::load_adapter(write_mlx("lora-mix-b", ds_b, 1.0f), m->config(), "b"));
+  const int32_t sets[3] = {m->adapter_set({a}), m->adapter_set({b}), 0};
+  const std::vector<int32_t> prompts[3] = {{1, 5, 9, 200}, {1, 77, 8, 31, 4}, {1, 300, 12}};
+  std::vector<float> alone[3];
+  for (int i = 0; i < 3; ++i) {
+    const auto l = logits(*m, prompts[i], sets[i]);
+    alone[i].assign(l.end() - m->config().vocab_size, l.end());
+  }
+  auto cache = m->make_cache();
+  model::Batch batch;
+  int32_t seq[3];
+  for (int i = 0; i < 3; ++i) seq[i] = cache->create_sequence();
+  for (size_t t = 0; t < 5; ++t)
+    for (int i = 0; i < 3; ++i)
+      if (t < prompts[i].size()) batch.add(prompts[i][t], int32_t(t), seq[i], t + 1 == prompts[i].size(), sets[i]);
+  const int V = m->config().vocab_size;
+  std::vector<float> out(3 * size_t(V));
+  m->forward(batch, *cache, out.data());
+  // Rows with logits come out in batch order: sequence 2 ends first (t = 2), then 0 (t = 3), then 1 (t = 4).
+  const int order[3] = {2, 0, 1};
+  for (int j = 0; j < 3; ++j) {
+    std::vector<float> got(out.begin() + j * V, out.begin() + (j + 1) * V);
+    EXPECT_LT(rel_diff(got, alone[order[j]]), 1e-5) << "row of sequence " << order[j];
+  }
+  // Stacking: a then b is one set, distinct from each.
+  EXPECT_NE(m->adapter_set({a, b}), sets[0]);
+  EXPECT_EQ(m->adapter_set({a, b}), m->adapter_set({a, b}));
+}
+
+TEST_F(Lora, MalformedAdaptersAreClearErrors) {
+  auto m = model::Model::load(base_);
+  auto error = [&](const std::string& dir) -> std::string {
+    try {
+      model::load_adapter(dir, m->config(), "x");
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "(no error)";
+  };
+  auto ds = deltas(2.0f);
+  ds[0].in = ds[0].in / 2;  // A no longer fits q_proj
+  ds[0].a.resize(size_t(ds[0].rank * ds[0].in));
+  EXPECT_NE(error(write_mlx("lora-bad-shape", ds, 2.0f)).find("model.layers.0.self_attn.q_proj: lora_a [128, 4] / lora_b [4, 256] do not fit the base's [256, 256] projection"), std::string::npos)
+      << error(write_mlx("lora-bad-shape", ds, 2.0f));
+  const std::string dora = write_mlx("lora-dora", deltas(2.0f), 2.0f);
+  write_text(dora + "/adapter_config.json", R"({"fine_tune_type": "dora", "lora_parameters": {"scale": 2.0}})");
+  EXPECT_NE(error(dora).find("DoRA"), std::string::npos);
+  EXPECT_NE(error(test::scratch_dir("lora-empty")).find("adapter_config.json: missing"), std::string::npos);
+  const std::string broken = write_mlx("lora-broken-json", deltas(2.0f), 2.0f);
+  write_text(broken + "/adapter_config.json", "{");
+  EXPECT_NE(error(broken).find("not valid JSON"), std::string::npos);
+}
