@@ -12,7 +12,7 @@
 // Prompts are token id arrays (both servers take them), so both read the same tokens.
 //
 //   node bench/load.mjs MODEL.gguf [--llama-server PATH] [--threads 2] [--gen 32] [--prompt-len 128]
-//        [--streams 1,4,8,16] [--prefix 4096] [--long 4096] [--slots 8]
+//        [--streams 1,4,8,16] [--prefix 4096] [--long 4096] [--slots 8] [--servers optiq,llama]
 //
 // MODEL: e.g. `optiq make-model --shape qwen3-0.6b --vocab 32000 --format gguf-q4_0 -o m.gguf`.
 // The binary is build/optiq (OPTIQ_BIN overrides). Prints one table per server and one JSON line each.
@@ -21,7 +21,7 @@ import { performance } from 'node:perf_hooks';
 import { bin, startServer } from '../tests/js/harness.mjs';
 
 const opts = { model: '', 'llama-server': '', threads: 2, gen: 32, 'prompt-len': 128, streams: '1,4,8,16', prefix: 4096,
-  long: 4096, slots: 8, vocab: 32000 };
+  long: 4096, slots: 8, vocab: 32000, servers: 'optiq,llama' };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -112,21 +112,26 @@ function startLlama() {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const ctx = opts.slots * Math.max(opts.prefix + 64, opts.long + 64, opts['prompt-len'] + 4 * opts.gen + 64);
   const proc = spawn(opts['llama-server'], ['-m', opts.model, '-np', String(opts.slots), '-c', String(ctx), '-t', String(opts.threads),
-    '--port', String(port), '-fa', 'on', '--no-warmup'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--port', String(port), '-fa', 'on', '--no-warmup'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let log = '';
-    proc.stderr.on('data', (d) => {
+    const seen = (d) => {
       log += d;
-      if (/server is listening|HTTP server listening/.test(log)) resolve({ base: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGTERM') });
-    });
+      if (/listening on http/.test(log)) resolve({ base: `http://127.0.0.1:${port}`, stop: () => proc.kill('SIGTERM') });
+    };
+    proc.stdout.on('data', seen);
+    proc.stderr.on('data', seen);
     proc.on('exit', (c) => reject(new Error(`llama-server exited ${c}:\n${log.slice(-3000)}`)));
   });
 }
 
+const which = opts.servers.split(',');
+if (which.includes('optiq')) {
 const optiq = await startServer(['--model', opts.model, '--max-concurrency', String(opts.slots), '--max-queue', '64'],
   { OPTIQ_THREADS: String(opts.threads) });
 try { table(await measure(`optiq (${bin}), --max-concurrency ${opts.slots}`, optiq.base)); } finally { optiq.stop(); }
-if (opts['llama-server']) {
+}
+if (opts['llama-server'] && which.includes('llama')) {
   const ls = await startLlama();
   try { table(await measure(`llama-server -np ${opts.slots}`, ls.base)); } finally { ls.stop(); }
 }

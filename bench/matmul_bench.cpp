@@ -1,4 +1,5 @@
-// Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=128/512 (prefill) per format and shape.
+// Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=2-16 (batched decode) and n=128/512
+// (prefill) per format and shape.
 // Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols]
 //   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
 #include <algorithm>
@@ -169,7 +170,7 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
       if (big || n1_only) continue;
-      for (int64_t n : {int64_t(128), int64_t(512)}) {
+      for (int64_t n : {int64_t(2), int64_t(4), int64_t(8), int64_t(16), int64_t(128), int64_t(512)}) {
         const double t = time_it([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 0.5 : 1.5);
         const double gflop = 2.0 * double(sh.rows) * double(sh.cols) * double(n) / 1e9;
         std::printf("%-8s %6lldx%-5lld n=%-3lld %8.3f ms  %6.1f GFLOP/s\n", f.name, (long long)sh.rows,

@@ -363,6 +363,9 @@ OPTIQ_INLINE void qstep(const F& f, int64_t b, int64_t nb, const int8_t* const* 
   const __m256i q = f.load(b);
   const __m256i mw = F::kSubScale ? f.sub(b) : _mm256_set1_epi16(1);
   const __m256i qa = F::kSigned ? _mm256_sign_epi8(q, q) : q;
+  // Unrolled so that the accumulators live in registers (a rolled loop kept them in memory: a store and
+  // a reload per block and activation row).
+#pragma GCC unroll 8
   for (int c = 0; c < NX; ++c) {
     __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[c] + 32 * b));
     if (F::kSigned) xv = _mm256_sign_epi8(xv, q);
@@ -374,27 +377,27 @@ OPTIQ_INLINE void qstep(const F& f, int64_t b, int64_t nb, const int8_t* const* 
 // out[c] = Σ_b comb[c][b] * dot(q_b, xq[c]_b), for NX activation rows.
 template <class F, int NX>
 OPTIQ_INLINE void qdot(const F& f, int64_t nb, const int8_t* const* xq, const float* comb, float* out) {
-  __m256 a0[NX], a1[NX], a2[NX], a3[NX];
-  for (int c = 0; c < NX; ++c) a0[c] = a1[c] = a2[c] = a3[c] = _mm256_setzero_ps();
-  int64_t b = 0;
   if constexpr (NX == 1) {  // four independent FMA chains (FMA latency 4, two FMA pipes)
+    __m256 a0[1] = {_mm256_setzero_ps()}, a1[1] = {_mm256_setzero_ps()}, a2[1] = {_mm256_setzero_ps()},
+           a3[1] = {_mm256_setzero_ps()};
+    int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
       _mm_prefetch(reinterpret_cast<const char*>(f.pf(b)) + kPrefetchBytes, _MM_HINT_T0);
-      qstep<F, NX>(f, b, nb, xq, comb, a0);
-      qstep<F, NX>(f, b + 1, nb, xq, comb, a1);
-      qstep<F, NX>(f, b + 2, nb, xq, comb, a2);
-      qstep<F, NX>(f, b + 3, nb, xq, comb, a3);
+      qstep<F, 1>(f, b, nb, xq, comb, a0);
+      qstep<F, 1>(f, b + 1, nb, xq, comb, a1);
+      qstep<F, 1>(f, b + 2, nb, xq, comb, a2);
+      qstep<F, 1>(f, b + 3, nb, xq, comb, a3);
     }
-  } else if constexpr (NX == 2) {
-    for (; b + 2 <= nb; b += 2) {
-      _mm_prefetch(reinterpret_cast<const char*>(f.pf(b)) + kPrefetchBytes, _MM_HINT_T0);
-      qstep<F, NX>(f, b, nb, xq, comb, a0);
-      qstep<F, NX>(f, b + 1, nb, xq, comb, a1);
-    }
+    for (; b < nb; ++b) qstep<F, 1>(f, b, nb, xq, comb, a0);
+    out[0] = hsum(_mm256_add_ps(_mm256_add_ps(a0[0], a1[0]), _mm256_add_ps(a2[0], a3[0])));
+  } else {  // NX independent chains already
+    __m256 acc[NX];
+#pragma GCC unroll 8
+    for (int c = 0; c < NX; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) qstep<F, NX>(f, b, nb, xq, comb, acc);
+#pragma GCC unroll 8
+    for (int c = 0; c < NX; ++c) out[c] = hsum(acc[c]);
   }
-  for (; b < nb; ++b) qstep<F, NX>(f, b, nb, xq, comb, a0);
-  for (int c = 0; c < NX; ++c)
-    out[c] = hsum(_mm256_add_ps(_mm256_add_ps(a0[c], a1[c]), _mm256_add_ps(a2[c], a3[c])));
 }
 
 inline float dot_f32(const float* a, const float* b, int64_t n) {

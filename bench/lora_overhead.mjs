@@ -1,0 +1,101 @@
+#!/usr/bin/env node
+// Decode cost of mounted LoRA adapters (issue 7): `optiq generate` decode tok/s on MODEL alone, with one
+// rank-R adapter on every attention and MLP projection of every layer, in one run on one machine; then one
+// server batch of 8 streams on 8 different adapters against 8 streams on the base.
+// The adapters are random (mlx-lm layout, F32), written to a temporary folder from MODEL's config.json.
+//
+//   node bench/lora_overhead.mjs MODEL_DIR [--rank 16] [--tokens 64] [--threads 2] [--reps 2]
+//
+// MODEL_DIR needs a tokenizer, e.g. `optiq make-model --shape qwen3-0.6b --vocab 50257 --format mlx4 -o M`
+// plus tokenizer.json and tokenizer_config.json from ../shared/tokenizers/gpt2.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { bin, startServer } from '../tests/js/harness.mjs';
+
+const opts = { model: '', rank: 16, tokens: 64, threads: 2, reps: 2 };
+const args = process.argv.slice(2);
+for (let i = 0; i < args.length; i++) {
+  const a = args[i];
+  if (!a.startsWith('--')) { opts.model = a; continue; }
+  const key = a.slice(2);
+  if (!(key in opts) || i + 1 >= args.length) { console.error(`unknown option or missing value: ${a}`); process.exit(2); }
+  opts[key] = Number(args[++i]);
+}
+if (!opts.model) { console.error('usage: node bench/lora_overhead.mjs MODEL_DIR [--rank 16]'); process.exit(2); }
+const env = { ...process.env, OPTIQ_THREADS: String(opts.threads) };
+
+function writeAdapter(dir, name, seed) {
+  const c = JSON.parse(readFileSync(path.join(opts.model, 'config.json'), 'utf8'));
+  const hd = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  const q = c.num_attention_heads * hd, kv = c.num_key_value_heads * hd, H = c.hidden_size, I = c.intermediate_size, r = opts.rank;
+  const mods = [['self_attn.q_proj', H, q], ['self_attn.k_proj', H, kv], ['self_attn.v_proj', H, kv], ['self_attn.o_proj', q, H],
+    ['mlp.gate_proj', H, I], ['mlp.up_proj', H, I], ['mlp.down_proj', I, H]];
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.02;
+  const header = {}, chunks = [];
+  let off = 0;
+  for (let l = 0; l < c.num_hidden_layers; l++)
+    for (const [m, inp, out] of mods)
+      for (const [leaf, shape] of [['lora_a', [inp, r]], ['lora_b', [r, out]]]) {
+        const data = new Float32Array(shape[0] * shape[1]).map(rnd);
+        header[`model.layers.${l}.${m}.${leaf}`] = { dtype: 'F32', shape, data_offsets: [off, off + data.byteLength] };
+        off += data.byteLength;
+        chunks.push(Buffer.from(data.buffer));
+      }
+  let h = JSON.stringify(header);
+  while ((h.length + 8) % 8) h += ' ';
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  const folder = path.join(dir, name);
+  mkdirSync(folder);
+  writeFileSync(path.join(folder, 'adapters.safetensors'), Buffer.concat([len, Buffer.from(h), ...chunks]));
+  writeFileSync(path.join(folder, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'lora', lora_parameters: { rank: r, scale: 2.0 } }));
+  return folder;
+}
+
+function decodeTokS(extra) {
+  let best = 0;
+  for (let i = 0; i < opts.reps; i++) {
+    const r = spawnSync(bin, ['generate', opts.model, '--prompt', 'Once upon a time', '--max-tokens', String(opts.tokens), ...extra],
+      { encoding: 'utf8', env });
+    if (r.status !== 0) throw new Error(r.stderr);
+    const m = /generation: (\d+) tokens, ([\d.]+) tokens\/s/.exec(r.stderr);
+    best = Math.max(best, Number(m[2]));
+  }
+  return best;
+}
+
+async function streams(base, models) {
+  const t0 = performance.now();
+  const rs = await Promise.all(models.map(async (model) => {
+    const r = await fetch(base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, prompt: 'Once upon a time', max_tokens: opts.tokens, temperature: 0 }) });
+    return (await r.json()).usage.completion_tokens;
+  }));
+  return rs.reduce((a, b) => a + b, 0) / ((performance.now() - t0) / 1000);
+}
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'optiq-lora-bench-'));
+try {
+  const adapters = Array.from({ length: 8 }, (_, i) => writeAdapter(dir, `a${i}`, 17 + i));
+  const base = decodeTokS([]), one = decodeTokS(['--adapter', adapters[0]]);
+  console.log(`decode, one stream (optiq generate, ${opts.tokens} tokens, best of ${opts.reps}): base ${base.toFixed(2)} tok/s, ` +
+    `one rank-${opts.rank} adapter on all 7 projections ${one.toFixed(2)} tok/s: overhead ${((base / one - 1) * 100).toFixed(1)}%`);
+  const server = await startServer(['--model', opts.model, '--max-concurrency', '8', ...adapters.flatMap((a, i) => ['--adapter', `a${i}=${a}`])],
+    { OPTIQ_THREADS: String(opts.threads) });
+  try {
+    await streams(server.base, ['base']);
+    const b8 = await streams(server.base, Array(8).fill('base'));
+    const a8 = await streams(server.base, adapters.map((_, i) => `a${i}`));
+    console.log(`server, 8 streams in one batch: base ${b8.toFixed(2)} tok/s, 8 different adapters ${a8.toFixed(2)} tok/s: ` +
+      `overhead ${((b8 / a8 - 1) * 100).toFixed(1)}%`);
+    console.log(JSON.stringify({ rank: opts.rank, base_tok_s: base, one_adapter_tok_s: one, batch8_base_tok_s: b8, batch8_adapters_tok_s: a8 }));
+  } finally {
+    server.stop();
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
