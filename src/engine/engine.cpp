@@ -355,6 +355,16 @@ void Engine::step() {
   model::Batch batch;
   std::vector<Sequence*> logit_rows;  // which sequence each logits row belongs to
   int budget = opts_.prefill_chunk, prefilling = 0;
+  // While sequences are decoding, a prompt's chunk is cut so that the step takes about the larger of
+  // 250 ms and three decode-only steps (from measured step times: a decode step, and the cost of each
+  // prompt row on top of it), bounding their inter-token latency while a long prompt arrives.
+  int decoding = 0;
+  for (auto& sp : running_)
+    if (!sp->done && sp->kv_seq >= 0 && sp->context.size() - sp->fed == 1) ++decoding;
+  if (decoding > 0 && decode_step_s_ > 0 && prefill_row_s_ > 0) {
+    const double target = std::max(0.25, 3 * decode_step_s_);
+    budget = std::clamp(int((target - decode_step_s_) / prefill_row_s_), 16, std::max(opts_.prefill_chunk, 16));
+  }
   for (auto& sp : running_) {
     Sequence& s = *sp;
     if (s.handle->cancelled() || s.done || s.kv_seq < 0) continue;
@@ -388,8 +398,16 @@ void Engine::step() {
   if (batch.size() == 0) return;
   const int32_t vocab = lm_.model->config().vocab_size;
   std::vector<float> logits(logit_rows.size() * size_t(vocab));
+  const Clock::time_point t0 = Clock::now();
   lm_.model->forward(batch, *cache_, logits.data());
   const Clock::time_point now = Clock::now();
+  {  // moving averages for the chunk sizing above
+    const double dt = std::chrono::duration<double>(now - t0).count();
+    const int prompt_rows = int(batch.size()) - decoding;
+    auto ema = [](double& avg, double v) { avg = avg > 0 ? 0.8 * avg + 0.2 * v : v; };
+    if (prompt_rows <= 0) ema(decode_step_s_, dt);
+    else if (decoding == 0 || decode_step_s_ > 0) ema(prefill_row_s_, std::max(0.0, dt - (decoding ? decode_step_s_ : 0.0)) / prompt_rows);
+  }
   std::vector<double> ttft, itl;
   for (size_t i = 0; i < logit_rows.size(); ++i) {
     Sequence& s = *logit_rows[i];

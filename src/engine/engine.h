@@ -124,6 +124,9 @@ class Engine {
   std::vector<CachedPrompt> prompt_cache_;         // worker thread only
   std::vector<std::unique_ptr<Sequence>> running_;  // worker thread only, in admission order
   uint64_t clock_ = 0;
+  double decode_step_s_ = 0;  // moving averages for prefill chunk sizing: a step of decode rows only,
+  double prefill_row_s_ = 0;  // and each prompt row
+
   mutable std::mutex stats_mu_;
   EngineStats stats_;
   mutable std::mutex mu_;
