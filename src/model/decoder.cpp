@@ -48,25 +48,29 @@ void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
     for (size_t r = 0; r < rows.size(); ++r)
       if (rows[r] && std::find(rows[r]->begin(), rows[r]->end(), a) != rows[r]->end()) group.push_back(int64_t(r));
     const int64_t G = int64_t(group.size()), R = d.rank;
-    std::vector<float> t(size_t(G * R));
-#pragma omp parallel for num_threads(threads) schedule(static) collapse(2) if (G * R * in > 65536)
-    for (int64_t g = 0; g < G; ++g)
-      for (int64_t k = 0; k < R; ++k) {
-        const float* xr = x + group[size_t(g)] * in;
-        const float* ak = d.a.data() + k * in;
-        float acc = 0;
-        for (int64_t i = 0; i < in; ++i) acc += ak[i] * xr[i];
-        t[size_t(g * R + k)] = acc * d.scale;
-      }
-#pragma omp parallel for num_threads(threads) schedule(static) if (G * R * out > 65536)
-    for (int64_t o = 0; o < out; ++o) {
-      const float* bo = d.b.data() + o * R;
-      for (int64_t g = 0; g < G; ++g) {
-        const float* tg = t.data() + g * R;
-        float acc = 0;
-        for (int64_t k = 0; k < R; ++k) acc += bo[k] * tg[k];
-        y[group[size_t(g)] * out + o] += acc;
-      }
+    // The group's rows of x, contiguous (x itself when every row is in it).
+    thread_local std::vector<float> xs, t, u;
+    const float* xg = x;
+    if (G != int64_t(rows.size())) {
+      xs.resize(size_t(G * in));
+      for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
+      xg = xs.data();
+    }
+    // t = x A^T [G, R], u = t B^T [G, out] through the f32 matmul kernel (vectorized and threaded).
+    kernels::WeightView A, B;
+    A.format = B.format = kernels::WeightFormat::F32;
+    A.rows = R, A.cols = in, A.data = reinterpret_cast<const uint8_t*>(d.a.data()), A.row_bytes = size_t(in) * sizeof(float);
+    B.rows = out, B.cols = R, B.data = reinterpret_cast<const uint8_t*>(d.b.data()), B.row_bytes = size_t(R) * sizeof(float);
+    t.resize(size_t(G * R));
+    u.resize(size_t(G * out));
+    kernels::matmul(A, xg, G, t.data());
+    kernels::matmul(B, t.data(), G, u.data());
+    const float s = d.scale;
+#pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)
+    for (int64_t g = 0; g < G; ++g) {
+      float* yr = y + group[size_t(g)] * out;
+      const float* ur = u.data() + g * out;
+      for (int64_t o = 0; o < out; ++o) yr[o] += s * ur[o];
     }
   }
 }
