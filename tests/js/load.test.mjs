@@ -43,6 +43,10 @@ async function metrics(base) {
   return out;
 }
 
+// Long enough (seconds) that the whole burst has arrived before the first admitted request ends, even on a
+// loaded machine.
+const TOKENS = 100;
+
 test('a burst past max-concurrency + max-queue: 4 served, 6 refused at once in each API\'s shape', skip, async () => {
   const server = await startServer(['--model', model, '--use-default-chat-template', '--max-concurrency', '2',
     '--max-queue', '2', '--prompt-cache-size', '0'], { OPTIQ_THREADS: '1' });
@@ -51,8 +55,8 @@ test('a burst past max-concurrency + max-queue: 4 served, 6 refused at once in e
     const burst = [...Array(10).keys()].map(async (i) => {
       const anthropic = i % 2 === 1;
       const r = anthropic
-        ? await postJson(server.base, '/v1/messages', { model: 'm', max_tokens: 12, messages: [{ role: 'user', content: `hi ${i}` }] })
-        : await postJson(server.base, '/v1/completions', { prompt: `hello ${i}`, max_tokens: 12 });
+        ? await postJson(server.base, '/v1/messages', { model: 'm', max_tokens: TOKENS, messages: [{ role: 'user', content: `hi ${i}` }] })
+        : await postJson(server.base, '/v1/completions', { prompt: `hello ${i}`, max_tokens: TOKENS });
       return { anthropic, status: r.status, body: await r.json(), ms: Date.now() - t0 };
     });
     const results = await Promise.all(burst);
@@ -60,8 +64,8 @@ test('a burst past max-concurrency + max-queue: 4 served, 6 refused at once in e
     assert.equal(served.length, 4, JSON.stringify(results.map((r) => r.status)));
     assert.equal(refused.length, 6);
     for (const r of served) {
-      if (r.anthropic) assert.equal(r.body.usage.output_tokens, 12);
-      else assert.equal(r.body.usage.completion_tokens, 12);
+      if (r.anthropic) assert.equal(r.body.usage.output_tokens, TOKENS);
+      else assert.equal(r.body.usage.completion_tokens, TOKENS);
     }
     const slowest = Math.max(...served.map((r) => r.ms));
     for (const r of refused) {
