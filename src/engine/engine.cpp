@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "engine/adapter_scope.h"
 #include "engine/stop_matcher.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -78,6 +79,7 @@ std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
     throw Error(ErrorKind::InvalidArgument, "prompt is too long: " + std::to_string(req.prompt.size()) + " tokens > " +
                                                 std::to_string(context_length_ - 1) + " maximum");
   req.max_tokens = std::min(req.max_tokens, context_length_ - int(req.prompt.size()));
+  if (req.adapter_set == 0) req.adapter_set = AdapterScope::current();
   auto s = std::make_unique<Sequence>();
   s->handle = std::make_shared<RequestHandle>();
   s->submitted = Clock::now();

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "engine/adapter_scope.h"
 #include "util/error.h"
 
 namespace optiq::engine {
@@ -35,6 +36,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
     if (t < 0 || t >= vocab) throw Error(ErrorKind::InvalidArgument, "prompt token id " + std::to_string(t) + " is outside the vocabulary");
   GenerationStats st;
   st.prompt_tokens = int(prompt.size());
+  const int32_t adapters = opts.adapter_set != 0 ? opts.adapter_set : AdapterScope::current();
   auto cache = m.make_cache(opts.kv_spec);
   int32_t seq = cache->create_sequence();
   std::vector<float> logits(static_cast<size_t>(vocab));
@@ -47,7 +49,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
   for (size_t start = 0; start < prompt.size(); start += size_t(chunk)) {
     batch.clear();
     size_t end = std::min(prompt.size(), start + size_t(chunk));
-    for (size_t i = start; i < end; ++i) batch.add(prompt[i], int32_t(i), seq, i + 1 == prompt.size(), opts.adapter_set);
+    for (size_t i = start; i < end; ++i) batch.add(prompt[i], int32_t(i), seq, i + 1 == prompt.size(), adapters);
     m.forward(batch, *cache, logits.data());
   }
   st.prefill_seconds = seconds_since(t0);
@@ -71,7 +73,7 @@ GenerationStats generate(const LoadedModel& lm, const std::vector<int32_t>& prom
     }
     if (n + 1 == opts.max_tokens) break;
     batch.clear();
-    batch.add(tok.id, int32_t(context.size() - 1), seq, true, opts.adapter_set);
+    batch.add(tok.id, int32_t(context.size() - 1), seq, true, adapters);
     m.forward(batch, *cache, logits.data());
   }
   st.decode_seconds = seconds_since(t1);

@@ -27,7 +27,8 @@ struct GenerateOptions {
   int prefill_chunk = 512;
   SamplingParams sampling;
   kv::KvSpec kv_spec;  // KV cache precision per layer (fp16 by default)
-  int32_t adapter_set = 0;  // mounted LoRA adapters to apply (model::Model::adapter_set; 0: none)
+  int32_t adapter_set = 0;  // mounted LoRA adapters to apply (model::Model::adapter_set); 0: the
+                            // calling thread's AdapterScope, if any
 };
 
 struct GenerationStats {

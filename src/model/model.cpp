@@ -234,4 +234,23 @@ int32_t Model::adapter_set(const std::vector<int>& indices) {
   return int32_t(adapter_sets_.size() - 1);
 }
 
+int32_t Model::resolve_adapters(const std::string& spec) {
+  if (spec.empty() || spec == "none" || spec == "base" || spec == "off") return 0;
+  std::vector<int> ids;
+  for (size_t b = 0; b <= spec.size();) {
+    size_t e = spec.find('+', b);
+    if (e == std::string::npos) e = spec.size();
+    const std::string name = spec.substr(b, e - b);
+    const int idx = find_adapter(name);
+    if (idx < 0) {
+      std::string names;
+      for (auto& a : adapters()) names += (names.empty() ? "" : ", ") + a->name;
+      throw Error(ErrorKind::InvalidArgument, "unknown adapter '" + name + "' (mounted: " + (names.empty() ? "none" : names) + ")");
+    }
+    ids.push_back(idx);
+    b = e + 1;
+  }
+  return adapter_set(ids);
+}
+
 }  // namespace optiq::model

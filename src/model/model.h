@@ -63,6 +63,9 @@ class Model {
   // The id of the set of mounted adapters `indices` applied together (in that order); 0 for none. Batch
   // rows carry these ids; the same set always gets the same id.
   int32_t adapter_set(const std::vector<int>& indices);
+  // The set a name list selects: "a", "a+b" (stacked), or "", none, base, off (0). Throws
+  // Error(InvalidArgument) "unknown adapter 'x' (mounted: a, b)".
+  int32_t resolve_adapters(const std::string& names);
 
  private:
   void load_weights(const WeightSource& ws);

@@ -146,23 +146,7 @@ struct HttpServer::Impl {
     if (gen.adapters) spec = *gen.adapters;
     else if (!gen.model.empty() && m.find_adapter(gen.model) >= 0) spec = gen.model;
     else if (mounted.size() == 1) spec = mounted[0]->name;
-    if (spec.empty() || spec == "none" || spec == "base" || spec == "off") return 0;
-    std::vector<int> ids;
-    for (size_t b = 0; b <= spec.size();) {
-      size_t e = spec.find('+', b);
-      if (e == std::string::npos) e = spec.size();
-      const std::string name = spec.substr(b, e - b);
-      const int idx = m.find_adapter(name);
-      if (idx < 0) {
-        std::string names;
-        for (auto& a : mounted) names += (names.empty() ? "" : ", ") + a->name;
-        throw ApiError(400, error_type::kInvalidRequest,
-                       "unknown adapter '" + name + "' (mounted: " + (names.empty() ? "none" : names) + ")");
-      }
-      ids.push_back(idx);
-      b = e + 1;
-    }
-    return m.adapter_set(ids);
+    return m.resolve_adapters(spec);  // unknown names: InvalidArgument, a 400 in the API's shape
   }
 
   engine::EngineRequest prepare(const engine::GenerationRequest& gen) const {
