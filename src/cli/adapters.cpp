@@ -17,7 +17,8 @@ void mount_adapters(model::Model& m, const std::vector<std::string>& specs) {
       path = spec.substr(eq + 1);
     } else {
       path = spec;
-      name = std::filesystem::path(spec).lexically_normal().filename().string();
+      const auto norm = std::filesystem::path(spec).lexically_normal();
+      name = std::filesystem::is_regular_file(norm) ? norm.stem().string() : norm.filename().string();
       if (name.empty()) name = std::filesystem::path(spec).lexically_normal().parent_path().filename().string();
     }
     if (name.empty() || path.empty()) throw Error(ErrorKind::InvalidArgument, "--adapter '" + spec + "': expected PATH or NAME=PATH");

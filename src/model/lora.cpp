@@ -8,6 +8,7 @@
 #include <regex>
 #include <cstring>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -143,7 +144,77 @@ std::string Adapter::summary() const {
   return out;
 }
 
+// llama.cpp's GGUF LoRA (convert_lora_to_gguf.py): general.type "adapter", adapter.type "lora",
+// adapter.lora.alpha; tensors <base tensor>.lora_a with ne [n_in, r] and .lora_b with ne [r, n_out], i.e.
+// row-major A [r, in] and B [out, r]; scale alpha / r (1 when alpha is 0). They are in the GGUF base's own
+// row order (q/k rows permuted for interleaved RoPE), so they apply to GGUF bases only.
+static Adapter load_gguf_adapter(const std::string& path, const ModelConfig& c, const std::string& name) {
+  formats::GgufFile f(path);
+  const std::string type = f.get_string("general.type", "");
+  if (type != "adapter") bad(path, "general.type is '" + type + "', not 'adapter' (is this a model, not a LoRA?)");
+  const std::string atype = f.get_string("adapter.type", "");
+  if (atype != "lora") throw Error(ErrorKind::Unsupported, path + ": adapter.type '" + atype + "' is not supported (only lora)");
+  const std::string arch = f.get_string("general.architecture", "");
+  if (arch != c.model_type) bad(path, "an adapter for a '" + arch + "' model; the base is '" + c.model_type + "'");
+  const double alpha = f.get_float("adapter.lora.alpha", 0.0);
+  static const std::pair<const char*, Proj> names[] = {{"attn_q", Proj::Q},      {"attn_k", Proj::K},   {"attn_v", Proj::V},
+                                                       {"attn_output", Proj::O}, {"ffn_gate", Proj::Gate}, {"ffn_up", Proj::Up},
+                                                       {"ffn_down", Proj::Down}};
+  static const std::regex re(R"(blk\.(\d+)\.([a-z_]+)\.weight\.lora_(a|b))");
+  Adapter a;
+  a.name = name;
+  a.path = path;
+  a.format = "gguf";
+  a.layers.resize(size_t(c.num_hidden_layers));
+  std::map<std::pair<int, int>, std::pair<const formats::GgufTensorInfo*, const formats::GgufTensorInfo*>> pairs;
+  for (const auto& t : f.tensors()) {
+    std::smatch m;
+    if (!std::regex_match(t.name, m, re)) {
+      if (t.name.size() > 12 && t.name.find("_norm.weight") != std::string::npos) continue;  // llama.cpp ignores these too
+      throw Error(ErrorKind::Unsupported, path + ": tensor " + t.name + " adapts a module other than the decoder's projections");
+    }
+    const int layer = std::stoi(m[1]);
+    int proj = -1;
+    for (auto& [g, p] : names)
+      if (m[2] == g) proj = int(p);
+    if (proj < 0) throw Error(ErrorKind::Unsupported, path + ": tensor " + t.name + " adapts a module other than the decoder's projections");
+    if (layer >= c.num_hidden_layers) bad(path, "tensor " + t.name + " is for a layer the model does not have");
+    auto& slot = pairs[{layer, proj}];
+    (m[3] == "a" ? slot.first : slot.second) = &t;
+  }
+  if (pairs.empty()) bad(path, "no LoRA tensors");
+  auto as_ref = [&](const formats::GgufTensorInfo& t) {
+    formats::TensorRef r;
+    r.name = t.name;
+    r.file = path;
+    r.dtype = t.dtype;
+    r.dtype_name = "ggml type " + std::to_string(t.ggml_type);
+    r.shape = {t.ne.size() > 1 ? t.ne[1] : 1, t.ne[0]};  // row-major
+    r.data = t.data;
+    r.nbytes = t.nbytes;
+    return r;
+  };
+  for (auto& [key, ab] : pairs) {
+    const std::string module = "blk." + std::to_string(key.first) + "." + names[key.second].first;
+    if (!ab.first || !ab.second) bad(path, module + ": has only one of lora_a and lora_b");
+    const formats::TensorRef ta = as_ref(*ab.first), tb = as_ref(*ab.second);
+    const auto [out, in] = proj_dims(c, Proj(key.second));
+    const int64_t r = ta.shape[0];
+    if (ab.first->ne.size() != 2 || ab.second->ne.size() != 2 || ta.shape[1] != in || tb.shape[0] != out || tb.shape[1] != r || r <= 0)
+      bad(path, module + ": lora_a ne [" + std::to_string(ab.first->ne[0]) + ", " + std::to_string(ta.shape[0]) + "] / lora_b do not fit the base's [" +
+                    std::to_string(out) + ", " + std::to_string(in) + "] projection");
+    auto d = std::make_shared<LoraDelta>();
+    d->rank = int(r), d->in = in, d->out = out;
+    d->a = to_f32(ta);
+    d->b = to_f32(tb);
+    d->scale = float(alpha == 0.0 ? 1.0 : alpha / double(r));
+    a.layers[size_t(key.first)][size_t(key.second)] = std::move(d);
+  }
+  return a;
+}
+
 Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::string& name) {
+  if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") return load_gguf_adapter(path, c, name);
   Adapter a;
   a.name = name;
   a.path = path;

@@ -8,7 +8,9 @@
 //            tensor's shape); rs_lora / use_rslora there means alpha / sqrt(r);
 //   PEFT     adapter_model.safetensors + adapter_config.json: <module>.lora_A.weight [r, in],
 //            .lora_B.weight [out, r], scale lora_alpha / r (alpha / sqrt(r) with use_rslora), per-module
-//            r and alpha from rank_pattern / alpha_pattern.
+//            r and alpha from rank_pattern / alpha_pattern;
+//   GGUF     llama.cpp's LoRA .gguf: blk.N.<tensor>.weight.lora_a / .lora_b, scale adapter.lora.alpha / r;
+//            in the GGUF base's row order, so for GGUF bases only.
 #include <array>
 #include <memory>
 #include <string>
@@ -32,14 +34,14 @@ struct LoraDelta {  // y += scale * B (A x)
 struct Adapter {
   std::string name;
   std::string path;
-  std::string format;  // mlx-lm | optiq | peft
+  std::string format;  // mlx-lm | optiq | peft | gguf
   // layers[l][proj]: the delta of that projection, or null when the adapter leaves it alone.
   std::vector<std::array<std::shared_ptr<const LoraDelta>, kProjCount>> layers;
   const LoraDelta* delta(int layer, Proj p) const { return layers[size_t(layer)][size_t(p)].get(); }
   std::string summary() const;  // format, modules, rank range and scale, for the start-up log
 };
 
-// Reads the adapter folder at `path` for a base model of `config`. Throws Error(BadModel) naming the file
+// Reads the adapter at `path` (a folder, or a .gguf file) for a base model of `config`. Throws Error(BadModel) naming the file
 // and tensor for anything malformed or not matching the base, Error(Unsupported) for real format features
 // not implemented (DoRA, embedding adapters, modules_to_save).
 Adapter load_adapter(const std::string& path, const ModelConfig& config, const std::string& name);

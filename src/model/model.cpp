@@ -208,6 +208,8 @@ int Model::mount_adapter(Adapter a) {
     if (m->name == a.name) throw Error(ErrorKind::InvalidArgument, "an adapter named '" + a.name + "' is already mounted");
   if (int(a.layers.size()) != config_.num_hidden_layers)
     throw Error(ErrorKind::InvalidArgument, "adapter '" + a.name + "' was loaded for another model shape");
+  if (a.format == "gguf" && !gguf_)
+    throw Error(ErrorKind::InvalidArgument, a.path + ": a GGUF LoRA applies to a GGUF base (its q/k rows are in GGUF order); this base is " + path_);
   adapters_.push_back(std::make_shared<const Adapter>(std::move(a)));
   return int(adapters_.size()) - 1;
 }

@@ -10,6 +10,7 @@
 #include <map>
 #include <random>
 
+#include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "model/synthetic.h"
@@ -158,6 +159,51 @@ TEST_F(Lora, EveryFormatMatchesTheMergedWeights) {
   EXPECT_EQ(m->adapters()[0]->summary(), "mlx-lm adapter, 5 modules, rank 2-8, scale 2 (ranks: 2x1 4x3 8x1)");
   // The base itself is untouched.
   EXPECT_EQ(logits(*m, tokens_), base);
+}
+
+// llama.cpp's GGUF LoRA over a GGUF base. GGUF permutes q/k rows for interleaved RoPE, so the deltas here
+// are on v, o, gate, up and down, where both bases agree; the oracle is the same deltas as an mlx-lm adapter
+// on the f32 base (checked against merged weights above).
+TEST_F(Lora, GgufAdapterOnAGgufBaseMatchesTheSameDeltas) {
+  auto ds = deltas(2.0f);
+  ds.erase(ds.begin());  // q_proj
+  const std::string gdir = test::scratch_dir("lora-gguf");
+  model::write_synthetic_model(spec_, "gguf-f32", gdir + "/base.gguf");
+  formats::GgufWriter w;
+  w.set_string("general.architecture", spec_.model_type);
+  w.set_string("general.type", "adapter");
+  w.set_string("adapter.type", "lora");
+  const std::map<std::string, std::string> gname = {{"self_attn.v_proj", "attn_v"}, {"self_attn.o_proj", "attn_output"},
+                                                    {"mlp.down_proj", "ffn_down"}, {"mlp.gate_proj", "ffn_gate"}};
+  // scale = alpha / r: every delta has scale 2, so alpha = 2r per module would be needed; GGUF has one alpha,
+  // so give every module rank 4's alpha and fold the difference into B.
+  const float alpha = 8.0f;
+  for (auto& d : ds) {
+    const std::string layer = d.module.substr(13, d.module.find('.', 13) - 13);
+    const std::string g = "blk." + layer + "." + gname.at(d.module.substr(d.module.find('.', 13) + 1)) + ".weight";
+    std::vector<float> b = d.b;
+    for (auto& x : b) x *= d.scale / (alpha / float(d.rank));
+    auto bytes = [](const std::vector<float>& v) {
+      std::vector<uint8_t> out(v.size() * 4);
+      std::memcpy(out.data(), v.data(), out.size());
+      return out;
+    };
+    w.add_tensor(g + ".lora_a", DType::F32, {d.in, d.rank}, bytes(d.a));
+    w.add_tensor(g + ".lora_b", DType::F32, {d.rank, d.out}, bytes(b));
+  }
+  w.set_f32("adapter.lora.alpha", alpha);
+  w.write(gdir + "/lora.gguf");
+
+  auto gm = model::Model::load(gdir + "/base.gguf");
+  const int gi = gm->mount_adapter(model::load_adapter(gdir + "/lora.gguf", gm->config(), "g"));
+  EXPECT_EQ(gm->adapters()[size_t(gi)]->format, "gguf");
+  auto m = model::Model::load(base_);
+  const int mi = m->mount_adapter(model::load_adapter(write_mlx("lora-gguf-oracle", ds, 2.0f), m->config(), "m"));
+  const auto want = logits(*m, tokens_, m->adapter_set({mi}));
+  ASSERT_GT(rel_diff(logits(*m, tokens_), want), 1e-2);
+  EXPECT_LT(rel_diff(logits(*gm, tokens_, gm->adapter_set({gi})), want), 1e-4);
+  // Not over a safetensors base (its q/k rows are in another order).
+  EXPECT_THROW(m->mount_adapter(model::load_adapter(gdir + "/lora.gguf", m->config(), "g")), Error);
 }
 
 TEST_F(Lora, ZeroBChangesNothing) {
