@@ -34,7 +34,9 @@ using RowAdapters = std::vector<const std::vector<const Adapter*>*>;
 
 // Rows whose adapters adapt this projection get scale * B (A x) added to y = W x, one adapter after another.
 // Rows are grouped by adapter, so each A and B is read once per group, not once per row.
-void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int64_t in, float* y, int64_t out, int threads) {
+// DoRA deltas also rescale each output: y = g * (y - bias + delta) + bias.
+void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int64_t in, float* y, int64_t out,
+                const std::vector<float>& bias, int threads) {
   if (rows.empty()) return;
   std::vector<const Adapter*> seen;
   for (auto* list : rows)
@@ -66,11 +68,20 @@ void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
     kernels::matmul(A, xg, G, t.data());
     kernels::matmul(B, t.data(), G, u.data());
     const float s = d.scale;
+    const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
+    const float* bs = bias.empty() ? nullptr : bias.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)
     for (int64_t g = 0; g < G; ++g) {
       float* yr = y + group[size_t(g)] * out;
       const float* ur = u.data() + g * out;
-      for (int64_t o = 0; o < out; ++o) yr[o] += s * ur[o];
+      if (!gain) {
+        for (int64_t o = 0; o < out; ++o) yr[o] += s * ur[o];
+      } else {
+        for (int64_t o = 0; o < out; ++o) {
+          const float b = bs ? bs[o] : 0.0f;
+          yr[o] = gain[o] * (yr[o] - b + s * ur[o]) + b;
+        }
+      }
     }
   }
 }
@@ -193,11 +204,11 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.q_proj, h.data(), N, q.data());
-    apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_dim, threads);
+    apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_dim, L.q_proj.bias, threads);
     linear(L.k_proj, h.data(), N, k.data());
-    apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, threads);
+    apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, L.k_proj.bias, threads);
     linear(L.v_proj, h.data(), N, v.data());
-    apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, threads);
+    apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, L.v_proj.bias, threads);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) {
@@ -214,19 +225,19 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     attention(cache, batch, il, nh, q.data(), att.data(), threads);
 
     linear(L.o_proj, att.data(), N, tmp.data());
-    apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, threads);
+    apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, L.o_proj.bias, threads);
     add_in_place(x, tmp.data(), N * H);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     linear(L.gate_proj, h.data(), N, gate.data());
-    apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, threads);
+    apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, L.gate_proj.bias, threads);
     linear(L.up_proj, h.data(), N, up.data());
-    apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, threads);
+    apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, L.up_proj.bias, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
     linear(L.down_proj, gate.data(), N, tmp.data());
-    apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, threads);
+    apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, L.down_proj.bias, threads);
     add_in_place(x, tmp.data(), N * H);
   }
 }

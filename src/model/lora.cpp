@@ -131,9 +131,13 @@ std::string Adapter::summary() const {
         smin = std::min(smin, d->scale), smax = std::max(smax, d->scale);
         ranks[d->rank]++;
       }
+  bool has_dora = false;
+  for (auto& l : layers)
+    for (auto& d : l)
+      if (d && !d->magnitude.empty()) has_dora = true;
   char buf[256];
   std::string r = rmin == rmax ? std::to_string(rmin) : std::to_string(rmin) + "-" + std::to_string(rmax);
-  std::snprintf(buf, sizeof buf, "%s adapter, %d modules, rank %s, scale %g%s", format.c_str(), modules, r.c_str(), double(smin),
+  std::snprintf(buf, sizeof buf, has_dora ? "%s DoRA adapter, %d modules" : "%s adapter, %d modules, rank %s, scale %g%s", format.c_str(), modules, r.c_str(), double(smin),
                 smin == smax ? "" : (" to " + std::to_string(smax)).c_str());
   std::string out = buf;
   if (ranks.size() > 1) {
@@ -243,8 +247,7 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
   std::optional<double> rs_alpha;  // alpha / sqrt(r) (rsLoRA)
   if (!peft) {
     const std::string ft = cfg.value("fine_tune_type", std::string("lora"));
-    if (ft == "dora") throw Error(ErrorKind::Unsupported, cfg_path + ": DoRA adapters (fine_tune_type \"dora\") are not supported yet");
-    if (ft != "lora") throw Error(ErrorKind::Unsupported, cfg_path + ": fine_tune_type \"" + ft + "\" is not a LoRA adapter");
+    if (ft != "lora" && ft != "dora") throw Error(ErrorKind::Unsupported, cfg_path + ": fine_tune_type \"" + ft + "\" is not a LoRA adapter");
     if (auto lp = cfg.find("lora_parameters"); lp != cfg.end() && lp->is_object()) {
       if (auto s = lp->find("scale"); s != lp->end()) {
         if (!s->is_number()) bad(cfg_path, "lora_parameters.scale must be a number");
@@ -255,7 +258,6 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
       const std::string side_path = path + "/optiq_lora_config.json";
       const json side = read_json(side_path);
       const bool rs = side.value("rs_lora", false) || side.value("use_rslora", false);
-      if (side.value("use_dora", false)) throw Error(ErrorKind::Unsupported, side_path + ": DoRA adapters are not supported yet");
       if (rs) {
         const json* al = side.contains("lora_alpha") ? &side["lora_alpha"] : cfg.contains("lora_alpha") ? &cfg["lora_alpha"] : nullptr;
         if (!al || !al->is_number()) bad(side_path, "rs_lora is set but no lora_alpha says what alpha / sqrt(r) is");
@@ -268,16 +270,17 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
   } else {
     if (cfg.value("peft_type", std::string("LORA")) != "LORA")
       throw Error(ErrorKind::Unsupported, cfg_path + ": peft_type " + cfg.value("peft_type", std::string()) + " is not LoRA");
-    if (cfg.value("use_dora", false)) throw Error(ErrorKind::Unsupported, cfg_path + ": DoRA adapters (use_dora) are not supported yet");
     if (cfg.value("fan_in_fan_out", false)) throw Error(ErrorKind::Unsupported, cfg_path + ": fan_in_fan_out (GPT-2 Conv1D) adapters are not supported");
     if (auto m = cfg.find("modules_to_save"); m != cfg.end() && m->is_array() && !m->empty())
       throw Error(ErrorKind::Unsupported, cfg_path + ": modules_to_save (full replacement weights) is not supported");
   }
 
+  const bool dora = peft ? cfg.value("use_dora", false) : cfg.value("fine_tune_type", std::string("lora")) == "dora";
   formats::SafetensorsFile st(weights);
   struct Pair {
     const formats::TensorRef* a = nullptr;
     const formats::TensorRef* b = nullptr;
+    const formats::TensorRef* m = nullptr;  // DoRA magnitude [out]
     Site site;
   };
   std::map<std::string, Pair> pairs;
@@ -291,8 +294,7 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
     const std::string& leaf = site->leaf;
     if (leaf == (peft ? "lora_A.weight" : "lora_a")) p.a = &t;
     else if (leaf == (peft ? "lora_B.weight" : "lora_b")) p.b = &t;
-    else if (leaf == "m" || leaf.find("lora_magnitude_vector") != std::string::npos)
-      throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " is a DoRA magnitude; DoRA is not supported yet");
+    else if (leaf == (peft ? "lora_magnitude_vector" : "m") || (peft && leaf == "lora_magnitude_vector.weight")) p.m = &t;
     else
       throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " is not a LoRA A or B matrix");
   }
@@ -330,6 +332,11 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
       for (int64_t k = 0; k < r; ++k)
         for (int64_t o = 0; o < out; ++o) d->b[size_t(o * r + k)] = bf[size_t(k * out + o)];
       d->scale = float(rs_alpha ? *rs_alpha / std::sqrt(double(r)) : mlx_scale);
+    }
+    if (dora && !p.m) bad(weights, module + ": a DoRA adapter without the module's magnitude vector");
+    if (p.m) {
+      if (p.m->numel() != out) bad(weights, module + ": the DoRA magnitude has " + std::to_string(p.m->numel()) + " values, not " + std::to_string(out));
+      d->magnitude = to_f32(*p.m);
     }
     for (float x : d->a)
       if (!std::isfinite(x)) bad(weights, module + ": A holds a non-finite value");

@@ -24,11 +24,16 @@ enum class Proj { Q, K, V, O, Gate, Up, Down };
 constexpr int kProjCount = 7;
 const char* proj_name(Proj p);  // "self_attn.q_proj", ..., "mlp.down_proj"
 
-struct LoraDelta {  // y += scale * B (A x)
+// y += scale * B (A x). DoRA (mlx-lm fine_tune_type "dora" with <module>.m, PEFT use_dora with
+// lora_magnitude_vector) also rescales each output: y = g ⊙ (W x + scale * B A x) + bias, with
+// g = m / ‖W + scale * B A‖ per output row, computed from the base weights when the adapter is mounted.
+struct LoraDelta {
   int rank = 0, in = 0, out = 0;
   float scale = 1.0f;
-  std::vector<float> a;  // [rank, in]
-  std::vector<float> b;  // [out, rank]
+  std::vector<float> a;          // [rank, in]
+  std::vector<float> b;          // [out, rank]
+  std::vector<float> magnitude;  // DoRA m [out]; empty for plain LoRA
+  std::vector<float> dora_gain;  // DoRA g [out], set by Model::mount_adapter
 };
 
 struct Adapter {
@@ -43,7 +48,7 @@ struct Adapter {
 
 // Reads the adapter at `path` (a folder, or a .gguf file) for a base model of `config`. Throws Error(BadModel) naming the file
 // and tensor for anything malformed or not matching the base, Error(Unsupported) for real format features
-// not implemented (DoRA, embedding adapters, modules_to_save).
+// not implemented (embedding adapters, modules_to_save).
 Adapter load_adapter(const std::string& path, const ModelConfig& config, const std::string& name);
 
 }  // namespace optiq::model

@@ -1,8 +1,11 @@
 #include "model/model.h"
 
+#include <cmath>
+
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "kernels/matmul.h"
 #include "model/architecture.h"
 #include "util/error.h"
 #include "util/log.h"
@@ -210,6 +213,31 @@ int Model::mount_adapter(Adapter a) {
     throw Error(ErrorKind::InvalidArgument, "adapter '" + a.name + "' was loaded for another model shape");
   if (a.format == "gguf" && !gguf_)
     throw Error(ErrorKind::InvalidArgument, a.path + ": a GGUF LoRA applies to a GGUF base (its q/k rows are in GGUF order); this base is " + path_);
+  // DoRA: each output row's gain m / ‖W + scale·B A‖ over the base's (dequantized) weights, once.
+  for (int l = 0; l < config_.num_hidden_layers; ++l)
+    for (int p = 0; p < kProjCount; ++p) {
+      auto& slot = a.layers[size_t(l)][size_t(p)];
+      if (!slot || slot->magnitude.empty()) continue;
+      auto d = std::make_shared<LoraDelta>(*slot);
+      const DecoderLayer& L = layers_[size_t(l)];
+      const Linear* lins[kProjCount] = {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj};
+      const kernels::WeightView& w = lins[p]->w;
+      d->dora_gain.assign(size_t(d->out), 0.0f);
+#pragma omp parallel for schedule(static)
+      for (int64_t o = 0; o < d->out; ++o) {
+        std::vector<float> row(static_cast<size_t>(d->in));
+        kernels::dequantize_row(w, o, row.data());
+        for (int k = 0; k < d->rank; ++k) {
+          const float c = d->scale * d->b[size_t(o * d->rank + k)];
+          const float* ak = d->a.data() + size_t(k) * size_t(d->in);
+          for (int64_t i = 0; i < d->in; ++i) row[size_t(i)] += c * ak[i];
+        }
+        double n2 = 0;
+        for (float v : row) n2 += double(v) * v;
+        d->dora_gain[size_t(o)] = n2 > 0 ? float(d->magnitude[size_t(o)] / std::sqrt(n2)) : 0.0f;
+      }
+      slot = std::move(d);
+    }
   adapters_.push_back(std::make_shared<const Adapter>(std::move(a)));
   return int(adapters_.size()) - 1;
 }

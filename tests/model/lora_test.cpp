@@ -27,6 +27,7 @@ struct Delta {
   int out, in, rank;
   float scale;
   std::vector<float> a, b;  // A [rank, in], B [out, rank]
+  std::vector<float> m = {};     // DoRA magnitude [out] (empty: plain LoRA)
 };
 
 std::vector<float> randn(size_t n, uint32_t seed, float sd) {
@@ -74,9 +75,12 @@ class Lora : public ::testing::Test {
         for (int k = 0; k < d.rank; ++k) bt[size_t(k * d.out + o)] = d.b[size_t(o * d.rank + k)];
       w.add_f32(d.module + ".lora_a", {d.in, d.rank}, at);
       w.add_f32(d.module + ".lora_b", {d.rank, d.out}, bt);
+      if (!d.m.empty()) w.add_f32(d.module + ".m", {d.out}, d.m);
     }
     w.write(dir + "/adapters.safetensors");
-    write_text(dir + "/adapter_config.json", R"({"fine_tune_type": "lora", "num_layers": -1, "lora_parameters": {"rank": 8, "scale": )" +
+    const bool dora = !ds.empty() && !ds[0].m.empty();
+    write_text(dir + "/adapter_config.json", std::string(R"({"fine_tune_type": ")") + (dora ? "dora" : "lora") +
+                                                 R"(", "num_layers": -1, "lora_parameters": {"rank": 8, "scale": )" +
                                                  std::to_string(scale) + R"(, "dropout": 0.0}})");
     if (optiq) write_text(dir + "/optiq_lora_config.json", R"({"rank": 8, "rank_scaling": "by_bits", "scale": 2.0})");
     return dir;
@@ -88,6 +92,7 @@ class Lora : public ::testing::Test {
     for (auto& d : ds) {
       w.add_f32("base_model.model." + d.module + ".lora_A.weight", {d.rank, d.in}, d.a);
       w.add_f32("base_model.model." + d.module + ".lora_B.weight", {d.out, d.rank}, d.b);
+      if (!d.m.empty()) w.add_f32("base_model.model." + d.module + ".lora_magnitude_vector", {d.out}, d.m);
     }
     w.write(dir + "/adapter_model.safetensors");
     write_text(dir + "/adapter_config.json", config);
@@ -104,12 +109,17 @@ class Lora : public ::testing::Test {
       std::memcpy(v.data(), t.data, v.size() * 4);
       for (auto& d : ds)
         if (tname == d.module + ".weight")
-          for (int o = 0; o < d.out; ++o)
+          for (int o = 0; o < d.out; ++o) {
+            double n2 = 0;
             for (int i = 0; i < d.in; ++i) {
               double acc = 0;
               for (int k = 0; k < d.rank; ++k) acc += double(d.b[size_t(o * d.rank + k)]) * d.a[size_t(k * d.in + i)];
               v[size_t(o * d.in + i)] += float(d.scale * acc);
+              n2 += double(v[size_t(o * d.in + i)]) * v[size_t(o * d.in + i)];
             }
+            if (!d.m.empty())  // DoRA: W' = m / ||W + sBA||_row * (W + sBA)
+              for (int i = 0; i < d.in; ++i) v[size_t(o * d.in + i)] = float(v[size_t(o * d.in + i)] * (d.m[size_t(o)] / std::sqrt(n2)));
+          }
       w.add_f32(tname, t.shape, v);
     }
     w.write(dir + "/model.safetensors");
@@ -206,6 +216,24 @@ TEST_F(Lora, GgufAdapterOnAGgufBaseMatchesTheSameDeltas) {
   EXPECT_THROW(m->mount_adapter(model::load_adapter(gdir + "/lora.gguf", m->config(), "g")), Error);
 }
 
+TEST_F(Lora, DoraMatchesTheMergedWeights) {
+  auto ds = deltas(2.0f);
+  uint32_t seed = 500;
+  for (auto& d : ds) {
+    d.m = randn(size_t(d.out), seed++, 1.0f);
+    for (auto& x : d.m) x = 0.5f + std::fabs(x);
+  }
+  auto m = model::Model::load(base_);
+  const auto want = logits(*model::Model::load(write_merged("lora-dora-merged", ds)), tokens_);
+  const int a = m->mount_adapter(model::load_adapter(write_mlx("lora-dora-mlx", ds, 2.0f), m->config(), "dora-mlx"));
+  EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({a})), want), 1e-4);
+  EXPECT_NE(m->adapters()[size_t(a)]->summary().find("mlx-lm DoRA adapter"), std::string::npos);
+  const int p = m->mount_adapter(model::load_adapter(
+      write_peft("lora-dora-peft", ds, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": true,
+          "alpha_pattern": {"o_proj": 4, "layers.1.mlp.down_proj": 16}})"), m->config(), "dora-peft"));
+  EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({p})), want), 1e-4);
+}
+
 TEST_F(Lora, ZeroBChangesNothing) {
   auto m = model::Model::load(base_);
   const int idx = m->mount_adapter(model::load_adapter(write_mlx("lora-zero", deltas(2.0f, true), 2.0f), m->config(), "zero"));
@@ -262,9 +290,9 @@ TEST_F(Lora, MalformedAdaptersAreClearErrors) {
   ds[0].a.resize(size_t(ds[0].rank * ds[0].in));
   EXPECT_NE(error(write_mlx("lora-bad-shape", ds, 2.0f)).find("model.layers.0.self_attn.q_proj: lora_a [128, 4] / lora_b [4, 256] do not fit the base's [256, 256] projection"), std::string::npos)
       << error(write_mlx("lora-bad-shape", ds, 2.0f));
-  const std::string dora = write_mlx("lora-dora", deltas(2.0f), 2.0f);
+  const std::string dora = write_mlx("lora-dora-no-m", deltas(2.0f), 2.0f);
   write_text(dora + "/adapter_config.json", R"({"fine_tune_type": "dora", "lora_parameters": {"scale": 2.0}})");
-  EXPECT_NE(error(dora).find("DoRA"), std::string::npos);
+  EXPECT_NE(error(dora).find("a DoRA adapter without the module's magnitude vector"), std::string::npos) << error(dora);
   EXPECT_NE(error(test::scratch_dir("lora-empty")).find("adapter_config.json: missing"), std::string::npos);
   const std::string broken = write_mlx("lora-broken-json", deltas(2.0f), 2.0f);
   write_text(broken + "/adapter_config.json", "{");
