@@ -272,6 +272,30 @@ struct HttpServer::Impl {
     if (auto evs = collect(req, *handle)) res.set_content(anthropic_message_response(meta, *evs), "application/json");
   }
 
+  // POST /v1/adapters {"name": "agent-a", "path": "/adapters/agent-a"}: mounts an adapter at run time.
+  // Loading reads the files on this request's thread; the engine keeps stepping meanwhile.
+  void adapters_mount(const httplib::Request& req, httplib::Response& res) {
+    const nlohmann::ordered_json b = fields::parse_body_object(req.body);
+    const std::string name = fields::req_string(b, "name", "name"), path = fields::req_string(b, "path", "path");
+    if (name.empty() || name == "none" || name == "base" || name == "off" || name.find('+') != std::string::npos)
+      throw ApiError(400, error_type::kInvalidRequest, "'" + name + "' cannot name an adapter (none, base, off and '+' mean other things)");
+    model::Model& m = *eng.model().model;
+    OPTIQ_LOG_INFO("mounting adapter '%s' from %s (running requests continue)", name.c_str(), path.c_str());
+    try {
+      m.mount_adapter(model::load_adapter(path, m.config(), name));
+    } catch (const Error& e) {
+      if (e.kind() == ErrorKind::NotFound) throw ApiError(404, error_type::kNotFound, e.what());
+      throw ApiError(400, error_type::kInvalidRequest, e.what());
+    }
+    const auto a = m.adapters()[size_t(m.find_adapter(name))];
+    OPTIQ_LOG_INFO("adapter '%s' mounted: %s", name.c_str(), a->summary().c_str());
+    res.set_content(adapter_json(*a).dump(), "application/json");
+  }
+
+  static nlohmann::ordered_json adapter_json(const model::Adapter& a) {
+    return {{"id", a.name}, {"object", "adapter"}, {"path", a.path}, {"format", a.format}, {"summary", a.summary()}};
+  }
+
   void anthropic_count_tokens(const httplib::Request& req, httplib::Response& res) {
     AnthropicRequest r = parse_anthropic_count_tokens(req.body, opts.default_sampling);
     std::string text = render_chat(r.gen);
@@ -328,6 +352,7 @@ struct HttpServer::Impl {
     svr.Post("/v1/chat/completions", guarded(&Impl::openai_chat));
     svr.Post("/chat/completions", guarded(&Impl::openai_chat));
     svr.Post("/v1/completions", guarded(&Impl::openai_completion));
+    svr.Post("/v1/adapters", guarded(&Impl::adapters_mount));
     if (opts.anthropic) {
       svr.Post("/v1/messages", guarded(&Impl::anthropic_messages));
       svr.Post("/v1/messages/count_tokens", guarded(&Impl::anthropic_count_tokens));
@@ -339,8 +364,7 @@ struct HttpServer::Impl {
     });
     svr.Get("/v1/adapters", [this](const httplib::Request&, httplib::Response& res) {
       nlohmann::ordered_json data = nlohmann::ordered_json::array();
-      for (auto& a : eng.model().model->adapters())
-        data.push_back({{"id", a->name}, {"object", "adapter"}, {"path", a->path}, {"format", a->format}, {"summary", a->summary()}});
+      for (auto& a : eng.model().model->adapters()) data.push_back(adapter_json(*a));
       res.set_content(nlohmann::ordered_json{{"object", "list"}, {"data", data}}.dump(), "application/json");
     });
     // Single-model server: any model name is a label for the served model (Claude Code asks for claude-*).

@@ -66,6 +66,8 @@ before(async () => {
   want.base = generate();
   want.a = generate('--adapter', a);
   want.b = generate('--adapter', b);
+  want.cDir = writeAdapter('agent-c', 4242);
+  want.c = generate('--adapter', want.cDir);
   server = await startServer(['--model', modelDir, '--adapter', `agent-a=${a}`, '--adapter', `agent-b=${b}`,
     '--chat-template', path.join(root, 'tests/data/server/stories_template.jinja')]);
 });
@@ -135,4 +137,25 @@ test('adapters are listed; an unknown one is a 400 in each API\'s shape', skip, 
   // Stacked: both adapters at once, a valid set of its own.
   const both = await openai().completions.create({ model: 'x', prompt: PROMPT, max_tokens: 4, adapters: 'agent-a+agent-b' });
   assert.equal(both.usage.completion_tokens, 4);
+});
+
+test('POST /v1/adapters mounts one at run time; bad ones are 400/404 and the server keeps serving', skip, async () => {
+  const post = (body) => fetch(server.base + '/v1/adapters', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body) });
+  const r = await post({ name: 'agent-c', path: want.cDir });
+  assert.equal(r.status, 200);
+  const j = await r.json();
+  assert.deepEqual([j.id, j.object, j.format], ['agent-c', 'adapter', 'mlx-lm']);
+  const c = await openai().completions.create({ model: 'agent-c', prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
+  assert.equal(c.choices[0].text, want.c);
+  const dup = await post({ name: 'agent-c', path: want.cDir });
+  assert.equal(dup.status, 400);
+  assert.match((await dup.json()).error.message, /already mounted/);
+  const missing = await post({ name: 'agent-d', path: path.join(dir, 'nowhere') });
+  assert.equal(missing.status, 404);
+  const noPath = await post({ name: 'agent-d' });
+  assert.equal(noPath.status, 400);
+  // Still serving, and the earlier adapters are unchanged.
+  const a = await openai().completions.create({ model: 'agent-a', prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
+  assert.equal(a.choices[0].text, want.a);
 });
