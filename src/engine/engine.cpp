@@ -99,6 +99,9 @@ std::shared_ptr<RequestHandle> Engine::submit(EngineRequest req) {
       ++stats_.requests_rejected;
       throw Error(ErrorKind::Overloaded, "the server is busy: too many requests are running or queued; retry later");
     }
+    if (req.adapter_set != 0 && !lm_.model->adapter_set_live(req.adapter_set))
+      throw Error(ErrorKind::InvalidArgument, "the request's adapter was unmounted");
+    ++set_users_[req.adapter_set];
     s->req = std::move(req);
     waiting_.push_back(std::move(s));
     ++active_;
@@ -115,6 +118,21 @@ void Engine::set_kv_spec(kv::KvSpec spec, int quantized_kv_start) {
   for (auto& c : prompt_cache_) cache_->release_sequence(c.kv_seq);
   prompt_cache_.clear();  // its sequences lived in the old cache
   cache_ = std::move(cache);
+}
+
+void Engine::unmount_adapter(const std::string& name) {
+  std::lock_guard<std::mutex> lock(mu_);  // submit() checks sets under this lock too
+  const int idx = lm_.model->find_adapter(name);
+  if (idx < 0) throw Error(ErrorKind::NotFound, "no adapter named '" + name + "' is mounted");
+  int users = 0;
+  for (auto& [set, n] : set_users_)
+    if (n > 0 && lm_.model->adapter_set_uses(set, idx)) users += n;
+  if (users > 0)
+    throw Error(ErrorKind::InvalidArgument, "adapter '" + name + "' is in use by " + std::to_string(users) +
+                                                " queued or running request(s); retry when they finish", 409);
+  lm_.model->unmount_adapter(name);
+  adapters_unmounted_ = true;
+  cv_.notify_one();
 }
 
 EngineStats Engine::stats() const {
@@ -264,6 +282,7 @@ void Engine::admit() {
       if (s->handle->cancelled()) {  // never ran: nothing to report but the end
         std::lock_guard<std::mutex> lock(mu_);
         --active_;
+        --set_users_[s->req.adapter_set];
         continue;
       }
       std::lock_guard<std::mutex> lock(mu_);  // no memory yet: wait at the front of the queue
@@ -295,6 +314,12 @@ void Engine::run() {
       cv_.wait(lock, [&] { return stopping_ || !waiting_.empty() || !running_.empty(); });
       if (stopping_) break;
     }
+    if (adapters_unmounted_.exchange(false))  // their KV can serve no request any more
+      for (size_t i = prompt_cache_.size(); i-- > 0;)
+        if (prompt_cache_[i].adapter_set != 0 && !lm_.model->adapter_set_live(prompt_cache_[i].adapter_set)) {
+          cache_->release_sequence(prompt_cache_[i].kv_seq);
+          prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
+        }
     admit();
     if (running_.empty()) {  // the queue's head waits for memory that only finishing requests free
       std::unique_lock<std::mutex> lock(mu_);
@@ -325,6 +350,7 @@ void Engine::run() {
         {
           std::lock_guard<std::mutex> lock(mu_);
           --active_;
+          --set_users_[s->req.adapter_set];
           std::lock_guard<std::mutex> sl(stats_mu_);
           ++stats_.requests_finished;
           stats_.kv_pages_used = cache_->pages_used();

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -93,6 +94,10 @@ class Engine {
   int context_length() const { return context_length_; }
   const LoadedModel& model() const { return lm_; }
   EngineStats stats() const;
+  // Unmounts a LoRA adapter at run time. Throws Error(NotFound) for an unknown name and
+  // Error(InvalidArgument, http 409) while a queued or running request uses it; its prompt-cache
+  // entries are dropped.
+  void unmount_adapter(const std::string& name);
 
  private:
   struct Sequence;
@@ -134,6 +139,8 @@ class Engine {
   std::deque<std::unique_ptr<Sequence>> waiting_;
   bool stopping_ = false;
   int active_ = 0;  // requests submitted and not finished
+  std::map<int32_t, int> set_users_;  // adapter set -> requests submitted and not finished
+  std::atomic<bool> adapters_unmounted_{false};  // the worker drops prompt-cache entries of dead sets
   std::thread worker_;
 };
 

@@ -186,12 +186,16 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     hold = adapters_;
     sets.resize(adapter_sets_.size());
     for (size_t id = 1; id < adapter_sets_.size(); ++id)
-      for (int i : adapter_sets_[id]) sets[id].push_back(adapters_[size_t(i)].get());
+      for (int i : adapter_sets_[id])
+        if (adapters_[size_t(i)]) sets[id].push_back(adapters_[size_t(i)].get());
     row_adapters.resize(size_t(N), nullptr);
     for (int64_t r = 0; r < N; ++r) {
       const int32_t id = batch.adapter_sets[size_t(r)];
       OPTIQ_CHECK(id >= 0 && size_t(id) < sets.size(), "unknown adapter set in batch");
-      if (id != 0) row_adapters[size_t(r)] = &sets[size_t(id)];
+      if (id != 0) {
+        OPTIQ_CHECK(sets[size_t(id)].size() == adapter_sets_[size_t(id)].size(), "a batch row uses an unmounted adapter");
+        row_adapters[size_t(r)] = &sets[size_t(id)];
+      }
     }
   }
 

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <map>
@@ -206,14 +207,13 @@ std::string Model::weight_summary() const {
 namespace optiq::model {
 
 int Model::mount_adapter(Adapter a) {
-  std::lock_guard<std::mutex> lock(adapters_mu_);
-  for (auto& m : adapters_)
-    if (m->name == a.name) throw Error(ErrorKind::InvalidArgument, "an adapter named '" + a.name + "' is already mounted");
   if (int(a.layers.size()) != config_.num_hidden_layers)
     throw Error(ErrorKind::InvalidArgument, "adapter '" + a.name + "' was loaded for another model shape");
   if (a.format == "gguf" && !gguf_)
     throw Error(ErrorKind::InvalidArgument, a.path + ": a GGUF LoRA applies to a GGUF base (its q/k rows are in GGUF order); this base is " + path_);
-  // DoRA: each output row's gain m / ‖W + scale·B A‖ over the base's (dequantized) weights, once.
+  if (find_adapter(a.name) >= 0) throw Error(ErrorKind::InvalidArgument, "an adapter named '" + a.name + "' is already mounted");
+  // DoRA: each output row's gain m / ‖W + scale·B A‖ over the base's (dequantized) weights, once (before
+  // taking the lock, which forward passes take too).
   for (int l = 0; l < config_.num_hidden_layers; ++l)
     for (int p = 0; p < kProjCount; ++p) {
       auto& slot = a.layers[size_t(l)][size_t(p)];
@@ -238,26 +238,62 @@ int Model::mount_adapter(Adapter a) {
       }
       slot = std::move(d);
     }
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  for (auto& m : adapters_)
+    if (m && m->name == a.name) throw Error(ErrorKind::InvalidArgument, "an adapter named '" + a.name + "' is already mounted");
   adapters_.push_back(std::make_shared<const Adapter>(std::move(a)));
   return int(adapters_.size()) - 1;
 }
 
+bool Model::unmount_adapter(const std::string& name) {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  for (auto& m : adapters_)
+    if (m && m->name == name) {
+      m.reset();
+      return true;
+    }
+  return false;
+}
+
 std::vector<std::shared_ptr<const Adapter>> Model::adapters() const {
   std::lock_guard<std::mutex> lock(adapters_mu_);
-  return adapters_;
+  std::vector<std::shared_ptr<const Adapter>> out;
+  for (auto& m : adapters_)
+    if (m) out.push_back(m);
+  return out;
+}
+
+std::shared_ptr<const Adapter> Model::adapter(int index) const {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  return index >= 0 && size_t(index) < adapters_.size() ? adapters_[size_t(index)] : nullptr;
 }
 
 int Model::find_adapter(const std::string& name) const {
   std::lock_guard<std::mutex> lock(adapters_mu_);
   for (size_t i = 0; i < adapters_.size(); ++i)
-    if (adapters_[i]->name == name) return int(i);
+    if (adapters_[i] && adapters_[i]->name == name) return int(i);
   return -1;
+}
+
+bool Model::adapter_set_live(int32_t id) const {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  if (id < 0 || size_t(id) >= adapter_sets_.size()) return false;
+  for (int i : adapter_sets_[size_t(id)])
+    if (!adapters_[size_t(i)]) return false;
+  return true;
+}
+
+bool Model::adapter_set_uses(int32_t id, int index) const {
+  std::lock_guard<std::mutex> lock(adapters_mu_);
+  if (id <= 0 || size_t(id) >= adapter_sets_.size()) return false;
+  const auto& v = adapter_sets_[size_t(id)];
+  return std::find(v.begin(), v.end(), index) != v.end();
 }
 
 int32_t Model::adapter_set(const std::vector<int>& indices) {
   if (indices.empty()) return 0;
   std::lock_guard<std::mutex> lock(adapters_mu_);
-  for (int i : indices) OPTIQ_CHECK(i >= 0 && size_t(i) < adapters_.size(), "adapter_set: no such adapter");
+  for (int i : indices) OPTIQ_CHECK(i >= 0 && size_t(i) < adapters_.size() && adapters_[size_t(i)], "adapter_set: no such adapter");
   for (size_t id = 1; id < adapter_sets_.size(); ++id)
     if (adapter_sets_[id] == indices) return int32_t(id);
   adapter_sets_.push_back(indices);

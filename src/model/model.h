@@ -58,8 +58,14 @@ class Model {
   // ---- mounted LoRA adapters (model/lora.h): kept apart from the weights, chosen per batch row ----
   // Mounts an adapter under its name (unique); thread-safe. Returns its index.
   int mount_adapter(Adapter a);
-  std::vector<std::shared_ptr<const Adapter>> adapters() const;
+  // Unmounts by name (false when none has it); its index is never reused. Callers make sure no queued or
+  // running request uses it (engine::Engine::unmount_adapter does).
+  bool unmount_adapter(const std::string& name);
+  std::vector<std::shared_ptr<const Adapter>> adapters() const;  // the mounted ones, in mounting order
+  std::shared_ptr<const Adapter> adapter(int index) const;        // null once unmounted
   int find_adapter(const std::string& name) const;  // -1 when none has that name
+  bool adapter_set_live(int32_t id) const;           // every adapter of the set is still mounted
+  bool adapter_set_uses(int32_t id, int index) const;
   // The id of the set of mounted adapters `indices` applied together (in that order); 0 for none. Batch
   // rows carry these ids; the same set always gets the same id.
   int32_t adapter_set(const std::vector<int>& indices);

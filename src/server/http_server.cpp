@@ -287,9 +287,17 @@ struct HttpServer::Impl {
       if (e.kind() == ErrorKind::NotFound) throw ApiError(404, error_type::kNotFound, e.what());
       throw ApiError(400, error_type::kInvalidRequest, e.what());
     }
-    const auto a = m.adapters()[size_t(m.find_adapter(name))];
+    const auto a = m.adapter(m.find_adapter(name));
     OPTIQ_LOG_INFO("adapter '%s' mounted: %s", name.c_str(), a->summary().c_str());
     res.set_content(adapter_json(*a).dump(), "application/json");
+  }
+
+  // DELETE /v1/adapters/NAME: 404 unknown, 409 while a request uses it.
+  void adapters_unmount(const httplib::Request& req, httplib::Response& res) {
+    const std::string name = req.matches[1];
+    eng.unmount_adapter(name);
+    OPTIQ_LOG_INFO("adapter '%s' unmounted", name.c_str());
+    res.set_content(nlohmann::ordered_json{{"id", name}, {"object", "adapter"}, {"deleted", true}}.dump(), "application/json");
   }
 
   static nlohmann::ordered_json adapter_json(const model::Adapter& a) {
@@ -353,6 +361,7 @@ struct HttpServer::Impl {
     svr.Post("/chat/completions", guarded(&Impl::openai_chat));
     svr.Post("/v1/completions", guarded(&Impl::openai_completion));
     svr.Post("/v1/adapters", guarded(&Impl::adapters_mount));
+    svr.Delete(R"(/v1/adapters/(.+))", guarded(&Impl::adapters_unmount));
     if (opts.anthropic) {
       svr.Post("/v1/messages", guarded(&Impl::anthropic_messages));
       svr.Post("/v1/messages/count_tokens", guarded(&Impl::anthropic_count_tokens));

@@ -159,3 +159,36 @@ test('POST /v1/adapters mounts one at run time; bad ones are 400/404 and the ser
   const a = await openai().completions.create({ model: 'agent-a', prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
   assert.equal(a.choices[0].text, want.a);
 });
+
+test('DELETE /v1/adapters/NAME unmounts one: 409 while a request uses it, 404 unknown; the name is free again', skip, async () => {
+  const del = (name) => fetch(server.base + '/v1/adapters/' + name, { method: 'DELETE' });
+  // Six long streamed requests on agent-c hold it (four running, two queued: stories260K is fast).
+  const streams = await Promise.all([...Array(6).keys()].map(() =>
+    openai().completions.create({ model: 'agent-c', prompt: PROMPT, max_tokens: 480, temperature: 0, stream: true })));
+  await streams[0][Symbol.asyncIterator]().next();
+  const busy = await del('agent-c');
+  assert.equal(busy.status, 409);
+  assert.match((await busy.json()).error.message, /in use by \d queued or running request/);
+  for (const st of streams) st.controller.abort();
+  // Cancelled within a step; then the adapter can go.
+  let r;
+  for (let i = 0; i < 50; i++) {
+    r = await del('agent-c');
+    if (r.status !== 409) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.equal(r.status, 200);
+  assert.deepEqual(await r.json(), { id: 'agent-c', object: 'adapter', deleted: true });
+  assert.equal((await del('agent-c')).status, 404);
+  const ids = (await openai().models.list()).data.map((m) => m.id);
+  assert.deepEqual(ids.slice(1), ['agent-a', 'agent-b']);
+  const named = await fetch(server.base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ prompt: PROMPT, max_tokens: 2, adapter: 'agent-c' }) });
+  assert.equal(named.status, 400);
+  // Mounted again under the same name, it answers as before.
+  const again = await fetch(server.base + '/v1/adapters', { method: 'POST', headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'agent-c', path: want.cDir }) });
+  assert.equal(again.status, 200);
+  const c = await openai().completions.create({ model: 'agent-c', prompt: PROMPT, max_tokens: TOKENS, temperature: 0 });
+  assert.equal(c.choices[0].text, want.c);
+});

@@ -163,10 +163,10 @@ TEST_F(Lora, EveryFormatMatchesTheMergedWeights) {
   ASSERT_GT(rel_diff(base, want), 1e-2) << "the adapter must change the logits for this test to mean anything";
   for (auto& [format, dir] : adapters) {
     const int idx = m->mount_adapter(model::load_adapter(dir, m->config(), format));
-    EXPECT_EQ(m->adapters()[size_t(idx)]->format, format);
+    EXPECT_EQ(m->adapter(idx)->format, format);
     EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({idx})), want), 1e-4) << format;
   }
-  EXPECT_EQ(m->adapters()[0]->summary(), "mlx-lm adapter, 5 modules, rank 2-8, scale 2 (ranks: 2x1 4x3 8x1)");
+  EXPECT_EQ(m->adapter(0)->summary(), "mlx-lm adapter, 5 modules, rank 2-8, scale 2 (ranks: 2x1 4x3 8x1)");
   // The base itself is untouched.
   EXPECT_EQ(logits(*m, tokens_), base);
 }
@@ -206,7 +206,7 @@ TEST_F(Lora, GgufAdapterOnAGgufBaseMatchesTheSameDeltas) {
 
   auto gm = model::Model::load(gdir + "/base.gguf");
   const int gi = gm->mount_adapter(model::load_adapter(gdir + "/lora.gguf", gm->config(), "g"));
-  EXPECT_EQ(gm->adapters()[size_t(gi)]->format, "gguf");
+  EXPECT_EQ(gm->adapter(gi)->format, "gguf");
   auto m = model::Model::load(base_);
   const int mi = m->mount_adapter(model::load_adapter(write_mlx("lora-gguf-oracle", ds, 2.0f), m->config(), "m"));
   const auto want = logits(*m, tokens_, m->adapter_set({mi}));
@@ -227,7 +227,7 @@ TEST_F(Lora, DoraMatchesTheMergedWeights) {
   const auto want = logits(*model::Model::load(write_merged("lora-dora-merged", ds)), tokens_);
   const int a = m->mount_adapter(model::load_adapter(write_mlx("lora-dora-mlx", ds, 2.0f), m->config(), "dora-mlx"));
   EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({a})), want), 1e-4);
-  EXPECT_NE(m->adapters()[size_t(a)]->summary().find("mlx-lm DoRA adapter"), std::string::npos);
+  EXPECT_NE(m->adapter(a)->summary().find("mlx-lm DoRA adapter"), std::string::npos);
   const int p = m->mount_adapter(model::load_adapter(
       write_peft("lora-dora-peft", ds, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": true,
           "alpha_pattern": {"o_proj": 4, "layers.1.mlp.down_proj": 16}})"), m->config(), "dora-peft"));
