@@ -4,7 +4,8 @@
 // server batch of 8 streams on 8 different adapters against 8 streams on the base.
 // The adapters are random (mlx-lm layout, F32), written to a temporary folder from MODEL's config.json.
 //
-//   node bench/lora_overhead.mjs MODEL_DIR [--rank 16] [--tokens 64] [--threads 2] [--reps 2]
+//   node bench/lora_overhead.mjs MODEL_DIR [--rank 16] [--tokens 64] [--threads 2] [--reps 2] [--dtype F32|BF16]
+// (--dtype: how the adapter files store A and B; optiq applies them at that precision)
 //
 // MODEL_DIR needs a tokenizer, e.g. `optiq make-model --shape qwen3-0.6b --vocab 50257 --format mlx4 -o M`
 // plus tokenizer.json and tokenizer_config.json from ../shared/tokenizers/gpt2.
@@ -15,14 +16,14 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bin, startServer } from '../tests/js/harness.mjs';
 
-const opts = { model: '', rank: 16, tokens: 64, threads: 2, reps: 2 };
+const opts = { model: '', rank: 16, tokens: 64, threads: 2, reps: 2, dtype: 'F32' };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (!a.startsWith('--')) { opts.model = a; continue; }
   const key = a.slice(2);
   if (!(key in opts) || i + 1 >= args.length) { console.error(`unknown option or missing value: ${a}`); process.exit(2); }
-  opts[key] = Number(args[++i]);
+  opts[key] = key === 'dtype' ? args[++i].toUpperCase() : Number(args[++i]);
 }
 if (!opts.model) { console.error('usage: node bench/lora_overhead.mjs MODEL_DIR [--rank 16]'); process.exit(2); }
 const env = { ...process.env, OPTIQ_THREADS: String(opts.threads) };
@@ -40,10 +41,13 @@ function writeAdapter(dir, name, seed) {
   for (let l = 0; l < c.num_hidden_layers; l++)
     for (const [m, inp, out] of mods)
       for (const [leaf, shape] of [['lora_a', [inp, r]], ['lora_b', [r, out]]]) {
-        const data = new Float32Array(shape[0] * shape[1]).map(rnd);
-        header[`model.layers.${l}.${m}.${leaf}`] = { dtype: 'F32', shape, data_offsets: [off, off + data.byteLength] };
+        const f = new Float32Array(shape[0] * shape[1]).map(rnd);
+        // BF16: the top half of each f32 (truncated).
+        const data = opts.dtype === 'BF16' ? Buffer.from(new Uint16Array(new Uint32Array(f.buffer).map((u) => u >>> 16)).buffer)
+          : Buffer.from(f.buffer);
+        header[`model.layers.${l}.${m}.${leaf}`] = { dtype: opts.dtype, shape, data_offsets: [off, off + data.byteLength] };
         off += data.byteLength;
-        chunks.push(Buffer.from(data.buffer));
+        chunks.push(data);
       }
   let h = JSON.stringify(header);
   while ((h.length + 8) % 8) h += ' ';
@@ -92,7 +96,7 @@ try {
     const a8 = await streams(server.base, adapters.map((_, i) => `a${i}`));
     console.log(`server, 8 streams in one batch: base ${b8.toFixed(2)} tok/s, 8 different adapters ${a8.toFixed(2)} tok/s: ` +
       `overhead ${((b8 / a8 - 1) * 100).toFixed(1)}%`);
-    console.log(JSON.stringify({ rank: opts.rank, base_tok_s: base, one_adapter_tok_s: one, batch8_base_tok_s: b8, batch8_adapters_tok_s: a8 }));
+    console.log(JSON.stringify({ rank: opts.rank, dtype: opts.dtype, base_tok_s: base, one_adapter_tok_s: one, batch8_base_tok_s: b8, batch8_adapters_tok_s: a8 }));
   } finally {
     server.stop();
   }

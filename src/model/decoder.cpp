@@ -58,11 +58,16 @@ void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
       for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
       xg = xs.data();
     }
-    // t = x A^T [G, R], u = t B^T [G, out] through the f32 matmul kernel (vectorized and threaded).
+    // t = x A^T [G, R], u = t B^T [G, out] through the matmul kernel (vectorized and threaded), at the
+    // precision the adapter file stores.
     kernels::WeightView A, B;
-    A.format = B.format = kernels::WeightFormat::F32;
-    A.rows = R, A.cols = in, A.data = reinterpret_cast<const uint8_t*>(d.a.data()), A.row_bytes = size_t(in) * sizeof(float);
-    B.rows = out, B.cols = R, B.data = reinterpret_cast<const uint8_t*>(d.b.data()), B.row_bytes = size_t(R) * sizeof(float);
+    const bool half = d.store != DType::F32;
+    A.format = B.format = !half ? kernels::WeightFormat::F32 : d.store == DType::F16 ? kernels::WeightFormat::F16 : kernels::WeightFormat::BF16;
+    const size_t eb = half ? 2 : 4;
+    A.rows = R, A.cols = in, A.row_bytes = size_t(in) * eb;
+    B.rows = out, B.cols = R, B.row_bytes = size_t(R) * eb;
+    A.data = half ? reinterpret_cast<const uint8_t*>(d.a16.data()) : reinterpret_cast<const uint8_t*>(d.a.data());
+    B.data = half ? reinterpret_cast<const uint8_t*>(d.b16.data()) : reinterpret_cast<const uint8_t*>(d.b.data());
     t.resize(size_t(G * R));
     u.resize(size_t(G * out));
     kernels::matmul(A, xg, G, t.data());

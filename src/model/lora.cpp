@@ -211,6 +211,7 @@ static Adapter load_gguf_adapter(const std::string& path, const ModelConfig& c, 
     d->rank = int(r), d->in = in, d->out = out;
     d->a = to_f32(ta);
     d->b = to_f32(tb);
+    if (ta.dtype == tb.dtype && (ta.dtype == DType::F16 || ta.dtype == DType::BF16)) d->store = ta.dtype;
     d->scale = float(alpha == 0.0 ? 1.0 : alpha / double(r));
     a.layers[size_t(key.first)][size_t(key.second)] = std::move(d);
   }
@@ -333,6 +334,7 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
         for (int64_t o = 0; o < out; ++o) d->b[size_t(o * r + k)] = bf[size_t(k * out + o)];
       d->scale = float(rs_alpha ? *rs_alpha / std::sqrt(double(r)) : mlx_scale);
     }
+    if (p.a->dtype == p.b->dtype && (p.a->dtype == DType::F16 || p.a->dtype == DType::BF16)) d->store = p.a->dtype;
     if (dora && !p.m) bad(weights, module + ": a DoRA adapter without the module's magnitude vector");
     if (p.m) {
       if (p.m->numel() != out) bad(weights, module + ": the DoRA magnitude has " + std::to_string(p.m->numel()) + " values, not " + std::to_string(out));

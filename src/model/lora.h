@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "util/dtype.h"
 
 namespace optiq::model {
 
@@ -34,6 +35,11 @@ struct LoraDelta {
   std::vector<float> b;          // [out, rank]
   std::vector<float> magnitude;  // DoRA m [out]; empty for plain LoRA
   std::vector<float> dora_gain;  // DoRA g [out], set by Model::mount_adapter
+  // The precision the file stores A and B at (F32, F16 or BF16). Adapters saved in 16 bits are applied
+  // in 16 bits (half the bytes per token, no rounding beyond the file's): Model::mount_adapter then keeps
+  // them in a16/b16 and frees a and b.
+  DType store = DType::F32;
+  std::vector<uint16_t> a16, b16;
 };
 
 struct Adapter {

@@ -9,6 +9,7 @@
 #include "kernels/matmul.h"
 #include "model/architecture.h"
 #include "util/error.h"
+#include "util/half.h"
 #include "util/log.h"
 
 namespace optiq::model {
@@ -217,8 +218,21 @@ int Model::mount_adapter(Adapter a) {
   for (int l = 0; l < config_.num_hidden_layers; ++l)
     for (int p = 0; p < kProjCount; ++p) {
       auto& slot = a.layers[size_t(l)][size_t(p)];
-      if (!slot || slot->magnitude.empty()) continue;
+      if (!slot) continue;
       auto d = std::make_shared<LoraDelta>(*slot);
+      const bool half = d->store == DType::F16 || d->store == DType::BF16;
+      if (half) {  // exact: the values came from 16-bit tensors
+        auto to16 = [&](float x) { return d->store == DType::F16 ? f32_to_f16(x) : f32_to_bf16(x); };
+        d->a16.resize(d->a.size());
+        d->b16.resize(d->b.size());
+        for (size_t i = 0; i < d->a.size(); ++i) d->a16[i] = to16(d->a[i]);
+        for (size_t i = 0; i < d->b.size(); ++i) d->b16[i] = to16(d->b[i]);
+      }
+      if (d->magnitude.empty()) {
+        if (half) d->a = {}, d->b = {};
+        slot = std::move(d);
+        continue;
+      }
       const DecoderLayer& L = layers_[size_t(l)];
       const Linear* lins[kProjCount] = {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj};
       const kernels::WeightView& w = lins[p]->w;
@@ -236,6 +250,7 @@ int Model::mount_adapter(Adapter a) {
         for (float v : row) n2 += double(v) * v;
         d->dora_gain[size_t(o)] = n2 > 0 ? float(d->magnitude[size_t(o)] / std::sqrt(n2)) : 0.0f;
       }
+      if (half) d->a = {}, d->b = {};
       slot = std::move(d);
     }
   std::lock_guard<std::mutex> lock(adapters_mu_);

@@ -16,6 +16,7 @@
 #include "model/synthetic.h"
 #include "test_paths.h"
 #include "util/error.h"
+#include "util/half.h"
 
 using namespace optiq;
 namespace fs = std::filesystem;
@@ -232,6 +233,36 @@ TEST_F(Lora, DoraMatchesTheMergedWeights) {
       write_peft("lora-dora-peft", ds, R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_dora": true,
           "alpha_pattern": {"o_proj": 4, "layers.1.mlp.down_proj": 16}})"), m->config(), "dora-peft"));
   EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({p})), want), 1e-4);
+}
+
+// A BF16 adapter file is applied in BF16 (half the bytes): the same values as an F32 file, the same logits.
+TEST_F(Lora, SixteenBitAdaptersApplyTheirOwnValues) {
+  auto ds = deltas(2.0f);
+  for (auto& d : ds)
+    for (auto* v : {&d.a, &d.b})
+      for (auto& x : *v) x = bf16_to_f32(f32_to_bf16(x));  // values a BF16 file holds exactly
+  const std::string f32dir = write_mlx("lora-bf16-as-f32", ds, 2.0f);
+  const std::string dir = test::scratch_dir("lora-bf16");
+  formats::SafetensorsWriter w;
+  auto bf16 = [](const std::vector<float>& v) {
+    std::vector<uint8_t> out(v.size() * 2);
+    for (size_t i = 0; i < v.size(); ++i) {
+      const uint16_t h = f32_to_bf16(v[i]);
+      std::memcpy(out.data() + 2 * i, &h, 2);
+    }
+    return out;
+  };
+  for (auto& d : ds) {
+    w.add("base_model.model." + d.module + ".lora_A.weight", DType::BF16, {d.rank, d.in}, bf16(d.a));
+    w.add("base_model.model." + d.module + ".lora_B.weight", DType::BF16, {d.out, d.rank}, bf16(d.b));
+  }
+  w.write(dir + "/adapter_model.safetensors");
+  write_text(dir + "/adapter_config.json", R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "alpha_pattern": {"o_proj": 4, "layers.1.mlp.down_proj": 16}})");
+  auto m = model::Model::load(base_);
+  const int a = m->mount_adapter(model::load_adapter(f32dir, m->config(), "f32"));
+  const int b = m->mount_adapter(model::load_adapter(dir, m->config(), "bf16"));
+  EXPECT_EQ(m->adapter(b)->delta(0, model::Proj::Q)->store, DType::BF16);
+  EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({b})), logits(*m, tokens_, m->adapter_set({a}))), 1e-5);
 }
 
 TEST_F(Lora, ZeroBChangesNothing) {
