@@ -10,11 +10,11 @@
 // MODEL_DIR needs a tokenizer, e.g. `optiq make-model --shape qwen3-0.6b --vocab 50257 --format mlx4 -o M`
 // plus tokenizer.json and tokenizer_config.json from ../shared/tokenizers/gpt2.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { bin, startServer } from '../tests/js/harness.mjs';
+import { bin, startServer, writeMlxAdapter } from '../tests/js/harness.mjs';
 
 const opts = { model: '', rank: 16, tokens: 64, threads: 2, reps: 2, dtype: 'F32' };
 const args = process.argv.slice(2);
@@ -36,8 +36,7 @@ function writeAdapter(dir, name, seed) {
     ['mlp.gate_proj', H, I], ['mlp.up_proj', H, I], ['mlp.down_proj', I, H]];
   let s = seed;
   const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.02;
-  const header = {}, chunks = [];
-  let off = 0;
+  const tensors = [];
   for (let l = 0; l < c.num_hidden_layers; l++)
     for (const [m, inp, out] of mods)
       for (const [leaf, shape] of [['lora_a', [inp, r]], ['lora_b', [r, out]]]) {
@@ -45,19 +44,9 @@ function writeAdapter(dir, name, seed) {
         // BF16: the top half of each f32 (truncated).
         const data = opts.dtype === 'BF16' ? Buffer.from(new Uint16Array(new Uint32Array(f.buffer).map((u) => u >>> 16)).buffer)
           : Buffer.from(f.buffer);
-        header[`model.layers.${l}.${m}.${leaf}`] = { dtype: opts.dtype, shape, data_offsets: [off, off + data.byteLength] };
-        off += data.byteLength;
-        chunks.push(data);
+        tensors.push({ name: `model.layers.${l}.${m}.${leaf}`, dtype: opts.dtype, shape, data });
       }
-  let h = JSON.stringify(header);
-  while ((h.length + 8) % 8) h += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  const folder = path.join(dir, name);
-  mkdirSync(folder);
-  writeFileSync(path.join(folder, 'adapters.safetensors'), Buffer.concat([len, Buffer.from(h), ...chunks]));
-  writeFileSync(path.join(folder, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'lora', lora_parameters: { rank: r, scale: 2.0 } }));
-  return folder;
+  return writeMlxAdapter(path.join(dir, name), tensors, { rank: r, scale: 2.0 });
 }
 
 function decodeTokS(extra) {

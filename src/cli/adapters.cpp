@@ -7,7 +7,8 @@
 
 namespace optiq::cli {
 
-void mount_adapters(model::Model& m, const std::vector<std::string>& specs) {
+std::vector<int> mount_adapters(model::Model& m, const std::vector<std::string>& specs) {
+  std::vector<int> indices;
   for (const std::string& spec : specs) {
     // NAME=PATH, or PATH (named after its folder).
     const size_t eq = spec.find('=');
@@ -19,15 +20,14 @@ void mount_adapters(model::Model& m, const std::vector<std::string>& specs) {
       path = spec;
       const auto norm = std::filesystem::path(spec).lexically_normal();
       name = std::filesystem::is_regular_file(norm) ? norm.stem().string() : norm.filename().string();
-      if (name.empty()) name = std::filesystem::path(spec).lexically_normal().parent_path().filename().string();
+      if (name.empty()) name = norm.parent_path().filename().string();
     }
     if (name.empty() || path.empty()) throw Error(ErrorKind::InvalidArgument, "--adapter '" + spec + "': expected PATH or NAME=PATH");
-    if (name == "none" || name == "base" || name == "off" || name.find('+') != std::string::npos)
-      throw Error(ErrorKind::InvalidArgument, "--adapter '" + spec + "': '" + name + "' cannot name an adapter (none, base, off and '+' mean other things)");
     model::Adapter a = model::load_adapter(path, m.config(), name);
     OPTIQ_LOG_INFO("adapter '%s' mounted from %s: %s", name.c_str(), path.c_str(), a.summary().c_str());
-    m.mount_adapter(std::move(a));
+    indices.push_back(m.mount_adapter(std::move(a)));
   }
+  return indices;
 }
 
 }  // namespace optiq::cli

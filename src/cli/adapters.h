@@ -7,7 +7,8 @@
 
 namespace optiq::cli {
 
-// Loads and mounts each adapter; throws Error naming the flag value or the adapter file that is wrong.
-void mount_adapters(model::Model& m, const std::vector<std::string>& specs);
+// Loads and mounts each adapter and returns their indices; throws Error naming the flag value or the
+// adapter file that is wrong.
+std::vector<int> mount_adapters(model::Model& m, const std::vector<std::string>& specs);
 
 }  // namespace optiq::cli

@@ -42,12 +42,7 @@ int run_generate(int argc, char** argv) {
   opts.kv_spec = kvf.spec();
   engine::LoadedModel lm = engine::LoadedModel::load(model);
   opts.kv_spec.validate(lm.model->kv_shape());
-  if (!adapters.empty()) {
-    mount_adapters(*lm.model, adapters);
-    std::vector<int> all(adapters.size());
-    for (size_t i = 0; i < all.size(); ++i) all[i] = int(i);
-    opts.adapter_set = lm.model->adapter_set(all);
-  }
+  if (!adapters.empty()) opts.adapter_set = lm.model->adapter_set(mount_adapters(*lm.model, adapters));
   if (!quiet) std::fprintf(stderr, "KV cache:\n%s\n", opts.kv_spec.describe(lm.model->kv_shape()).c_str());
   std::vector<int32_t> ids;
   if (chat) {

@@ -200,14 +200,18 @@ bool Engine::start(Sequence& s) {
   return true;
 }
 
+void Engine::drop_cached(size_t i) {
+  cache_->release_sequence(prompt_cache_[i].kv_seq);
+  prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
+}
+
 bool Engine::evict_cached() {
   if (prompt_cache_.empty()) return false;
   // Least recently used first; entries the client asked to keep (cache_control) after all others.
   auto victim = std::min_element(prompt_cache_.begin(), prompt_cache_.end(), [](const CachedPrompt& a, const CachedPrompt& b) {
     return a.pinned != b.pinned ? !a.pinned : a.used < b.used;
   });
-  cache_->release_sequence(victim->kv_seq);
-  prompt_cache_.erase(victim);
+  drop_cached(size_t(victim - prompt_cache_.begin()));
   return true;
 }
 
@@ -227,8 +231,7 @@ void Engine::retire(Sequence& s, bool keep) {
     const auto& t = prompt_cache_[i].tokens;
     if (prompt_cache_[i].adapter_set == s.req.adapter_set && t.size() <= tokens.size() && std::equal(t.begin(), t.end(), tokens.begin())) {
       pinned = pinned || prompt_cache_[i].pinned;
-      cache_->release_sequence(prompt_cache_[i].kv_seq);
-      prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
+      drop_cached(i);
     }
   }
   prompt_cache_.push_back({s.kv_seq, std::move(tokens), ++clock_, pinned, s.req.adapter_set});
@@ -241,6 +244,14 @@ void Engine::retire(Sequence& s, bool keep) {
     return cache_->distinct_bytes(ids) > opts_.prompt_cache_bytes;
   };
   while (over()) evict_cached();
+}
+
+void Engine::kv_gauges() {
+  stats_.kv_pages_used = cache_->pages_used();
+  stats_.kv_pages_free = cache_->budget_bytes() > 0 ? cache_->pages_free() : 0;
+  stats_.kv_page_tokens = kv::KvCache::kPageTokens;
+  stats_.kv_bytes_used = cache_->bytes_used();
+  stats_.kv_budget_bytes = cache_->budget_bytes();
 }
 
 void Engine::preempt(Sequence& s) {
@@ -316,10 +327,7 @@ void Engine::run() {
     }
     if (adapters_unmounted_.exchange(false))  // their KV can serve no request any more
       for (size_t i = prompt_cache_.size(); i-- > 0;)
-        if (prompt_cache_[i].adapter_set != 0 && !lm_.model->adapter_set_live(prompt_cache_[i].adapter_set)) {
-          cache_->release_sequence(prompt_cache_[i].kv_seq);
-          prompt_cache_.erase(prompt_cache_.begin() + std::ptrdiff_t(i));
-        }
+        if (prompt_cache_[i].adapter_set != 0 && !lm_.model->adapter_set_live(prompt_cache_[i].adapter_set)) drop_cached(i);
     admit();
     if (running_.empty()) {  // the queue's head waits for memory that only finishing requests free
       std::unique_lock<std::mutex> lock(mu_);
@@ -353,9 +361,7 @@ void Engine::run() {
           --set_users_[s->req.adapter_set];
           std::lock_guard<std::mutex> sl(stats_mu_);
           ++stats_.requests_finished;
-          stats_.kv_pages_used = cache_->pages_used();
-          stats_.kv_pages_free = cache_->budget_bytes() > 0 ? cache_->pages_free() : 0;
-          stats_.kv_bytes_used = cache_->bytes_used();
+          kv_gauges();
         }
         if (s->done_event) s->handle->push(std::move(*s->done_event));
         s.reset();
@@ -370,12 +376,8 @@ void Engine::run() {
     }
     std::lock_guard<std::mutex> sl(stats_mu_);
     stats_.running = int(running_.size());
-    stats_.kv_pages_used = cache_->pages_used();
-    stats_.kv_pages_free = cache_->budget_bytes() > 0 ? cache_->pages_free() : 0;
-    stats_.kv_page_tokens = kv::KvCache::kPageTokens;
-    stats_.kv_bytes_used = cache_->bytes_used();
-    stats_.kv_budget_bytes = cache_->budget_bytes();
     stats_.prompt_cache_entries = int(prompt_cache_.size());
+    kv_gauges();
   }
 }
 

@@ -110,6 +110,8 @@ class Engine {
   bool start(Sequence& s);              // its KV sequence (from a shared prefix if any); false: no memory
   void retire(Sequence& s, bool keep);  // its KV into the prompt cache (keep) or released
   bool evict_cached();                  // drops one prompt-cache entry; false when there is none
+  void drop_cached(size_t i);           // releases entry i's KV and removes it
+  void kv_gauges();                     // the KV gauges of stats_ (stats_mu_ held)
   bool make_room(Sequence& s, int32_t n_tokens);  // pages for s; evicts and preempts newer sequences
   void preempt(Sequence& s);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
+#include "util/half.h"
 
 namespace optiq::formats {
 
@@ -15,6 +16,19 @@ int64_t TensorRef::numel() const {
   int64_t n = 1;
   for (auto d : shape) n *= d;
   return n;
+}
+
+bool TensorRef::to_f32(std::vector<float>& out) const {
+  if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) return false;
+  const size_t n = size_t(numel());
+  out.resize(n);
+  const uint16_t* h = reinterpret_cast<const uint16_t*>(data);
+  if (dtype == DType::F32) std::memcpy(out.data(), data, n * 4);
+  else if (dtype == DType::F16)
+    for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+  else
+    for (size_t i = 0; i < n; ++i) out[i] = bf16_to_f32(h[i]);
+  return true;
 }
 
 DType dtype_from_safetensors(const std::string& s) {

@@ -19,6 +19,8 @@ struct TensorRef {
   const uint8_t* data = nullptr;
   size_t nbytes = 0;
   int64_t numel() const;
+  // The values as f32 when the dtype is F32, F16 or BF16; false (out untouched) for any other dtype.
+  bool to_f32(std::vector<float>& out) const;
 };
 
 DType dtype_from_safetensors(const std::string& s);

@@ -10,6 +10,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/weight_source.h"
 #include "util/error.h"
 #include "util/half.h"
 #include "util/log.h"
@@ -54,22 +55,8 @@ std::pair<int, int> proj_dims(const ModelConfig& c, Proj p) {
 }
 
 std::vector<float> to_f32(const formats::TensorRef& t) {
-  const int64_t n = t.numel();
-  std::vector<float> out(static_cast<size_t>(n));
-  switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), t.data, size_t(n) * 4); break;
-    case DType::F16: {
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(t.data);
-      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = f16_to_f32(p[i]);
-      break;
-    }
-    case DType::BF16: {
-      const uint16_t* p = reinterpret_cast<const uint16_t*>(t.data);
-      for (int64_t i = 0; i < n; ++i) out[size_t(i)] = bf16_to_f32(p[i]);
-      break;
-    }
-    default: bad(t.file, "tensor " + t.name + " has dtype " + t.dtype_name + " (adapters are F32, F16 or BF16)");
-  }
+  std::vector<float> out;
+  if (!t.to_f32(out)) bad(t.file, "tensor " + t.name + " has dtype " + t.dtype_name + " (adapters are F32, F16 or BF16)");
   return out;
 }
 
@@ -84,7 +71,6 @@ struct Site {
 std::optional<Site> parse_site(std::string name) {
   for (const char* p : {"base_model.model.", "language_model."})
     if (name.rfind(p, 0) == 0) name = name.substr(std::strlen(p));
-  if (name.rfind("language_model.", 0) == 0) name = name.substr(15);
   static const std::regex re(R"(model\.layers\.(\d+)\.((?:self_attn|mlp)\.[a-z_]+)\.(.+))");
   std::smatch m;
   if (!std::regex_match(name, m, re)) return std::nullopt;
@@ -115,6 +101,50 @@ std::optional<double> pattern_value(const json& cfg, const char* field, const st
     }
   }
   return std::nullopt;
+}
+
+// One module's tensors, gathered by name.
+struct Pair {
+  const formats::TensorRef* a = nullptr;
+  const formats::TensorRef* b = nullptr;
+  const formats::TensorRef* m = nullptr;  // DoRA magnitude [out]
+  Site site;
+};
+
+// One module's delta from its A and B, as PEFT and GGUF store them (A [r, in], B [out, r]) or transposed,
+// as mlx-lm does (A [in, r], B [r, out]); a_name / b_name label them in errors. The caller sets the scale.
+std::shared_ptr<LoraDelta> make_delta(const formats::TensorRef& ta, const formats::TensorRef& tb, bool transposed,
+                                      std::pair<int, int> out_in, const std::string& file, const std::string& module,
+                                      const char* a_name, const char* b_name) {
+  const auto [out, in] = out_in;
+  if (ta.shape.size() != 2 || tb.shape.size() != 2) bad(file, module + ": A and B must be 2-D");
+  const int64_t r = transposed ? ta.shape[1] : ta.shape[0];
+  const bool fits = transposed ? ta.shape[0] == in && tb.shape[1] == out && tb.shape[0] == r
+                               : ta.shape[1] == in && tb.shape[0] == out && tb.shape[1] == r;
+  auto shape_str = [](const formats::TensorRef& t) { return "[" + std::to_string(t.shape[0]) + ", " + std::to_string(t.shape[1]) + "]"; };
+  if (!fits || r <= 0)
+    bad(file, module + ": " + a_name + " " + shape_str(ta) + " / " + b_name + " " + shape_str(tb) + " do not fit the base's [" +
+                  std::to_string(out) + ", " + std::to_string(in) + "] projection");
+  auto d = std::make_shared<LoraDelta>();
+  d->rank = int(r), d->in = in, d->out = out;
+  std::vector<float> af = to_f32(ta), bf = to_f32(tb);
+  if (!transposed) {
+    d->a = std::move(af);
+    d->b = std::move(bf);
+  } else {
+    d->a.resize(size_t(r * in));
+    d->b.resize(size_t(out * r));
+    for (int64_t i = 0; i < in; ++i)
+      for (int64_t k = 0; k < r; ++k) d->a[size_t(k * in + i)] = af[size_t(i * r + k)];
+    for (int64_t k = 0; k < r; ++k)
+      for (int64_t o = 0; o < out; ++o) d->b[size_t(o * r + k)] = bf[size_t(k * out + o)];
+  }
+  if (ta.dtype == tb.dtype && (ta.dtype == DType::F16 || ta.dtype == DType::BF16)) d->store = ta.dtype;
+  for (float x : d->a)
+    if (!std::isfinite(x)) bad(file, module + ": A holds a non-finite value");
+  for (float x : d->b)
+    if (!std::isfinite(x)) bad(file, module + ": B holds a non-finite value");
+  return d;
 }
 
 }  // namespace
@@ -161,59 +191,35 @@ static Adapter load_gguf_adapter(const std::string& path, const ModelConfig& c, 
   const std::string arch = f.get_string("general.architecture", "");
   if (arch != c.model_type) bad(path, "an adapter for a '" + arch + "' model; the base is '" + c.model_type + "'");
   const double alpha = f.get_float("adapter.lora.alpha", 0.0);
-  static const std::pair<const char*, Proj> names[] = {{"attn_q", Proj::Q},      {"attn_k", Proj::K},   {"attn_v", Proj::V},
-                                                       {"attn_output", Proj::O}, {"ffn_gate", Proj::Gate}, {"ffn_up", Proj::Up},
-                                                       {"ffn_down", Proj::Down}};
-  static const std::regex re(R"(blk\.(\d+)\.([a-z_]+)\.weight\.lora_(a|b))");
   Adapter a;
   a.name = name;
   a.path = path;
   a.format = "gguf";
   a.layers.resize(size_t(c.num_hidden_layers));
-  std::map<std::pair<int, int>, std::pair<const formats::GgufTensorInfo*, const formats::GgufTensorInfo*>> pairs;
+  // Tensors as row-major refs (ggml's ne reversed), grouped per module under the HF names the base uses.
+  std::map<std::string, formats::TensorRef> refs;
+  std::map<std::string, Pair> pairs;
   for (const auto& t : f.tensors()) {
-    std::smatch m;
-    if (!std::regex_match(t.name, m, re)) {
-      if (t.name.size() > 12 && t.name.find("_norm.weight") != std::string::npos) continue;  // llama.cpp ignores these too
+    const bool is_a = t.name.ends_with(".lora_a"), is_b = t.name.ends_with(".lora_b");
+    if (!is_a && !is_b && t.name.ends_with("_norm.weight")) continue;  // llama.cpp ignores these too
+    const auto site = parse_site(hf_name_from_gguf(t.name.substr(0, t.name.size() - ((is_a || is_b) ? 7 : 0))));
+    if (!(is_a || is_b) || !site || site->leaf != "weight")
       throw Error(ErrorKind::Unsupported, path + ": tensor " + t.name + " adapts a module other than the decoder's projections");
-    }
-    const int layer = std::stoi(m[1]);
-    int proj = -1;
-    for (auto& [g, p] : names)
-      if (m[2] == g) proj = int(p);
-    if (proj < 0) throw Error(ErrorKind::Unsupported, path + ": tensor " + t.name + " adapts a module other than the decoder's projections");
-    if (layer >= c.num_hidden_layers) bad(path, "tensor " + t.name + " is for a layer the model does not have");
-    auto& slot = pairs[{layer, proj}];
-    (m[3] == "a" ? slot.first : slot.second) = &t;
+    if (site->layer >= c.num_hidden_layers) bad(path, "tensor " + t.name + " is for a layer the model does not have");
+    formats::TensorRef& r = refs[t.name];
+    r.name = t.name, r.file = path, r.dtype = t.dtype, r.dtype_name = "ggml type " + std::to_string(t.ggml_type);
+    r.shape.assign(t.ne.rbegin(), t.ne.rend());
+    r.data = t.data, r.nbytes = t.nbytes;
+    Pair& p = pairs[site->module];
+    p.site = *site;
+    (is_a ? p.a : p.b) = &r;
   }
   if (pairs.empty()) bad(path, "no LoRA tensors");
-  auto as_ref = [&](const formats::GgufTensorInfo& t) {
-    formats::TensorRef r;
-    r.name = t.name;
-    r.file = path;
-    r.dtype = t.dtype;
-    r.dtype_name = "ggml type " + std::to_string(t.ggml_type);
-    r.shape = {t.ne.size() > 1 ? t.ne[1] : 1, t.ne[0]};  // row-major
-    r.data = t.data;
-    r.nbytes = t.nbytes;
-    return r;
-  };
-  for (auto& [key, ab] : pairs) {
-    const std::string module = "blk." + std::to_string(key.first) + "." + names[key.second].first;
-    if (!ab.first || !ab.second) bad(path, module + ": has only one of lora_a and lora_b");
-    const formats::TensorRef ta = as_ref(*ab.first), tb = as_ref(*ab.second);
-    const auto [out, in] = proj_dims(c, Proj(key.second));
-    const int64_t r = ta.shape[0];
-    if (ab.first->ne.size() != 2 || ab.second->ne.size() != 2 || ta.shape[1] != in || tb.shape[0] != out || tb.shape[1] != r || r <= 0)
-      bad(path, module + ": lora_a ne [" + std::to_string(ab.first->ne[0]) + ", " + std::to_string(ta.shape[0]) + "] / lora_b do not fit the base's [" +
-                    std::to_string(out) + ", " + std::to_string(in) + "] projection");
-    auto d = std::make_shared<LoraDelta>();
-    d->rank = int(r), d->in = in, d->out = out;
-    d->a = to_f32(ta);
-    d->b = to_f32(tb);
-    if (ta.dtype == tb.dtype && (ta.dtype == DType::F16 || ta.dtype == DType::BF16)) d->store = ta.dtype;
-    d->scale = float(alpha == 0.0 ? 1.0 : alpha / double(r));
-    a.layers[size_t(key.first)][size_t(key.second)] = std::move(d);
+  for (auto& [module, p] : pairs) {
+    if (!p.a || !p.b) bad(path, module + ": has only one of lora_a and lora_b");
+    auto d = make_delta(*p.a, *p.b, /*transposed=*/false, proj_dims(c, p.site.proj), path, module, "lora_a", "lora_b");
+    d->scale = float(alpha == 0.0 ? 1.0 : alpha / double(d->rank));
+    a.layers[size_t(p.site.layer)][size_t(p.site.proj)] = std::move(d);
   }
   return a;
 }
@@ -278,12 +284,6 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
 
   const bool dora = peft ? cfg.value("use_dora", false) : cfg.value("fine_tune_type", std::string("lora")) == "dora";
   formats::SafetensorsFile st(weights);
-  struct Pair {
-    const formats::TensorRef* a = nullptr;
-    const formats::TensorRef* b = nullptr;
-    const formats::TensorRef* m = nullptr;  // DoRA magnitude [out]
-    Site site;
-  };
   std::map<std::string, Pair> pairs;
   for (auto& [tname, t] : st.tensors()) {
     auto site = parse_site(tname);
@@ -305,45 +305,19 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
   for (auto& [module, p] : pairs) {
     if (!p.a || !p.b) bad(weights, module + ": has " + std::string(p.a ? "A" : "B") + " but no " + (p.a ? "B" : "A") + " matrix");
     const auto [out, in] = proj_dims(c, p.site.proj);
-    if (p.a->shape.size() != 2 || p.b->shape.size() != 2) bad(weights, module + ": A and B must be 2-D");
-    auto d = std::make_shared<LoraDelta>();
-    d->in = in, d->out = out;
-    const std::vector<float> af = to_f32(*p.a), bf = to_f32(*p.b);
-    auto shape_str = [](const formats::TensorRef& t) { return "[" + std::to_string(t.shape[0]) + ", " + std::to_string(t.shape[1]) + "]"; };
-    if (peft) {  // A [r, in], B [out, r]: stored as we use them
-      const int64_t r = p.a->shape[0];
-      if (p.a->shape[1] != in || p.b->shape[0] != out || p.b->shape[1] != r || r <= 0)
-        bad(weights, module + ": lora_A " + shape_str(*p.a) + " / lora_B " + shape_str(*p.b) + " do not fit the base's [" +
-                         std::to_string(out) + ", " + std::to_string(in) + "] projection");
-      d->rank = int(r);
-      d->a = af;
-      d->b = bf;
+    auto d = make_delta(*p.a, *p.b, /*transposed=*/!peft, {out, in}, weights, module, peft ? "lora_A" : "lora_a",
+                        peft ? "lora_B" : "lora_b");
+    if (peft) {
       const double alpha = pattern_value(cfg, "alpha_pattern", module).value_or(cfg.value("lora_alpha", 8.0));
-      d->scale = float(cfg.value("use_rslora", false) ? alpha / std::sqrt(double(r)) : alpha / double(r));
-    } else {  // mlx-lm: lora_a [in, r], lora_b [r, out]: transposed into A [r, in], B [out, r]
-      const int64_t r = p.a->shape[1];
-      if (p.a->shape[0] != in || p.b->shape[1] != out || p.b->shape[0] != r || r <= 0)
-        bad(weights, module + ": lora_a " + shape_str(*p.a) + " / lora_b " + shape_str(*p.b) + " do not fit the base's [" +
-                         std::to_string(out) + ", " + std::to_string(in) + "] projection");
-      d->rank = int(r);
-      d->a.resize(size_t(r * in));
-      d->b.resize(size_t(out * r));
-      for (int64_t i = 0; i < in; ++i)
-        for (int64_t k = 0; k < r; ++k) d->a[size_t(k * in + i)] = af[size_t(i * r + k)];
-      for (int64_t k = 0; k < r; ++k)
-        for (int64_t o = 0; o < out; ++o) d->b[size_t(o * r + k)] = bf[size_t(k * out + o)];
-      d->scale = float(rs_alpha ? *rs_alpha / std::sqrt(double(r)) : mlx_scale);
+      d->scale = float(cfg.value("use_rslora", false) ? alpha / std::sqrt(double(d->rank)) : alpha / double(d->rank));
+    } else {
+      d->scale = float(rs_alpha ? *rs_alpha / std::sqrt(double(d->rank)) : mlx_scale);
     }
-    if (p.a->dtype == p.b->dtype && (p.a->dtype == DType::F16 || p.a->dtype == DType::BF16)) d->store = p.a->dtype;
     if (dora && !p.m) bad(weights, module + ": a DoRA adapter without the module's magnitude vector");
     if (p.m) {
       if (p.m->numel() != out) bad(weights, module + ": the DoRA magnitude has " + std::to_string(p.m->numel()) + " values, not " + std::to_string(out));
       d->magnitude = to_f32(*p.m);
     }
-    for (float x : d->a)
-      if (!std::isfinite(x)) bad(weights, module + ": A holds a non-finite value");
-    for (float x : d->b)
-      if (!std::isfinite(x)) bad(weights, module + ": B holds a non-finite value");
     a.layers[size_t(p.site.layer)][size_t(p.site.proj)] = std::move(d);
   }
   return a;

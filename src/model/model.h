@@ -56,7 +56,8 @@ class Model {
   std::string weight_summary() const;      // e.g. "mlx-affine 4-bit g64 x196, bf16 x57"
 
   // ---- mounted LoRA adapters (model/lora.h): kept apart from the weights, chosen per batch row ----
-  // Mounts an adapter under its name (unique); thread-safe. Returns its index.
+  // Mounts an adapter under its name (unique; not empty, none, base or off, no '+'); thread-safe. Returns
+  // its index.
   int mount_adapter(Adapter a);
   // Unmounts by name (false when none has it); its index is never reused. Callers make sure no queued or
   // running request uses it (engine::Engine::unmount_adapter does).

@@ -7,7 +7,6 @@
 #include <nlohmann/json.hpp>
 
 #include "util/error.h"
-#include "util/half.h"
 
 namespace optiq::model {
 
@@ -143,21 +142,8 @@ void WeightSource::set_mlx_quantization(MlxQuantParams defaults, std::map<std::s
 std::vector<float> WeightSource::vector_f32(const std::string& name, int64_t n) const {
   const TensorRef& t = get(name);
   if (t.numel() != n) throw bad_tensor(t, "has shape " + shape_str(t.shape) + ", expected " + std::to_string(n) + " values");
-  std::vector<float> out(static_cast<size_t>(n));
-  switch (t.dtype) {
-    case DType::F32: std::memcpy(out.data(), t.data, size_t(n) * 4); break;
-    case DType::F16: {
-      auto* p = reinterpret_cast<const uint16_t*>(t.data);
-      for (int64_t i = 0; i < n; ++i) out[i] = f16_to_f32(p[i]);
-      break;
-    }
-    case DType::BF16: {
-      auto* p = reinterpret_cast<const uint16_t*>(t.data);
-      for (int64_t i = 0; i < n; ++i) out[i] = bf16_to_f32(p[i]);
-      break;
-    }
-    default: throw bad_tensor(t, std::string("has dtype ") + t.dtype_name + ", expected F32, F16 or BF16");
-  }
+  std::vector<float> out;
+  if (!t.to_f32(out)) throw bad_tensor(t, std::string("has dtype ") + t.dtype_name + ", expected F32, F16 or BF16");
   return out;
 }
 

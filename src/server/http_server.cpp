@@ -277,17 +277,16 @@ struct HttpServer::Impl {
   void adapters_mount(const httplib::Request& req, httplib::Response& res) {
     const nlohmann::ordered_json b = fields::parse_body_object(req.body);
     const std::string name = fields::req_string(b, "name", "name"), path = fields::req_string(b, "path", "path");
-    if (name.empty() || name == "none" || name == "base" || name == "off" || name.find('+') != std::string::npos)
-      throw ApiError(400, error_type::kInvalidRequest, "'" + name + "' cannot name an adapter (none, base, off and '+' mean other things)");
     model::Model& m = *eng.model().model;
     OPTIQ_LOG_INFO("mounting adapter '%s' from %s (running requests continue)", name.c_str(), path.c_str());
+    int idx;
     try {
-      m.mount_adapter(model::load_adapter(path, m.config(), name));
+      idx = m.mount_adapter(model::load_adapter(path, m.config(), name));
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::NotFound) throw ApiError(404, error_type::kNotFound, e.what());
       throw ApiError(400, error_type::kInvalidRequest, e.what());
     }
-    const auto a = m.adapter(m.find_adapter(name));
+    const auto a = m.adapter(idx);
     OPTIQ_LOG_INFO("adapter '%s' mounted: %s", name.c_str(), a->summary().c_str());
     res.set_content(adapter_json(*a).dump(), "application/json");
   }

@@ -5,12 +5,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { bin, needs, root, shared, startServer } from './harness.mjs';
+import { bin, needs, root, shared, startServer, writeMlxAdapter } from './harness.mjs';
 
 const modelDir = path.join(shared, 'models/stories260K-hf');
 const skip = needs(modelDir, bin);
@@ -32,25 +32,9 @@ function writeAdapter(name, seed) {
       tensors.push([`model.layers.${l}.${mod}.lora_a`, [inp, r]], [`model.layers.${l}.${mod}.lora_b`, [r, out]]);
     }
   }
-  const header = {};
-  let offset = 0;
-  const chunks = [];
-  for (const [tname, shape] of tensors) {
-    const data = new Float32Array(shape[0] * shape[1]).map(rnd);
-    header[tname] = { dtype: 'F32', shape, data_offsets: [offset, offset + data.byteLength] };
-    offset += data.byteLength;
-    chunks.push(Buffer.from(data.buffer));
-  }
-  let h = JSON.stringify(header);
-  while ((h.length + 8) % 8) h += ' ';
-  const len = Buffer.alloc(8);
-  len.writeBigUInt64LE(BigInt(h.length));
-  const folder = path.join(dir, name);
-  mkdirSync(folder);
-  writeFileSync(path.join(folder, 'adapters.safetensors'), Buffer.concat([len, Buffer.from(h), ...chunks]));
-  writeFileSync(path.join(folder, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'lora', num_layers: -1,
-    lora_parameters: { rank: r, scale: 2.0, dropout: 0.0 } }));
-  return folder;
+  const data = tensors.map(([tname, shape]) =>
+    ({ name: tname, dtype: 'F32', shape, data: Buffer.from(new Float32Array(shape[0] * shape[1]).map(rnd).buffer) }));
+  return writeMlxAdapter(path.join(dir, name), data, { rank: r, scale: 2.0, dropout: 0.0 });
 }
 
 function generate(...extra) {

@@ -1,7 +1,7 @@
 // What the integration tests share: where the binary, Claude Code and ../shared are, the skip-or-fail rule for
 // missing ones, starting `optiq serve` on a free loopback port, and temporary model folders with edited configs.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,4 +50,23 @@ export function editedModel(dir, edits) {
     else symlinkSync(path.join(dir, f), path.join(tmp, f));
   }
   return tmp;
+}
+
+// An mlx-lm LoRA adapter folder: adapters.safetensors from `tensors` ([{ name, dtype, shape, data: Buffer }]) and
+// adapter_config.json with `loraParameters` (e.g. { rank: 4, scale: 2.0 }).
+export function writeMlxAdapter(folder, tensors, loraParameters) {
+  const header = {};
+  let offset = 0;
+  for (const t of tensors) {
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + t.data.length] };
+    offset += t.data.length;
+  }
+  let h = JSON.stringify(header);
+  while ((h.length + 8) % 8) h += ' ';
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(h.length));
+  mkdirSync(folder);
+  writeFileSync(path.join(folder, 'adapters.safetensors'), Buffer.concat([len, Buffer.from(h), ...tensors.map((t) => t.data)]));
+  writeFileSync(path.join(folder, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'lora', num_layers: -1, lora_parameters: loraParameters }));
+  return folder;
 }

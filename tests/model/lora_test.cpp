@@ -102,7 +102,24 @@ class Lora : public ::testing::Test {
     write_text(dir + "/adapter_config.json", config);
     return dir;
   }
-  // The base with the deltas merged into its f32 weights: W' = W + scale * B A.
+  // The deltas merged into tensor `tname`'s f32 values: W' = W + scale * B A (computed in double), and
+  // for DoRA each row then scaled to m / ||W'||.
+  static void merge(const std::string& tname, const std::vector<Delta>& ds, std::vector<float>& v) {
+    for (auto& d : ds)
+      if (tname == d.module + ".weight")
+        for (int o = 0; o < d.out; ++o) {
+          double n2 = 0;
+          for (int i = 0; i < d.in; ++i) {
+            double acc = 0;
+            for (int k = 0; k < d.rank; ++k) acc += double(d.b[size_t(o * d.rank + k)]) * d.a[size_t(k * d.in + i)];
+            v[size_t(o * d.in + i)] += float(d.scale * acc);
+            n2 += double(v[size_t(o * d.in + i)]) * v[size_t(o * d.in + i)];
+          }
+          if (!d.m.empty())
+            for (int i = 0; i < d.in; ++i) v[size_t(o * d.in + i)] = float(v[size_t(o * d.in + i)] * (d.m[size_t(o)] / std::sqrt(n2)));
+        }
+  }
+  // The base with the deltas merged into its f32 weights.
   static std::string write_merged(const std::string& name, const std::vector<Delta>& ds) {
     const std::string dir = test::scratch_dir(name);
     fs::copy_file(base_ + "/config.json", dir + "/config.json", fs::copy_options::overwrite_existing);
@@ -111,19 +128,7 @@ class Lora : public ::testing::Test {
     for (auto& [tname, t] : st.tensors()) {
       std::vector<float> v(size_t(t.numel()));
       std::memcpy(v.data(), t.data, v.size() * 4);
-      for (auto& d : ds)
-        if (tname == d.module + ".weight")
-          for (int o = 0; o < d.out; ++o) {
-            double n2 = 0;
-            for (int i = 0; i < d.in; ++i) {
-              double acc = 0;
-              for (int k = 0; k < d.rank; ++k) acc += double(d.b[size_t(o * d.rank + k)]) * d.a[size_t(k * d.in + i)];
-              v[size_t(o * d.in + i)] += float(d.scale * acc);
-              n2 += double(v[size_t(o * d.in + i)]) * v[size_t(o * d.in + i)];
-            }
-            if (!d.m.empty())  // DoRA: W' = m / ||W + sBA||_row * (W + sBA)
-              for (int i = 0; i < d.in; ++i) v[size_t(o * d.in + i)] = float(v[size_t(o * d.in + i)] * (d.m[size_t(o)] / std::sqrt(n2)));
-          }
+      merge(tname, ds, v);
       w.add_f32(tname, t.shape, v);
     }
     w.write(dir + "/model.safetensors");
@@ -303,14 +308,7 @@ TEST_F(Lora, QuantizedBaseMatchesItsDequantizedCopyWithTheAdapterMerged) {
       v.resize(size_t(t.numel()));
       for (size_t i = 0; i < v.size(); ++i) v[i] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[i]);
     }
-    for (auto& d : ds)
-      if (tname == d.module + ".weight")
-        for (int o = 0; o < d.out; ++o)
-          for (int i = 0; i < d.in; ++i) {
-            double acc = 0;
-            for (int k = 0; k < d.rank; ++k) acc += double(d.b[size_t(o * d.rank + k)]) * d.a[size_t(k * d.in + i)];
-            v[size_t(o * d.in + i)] += float(d.scale * acc);
-          }
+    merge(tname, ds, v);
     w.add_f32(tname, shape, v);
   }
   w.write(ddir + "/model.safetensors");
