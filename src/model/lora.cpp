@@ -224,7 +224,13 @@ static Adapter load_gguf_adapter(const std::string& path, const ModelConfig& c, 
   return a;
 }
 
+void check_adapter_name(const std::string& name) {
+  if (name.empty() || name == "none" || name == "base" || name == "off" || name.find('+') != std::string::npos)
+    throw Error(ErrorKind::InvalidArgument, "'" + name + "' cannot name an adapter (none, base, off and '+' mean other things)");
+}
+
 Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::string& name) {
+  check_adapter_name(name);
   if (fs::is_regular_file(path) && fs::path(path).extension() == ".gguf") return load_gguf_adapter(path, c, name);
   Adapter a;
   a.name = name;

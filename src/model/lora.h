@@ -55,6 +55,11 @@ struct Adapter {
 // Reads the adapter at `path` (a folder, or a .gguf file) for a base model of `config`. Throws Error(BadModel) naming the file
 // and tensor for anything malformed or not matching the base, Error(Unsupported) for real format features
 // not implemented (embedding adapters, modules_to_save).
+// The name is checked first (check_adapter_name), before any file is read.
 Adapter load_adapter(const std::string& path, const ModelConfig& config, const std::string& name);
+
+// Throws Error(InvalidArgument) unless `name` can name an adapter: not empty, none, base or off (they
+// select the base), and no '+' (it stacks adapters).
+void check_adapter_name(const std::string& name);
 
 }  // namespace optiq::model

@@ -208,8 +208,7 @@ std::string Model::weight_summary() const {
 namespace optiq::model {
 
 int Model::mount_adapter(Adapter a) {
-  if (a.name.empty() || a.name == "none" || a.name == "base" || a.name == "off" || a.name.find('+') != std::string::npos)
-    throw Error(ErrorKind::InvalidArgument, "'" + a.name + "' cannot name an adapter (none, base, off and '+' mean other things)");
+  check_adapter_name(a.name);
   if (int(a.layers.size()) != config_.num_hidden_layers)
     throw Error(ErrorKind::InvalidArgument, "adapter '" + a.name + "' was loaded for another model shape");
   if (a.format == "gguf" && !gguf_)
