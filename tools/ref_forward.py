@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""Independent float64 NumPy reference for optiq's decoder models (llama, qwen2, qwen3).
+"""Independent float64 NumPy reference for optiq's decoder models (llama, qwen2, qwen3; qwen3_moe, qwen3_next,
+qwen3_5 and qwen3_5_moe through tools/ref_hybrid.py).
 
 Reads a HF/MLX folder (safetensors: F32/F16/BF16 and MLX affine U32+scales+biases) or a GGUF file
 (F32/F16/Q8_0/Q4_0/Q4_1/Q4_K/Q6_K), dequantizes every tensor with its own code (written from the format
@@ -9,6 +10,7 @@ descriptions, not from optiq's C++), and runs the forward pass. Used to make com
 import json
 import os
 import struct
+import sys
 
 import numpy as np
 
@@ -51,8 +53,22 @@ def mlx_dequantize(wq, scales, biases, bits):
     return w.reshape(rows, n)
 
 
+def _hybrid():
+    """tools/ref_hybrid.py: qwen3_moe, qwen3_next, qwen3_5, qwen3_5_moe (MoE and Gated DeltaNet hybrids)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import ref_hybrid
+    return ref_hybrid
+
+
+HYBRID_TYPES = ("qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe")
+
+
 def load_folder(d):
     cfg = json.load(open(os.path.join(d, "config.json")))
+    if cfg.get("model_type", "").replace("_text", "") in HYBRID_TYPES:
+        return _hybrid().load_folder(d)
     raw = {}
     for fn in sorted(os.listdir(d)):
         if fn.startswith("model") and fn.endswith(".safetensors"):
@@ -269,6 +285,8 @@ def rope(x, pos, theta, traditional):
 
 def forward(c, t, tokens):
     """Logits [T, vocab] for a token sequence (causal, positions 0..T-1)."""
+    if c["model_type"] in HYBRID_TYPES:
+        return _hybrid().forward(c, t, tokens)
     H, L = c["hidden_size"], c["num_hidden_layers"]
     nh, nkv, hd = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
     eps, theta, trad = c["rms_norm_eps"], c["rope_theta"], c["rope_traditional"]

@@ -28,6 +28,19 @@ struct WeightView {
   DType scale_dtype = DType::F32;
   const uint8_t* scales = nullptr;
   const uint8_t* biases = nullptr;
+
+  // Rows [first, first + n) as a view of their own (one expert of a stack, half of a fused matrix).
+  WeightView row_slice(int64_t first, int64_t n) const {
+    WeightView v = *this;
+    v.rows = n;
+    v.data = data + size_t(first) * row_bytes;
+    if (format == WeightFormat::MlxAffine) {
+      const size_t off = size_t(first) * size_t(cols / group_size) * size_t(dtype_block_bytes(scale_dtype));
+      v.scales = scales + off;
+      v.biases = biases + off;
+    }
+    return v;
+  }
 };
 
 }  // namespace optiq::kernels

@@ -23,6 +23,10 @@ KvCache::KvCache(KvShape shape, KvSpec spec, int64_t budget_bytes)
   spec_.validate(shape_);
   layouts_[kSpecLayout] = make_layout(true);
   layouts_[kFp16Layout] = make_layout(false);
+  state_index_.assign(size_t(shape_.n_layers), -1);
+  if (shape_.state_floats > 0)
+    for (int l = 0; l < shape_.n_layers; ++l)
+      if (!shape_.layer_has_kv(l)) state_index_[size_t(l)] = n_state_layers_++;
   if (budget_ < 0) throw Error(ErrorKind::InvalidArgument, "the KV cache budget must be >= 0 bytes");
   if (budget_ > 0 && budget_ < page_bytes())
     throw Error(ErrorKind::InvalidArgument, "the KV cache budget of " + std::to_string(budget_) + " bytes holds no page of " +
@@ -30,7 +34,7 @@ KvCache::KvCache(KvShape shape, KvSpec spec, int64_t budget_bytes)
                                                 " bytes at this precision)");
 }
 
-KvCache::~KvCache() = default;
+KvCache::~KvCache() { seqs_.clear(); }  // states give their bytes back to used_bytes_ first
 
 size_t KvCache::head_bytes(const KvPrecision& p) const {
   const size_t d = size_t(shape_.head_dim);
@@ -70,7 +74,9 @@ int32_t KvCache::pages_free() const {
   return int32_t(std::max<int64_t>(0, (budget_ - used_bytes_) / page_bytes()));
 }
 
-int64_t KvCache::capacity_tokens() const { return budget_ == 0 ? 0 : budget_ / page_bytes() * kPageTokens; }
+int64_t KvCache::capacity_tokens() const {
+  return budget_ == 0 ? 0 : std::max<int64_t>(0, budget_ - state_bytes_per_sequence()) / page_bytes() * kPageTokens;
+}
 
 int32_t KvCache::alloc_page(int layout, bool force) {
   const int64_t bytes = layouts_[layout].bytes;
@@ -109,6 +115,7 @@ int32_t KvCache::create_sequence() {
   seqs_[i] = Seq{};
   seqs_[i].live = true;
   seqs_[i].converted = spec_.quantized_kv_start == 0;
+  if (n_state_layers_) seqs_[i].state = std::make_unique<StateBuf>(size_t(state_bytes_per_sequence() / 4), &used_bytes_);
   return int32_t(i);
 }
 
@@ -152,6 +159,13 @@ void KvCache::copy_rows(int32_t from, int32_t to, int32_t rows) const {
 void KvCache::truncate(int32_t id, int32_t n) {
   Seq& s = seq(id);
   n = std::clamp(n, 0, s.length);
+  if (n_state_layers_ && n < s.length) {
+    OPTIQ_CHECK(restorable(id, n) == n, "truncate: no state snapshot at that length");
+    if (n == 0) std::fill(s.state->v.begin(), s.state->v.end(), 0.0f);
+    else s.state->v = snapshot_at(s, n)->state->v;
+    while (!s.snapshots.empty() && s.snapshots.back().n_tokens > n) s.snapshots.pop_back();
+    if (s.mark > n) s.mark = -1;
+  }
   const size_t keep = size_t(pages_for(n));
   while (s.pages.size() > keep) {
     unref_page(s.pages.back());
@@ -175,11 +189,17 @@ int32_t KvCache::copy_prefix(int32_t src, int32_t n) {
     n = std::clamp(n, 0, from.length);
     if (n % kPageTokens != 0 && budget_ > 0 && used_bytes_ + layouts_[seq_layout(from)].bytes > budget_) return -1;
   }
+  OPTIQ_CHECK(restorable(src, n) == n, "copy_prefix: no state snapshot at that length");
   const int32_t id = create_sequence();  // may reallocate seqs_: look src up afterwards
   const Seq& from = seq(src);
   Seq& to = seq(id);
   to.converted = from.converted;
   to.length = n;
+  if (n_state_layers_ && n > 0) {
+    to.state->v = n == from.length ? from.state->v : snapshot_at(from, n)->state->v;
+    for (const Snapshot& sn : from.snapshots)
+      if (sn.n_tokens <= n) to.snapshots.push_back(sn);
+  }
   const int32_t whole = n / kPageTokens;
   for (int32_t i = 0; i < whole; ++i) {
     ++pages_[size_t(from.pages[size_t(i)])].refs;
@@ -215,6 +235,7 @@ bool KvCache::reserve(int32_t id, int32_t n) {
 
 void KvCache::extend(int32_t id, int32_t n) {
   Seq& s = seq(id);
+  prune_snapshots(s);
   if (!s.converted && s.length >= spec_.quantized_kv_start) convert(s);
   if (!reserve(id, n))
     throw Error(ErrorKind::Overloaded, "the KV cache budget is full (" + std::to_string(used_bytes_) + " of " +
@@ -343,6 +364,54 @@ int64_t KvCache::distinct_bytes(const std::vector<int32_t>& ids) const {
   int64_t b = 0;
   for (int32_t p : all) b += layouts_[pages_[size_t(p)].layout].bytes;
   return b;
+}
+
+float* KvCache::state(int32_t id, int layer) {
+  OPTIQ_CHECK(layer >= 0 && layer < shape_.n_layers && state_index_[size_t(layer)] >= 0, "layer has no recurrent state");
+  return seq(id).state->v.data() + size_t(state_index_[size_t(layer)]) * size_t(shape_.state_floats);
+}
+
+bool KvCache::wants_snapshot(int32_t id, int32_t n) const {
+  return n_state_layers_ > 0 && n > 0 && (n % kPageTokens == 0 || n == seq(id).mark);
+}
+
+float* KvCache::snapshot(int32_t id, int layer, int32_t n) {
+  OPTIQ_CHECK(layer >= 0 && layer < shape_.n_layers && state_index_[size_t(layer)] >= 0, "layer has no recurrent state");
+  Seq& s = seq(id);
+  auto it = std::find_if(s.snapshots.begin(), s.snapshots.end(), [&](const Snapshot& x) { return x.n_tokens >= n; });
+  if (it == s.snapshots.end() || it->n_tokens != n)
+    it = s.snapshots.insert(it, Snapshot{n, std::make_shared<StateBuf>(size_t(state_bytes_per_sequence() / 4), &used_bytes_)});
+  OPTIQ_CHECK(it->state.use_count() == 1, "KV snapshot written while shared");
+  return it->state->v.data() + size_t(state_index_[size_t(layer)]) * size_t(shape_.state_floats);
+}
+
+void KvCache::mark_snapshot(int32_t id, int32_t n) { seq(id).mark = n; }
+
+const KvCache::Snapshot* KvCache::snapshot_at(const Seq& s, int32_t n) const {
+  for (const Snapshot& sn : s.snapshots)
+    if (sn.n_tokens == n) return &sn;
+  return nullptr;
+}
+
+int32_t KvCache::restorable(int32_t id, int32_t n) const {
+  const Seq& s = seq(id);
+  n = std::clamp(n, 0, s.length);
+  if (!n_state_layers_ || n == s.length) return n;
+  int32_t best = 0;
+  for (const Snapshot& sn : s.snapshots)
+    if (sn.n_tokens <= n) best = sn.n_tokens;
+  return best;
+}
+
+// Keeps the snapshot at the mark and the last two others: enough to resume a conversation from its
+// previous prompt or from a recent page boundary, at a bounded cost per sequence.
+void KvCache::prune_snapshots(Seq& s) {
+  constexpr int kKeep = 2;
+  int others = 0;
+  for (int i = int(s.snapshots.size()) - 1; i >= 0; --i) {
+    if (s.snapshots[size_t(i)].n_tokens == s.mark) continue;
+    if (++others > kKeep) s.snapshots.erase(s.snapshots.begin() + i);
+  }
 }
 
 }  // namespace optiq::kv

@@ -12,6 +12,11 @@
 // page is only ever written by a sequence that holds it alone. An optional byte budget caps what the
 // pages take: reserve() says when a sequence cannot grow, and the caller (the engine) decides who waits.
 // Quantized layers make a page smaller, so the same budget holds more tokens.
+//
+// Hybrid models (Gated DeltaNet layers without KV) also carry a fixed-size recurrent state per sequence
+// and layer. A state cannot be rewound, so the cache keeps exact snapshots of it at page boundaries and at
+// a marked position (a prompt's end); a prefix can be shared or kept only up to a point whose state is
+// known (restorable()). States and snapshots count against the budget.
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -52,6 +57,22 @@ class KvCache {
   kernels::KvLayerView view(int32_t seq, int layer) const;
   KvPrecision precision(int32_t seq, int layer) const;  // what the sequence holds for that layer now
 
+  // ---- recurrent state (layers without KV when shape().state_floats > 0) ----
+  bool has_state() const { return n_state_layers_ > 0; }
+  // `layer`'s state after the sequence's stored positions (zeros for a new sequence), shape().state_floats
+  // values. Distinct layers and sequences may be used from different threads at once.
+  float* state(int32_t seq, int layer);
+  // Whether the forward pass keeps a snapshot of the state after the first n tokens (page boundaries and
+  // the marked position); snapshot() gives the place of `layer`'s part of it (created on first use: call it
+  // from one thread, before any worker writes).
+  bool wants_snapshot(int32_t seq, int32_t n) const;
+  float* snapshot(int32_t seq, int layer, int32_t n);
+  void mark_snapshot(int32_t seq, int32_t n);  // also keep the state after n tokens
+  // The longest prefix of at most n tokens that copy_prefix() and truncate() can give: n for models
+  // without state; else the sequence's length or the last snapshot at or before n.
+  int32_t restorable(int32_t seq, int32_t n) const;
+  int64_t state_bytes_per_sequence() const { return int64_t(n_state_layers_) * shape_.state_floats * 4; }
+
   const KvShape& shape() const { return shape_; }
   const KvSpec& spec() const { return spec_; }
 
@@ -80,12 +101,27 @@ class KvCache {
     int32_t refs = 0;
     int layout = 0;
   };
+  // A state over every state layer; its bytes count in used_bytes_ while it lives.
+  struct StateBuf {
+    std::vector<float> v;
+    int64_t* used;
+    StateBuf(size_t n, int64_t* u) : v(n, 0.0f), used(u) { *used += int64_t(n * sizeof(float)); }
+    StateBuf(const StateBuf& o) : v(o.v), used(o.used) { *used += int64_t(v.size() * sizeof(float)); }
+    ~StateBuf() { *used -= int64_t(v.size() * sizeof(float)); }
+  };
+  struct Snapshot {
+    int32_t n_tokens;
+    std::shared_ptr<StateBuf> state;  // shared by sequences that copied the prefix
+  };
   struct Seq {
     bool live = false;
     bool converted = false;  // the target precisions apply (quantized_kv_start reached)
     int32_t length = 0;
     std::vector<int32_t> pages;
     std::vector<const uint8_t*> bases;  // pages' data, for views
+    std::unique_ptr<StateBuf> state;    // live recurrent state (hybrids)
+    std::vector<Snapshot> snapshots;    // increasing n_tokens
+    int32_t mark = -1;
   };
   enum : int { kSpecLayout = 0, kFp16Layout = 1 };
 
@@ -100,12 +136,16 @@ class KvCache {
   size_t head_bytes(const KvPrecision& p) const;
   int head_groups(const KvPrecision& p) const;
   void store_row(const LayerLayout& L, uint8_t* page, int32_t row, const float* k, const float* v) const;
+  void prune_snapshots(Seq& s);
+  const Snapshot* snapshot_at(const Seq& s, int32_t n) const;
 
   KvShape shape_;
   KvSpec spec_;
   int64_t budget_ = 0;
   Layout layouts_[2];
   std::vector<Seq> seqs_;
+  std::vector<int> state_index_;  // layer -> its slot in a StateBuf (-1: a KV layer)
+  int n_state_layers_ = 0;
   std::vector<Page> pages_;
   std::vector<int32_t> free_ids_;
   int64_t used_bytes_ = 0;

@@ -30,6 +30,7 @@ struct KvShape {
   int n_kv_heads = 0;
   int head_dim = 0;
   std::vector<bool> has_kv;  // per layer; empty = every layer (a plain decoder)
+  int64_t state_floats = 0;  // per layer without KV (hybrids' linear attention): f32 recurrent state
   bool layer_has_kv(int l) const { return has_kv.empty() || has_kv[size_t(l)]; }
 };
 

@@ -1,5 +1,7 @@
 #include "model/architecture.h"
 
+#include <algorithm>
+
 #include "util/error.h"
 
 namespace optiq::model {
@@ -7,10 +9,16 @@ namespace optiq::model {
 extern const Architecture kLlama;
 extern const Architecture kQwen2;
 extern const Architecture kQwen3;
+extern const Architecture kQwen3Moe;
+extern const Architecture kQwen3Next;
+extern const Architecture kQwen3_5;
+extern const Architecture kQwen3_5Moe;
 
 namespace {
-const Architecture* const kArchitectures[] = {&kLlama, &kQwen2, &kQwen3};
-const std::pair<const char*, const char*> kAliases[] = {{"mistral", "llama"}};
+const Architecture* const kArchitectures[] = {&kLlama, &kQwen2, &kQwen3, &kQwen3Moe, &kQwen3Next, &kQwen3_5, &kQwen3_5Moe};
+// Other names of the same graphs (Qwen3.5's text_config says qwen3_5_text).
+const std::pair<const char*, const char*> kAliases[] = {
+    {"mistral", "llama"}, {"qwen3_5_text", "qwen3_5"}, {"qwen3_5_moe_text", "qwen3_5_moe"}};
 }  // namespace
 
 const Architecture* find_architecture(const std::string& model_type) {
@@ -24,14 +32,14 @@ const Architecture* find_architecture(const std::string& model_type) {
 
 const Architecture* find_gguf_architecture(const std::string& gguf_arch) {
   for (auto* a : kArchitectures)
-    if (gguf_arch == a->gguf_arch) return a;
+    if (a->gguf_arch && gguf_arch == a->gguf_arch) return a;
   return nullptr;
 }
 
 std::string supported_architectures() {
   std::string s;
   for (auto* a : kArchitectures) s += (s.empty() ? "" : ", ") + std::string(a->model_type);
-  for (auto& [alias, real] : kAliases) s += ", " + std::string(alias);
+  s += ", mistral";
   return s;
 }
 
@@ -74,7 +82,7 @@ void read_rope_scaling(const nlohmann::json& rs, const std::string& file, ModelC
 
 void read_hf_common(const nlohmann::json& j, const std::string& file, ModelConfig& c) {
   c.hidden_size = get_int(j, "hidden_size", file, 0, true);
-  c.intermediate_size = get_int(j, "intermediate_size", file, 0, true);
+  c.intermediate_size = get_int(j, "intermediate_size", file, 0, false);  // MoE-only models may omit it
   c.num_hidden_layers = get_int(j, "num_hidden_layers", file, 0, true);
   c.num_attention_heads = get_int(j, "num_attention_heads", file, 0, true);
   c.num_key_value_heads = get_int(j, "num_key_value_heads", file, c.num_attention_heads, false);
@@ -103,8 +111,65 @@ void read_hf_common(const nlohmann::json& j, const std::string& file, ModelConfi
     throw Error(ErrorKind::BadModel, file + ": num_attention_heads must be a positive multiple of num_key_value_heads");
   if (c.head_dim <= 0 || c.head_dim % 2 != 0 || c.head_dim > 1024)
     throw Error(ErrorKind::BadModel, file + ": head_dim must be a positive even number");
-  if (c.hidden_size <= 0 || c.num_hidden_layers <= 0 || c.vocab_size <= 0 || c.intermediate_size <= 0)
-    throw Error(ErrorKind::BadModel, file + ": hidden_size, intermediate_size, num_hidden_layers and vocab_size must be positive");
+  if (c.hidden_size <= 0 || c.num_hidden_layers <= 0 || c.vocab_size <= 0)
+    throw Error(ErrorKind::BadModel, file + ": hidden_size, num_hidden_layers and vocab_size must be positive");
+}
+
+void read_hf_moe(const nlohmann::json& j, const std::string& file, ModelConfig& c) {
+  MoeConfig& m = c.moe;
+  m.num_experts = get_int(j, "num_experts", file, 0, true);
+  m.experts_per_token = get_int(j, "num_experts_per_tok", file, 0, true);
+  m.intermediate_size = get_int(j, "moe_intermediate_size", file, 0, true);
+  m.shared_expert_intermediate_size = get_int(j, "shared_expert_intermediate_size", file, 0, false);
+  m.norm_topk_prob = j.value("norm_topk_prob", false);
+  if (m.num_experts <= 0 || m.experts_per_token <= 0 || m.experts_per_token > m.num_experts || m.intermediate_size <= 0)
+    throw Error(ErrorKind::BadModel, file + ": num_experts, num_experts_per_tok (<= num_experts) and moe_intermediate_size must be positive");
+  const int step = std::max(1, get_int(j, "decoder_sparse_step", file, 1, false));
+  std::vector<int> dense;
+  if (j.contains("mlp_only_layers") && j["mlp_only_layers"].is_array())
+    for (auto& x : j["mlp_only_layers"])
+      if (x.is_number_integer()) dense.push_back(x.get<int>());
+  c.moe_layers.assign(size_t(c.num_hidden_layers), 0);
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    c.moe_layers[size_t(l)] = (l + 1) % step == 0 && std::find(dense.begin(), dense.end(), l) == dense.end();
+}
+
+void read_hf_hybrid(const nlohmann::json& j, const std::string& file, ModelConfig& c) {
+  LinearAttention& a = c.linear;
+  a.num_key_heads = get_int(j, "linear_num_key_heads", file, 0, true);
+  a.num_value_heads = get_int(j, "linear_num_value_heads", file, 0, true);
+  a.key_head_dim = get_int(j, "linear_key_head_dim", file, 0, true);
+  a.value_head_dim = get_int(j, "linear_value_head_dim", file, 0, true);
+  a.conv_kernel = get_int(j, "linear_conv_kernel_dim", file, 4, false);
+  if (a.num_key_heads <= 0 || a.num_value_heads <= 0 || a.num_value_heads % a.num_key_heads != 0 || a.key_head_dim <= 0 ||
+      a.value_head_dim <= 0 || a.conv_kernel < 1 || a.conv_kernel > 64)
+    throw Error(ErrorKind::BadModel, file + ": linear_num_value_heads must be a positive multiple of linear_num_key_heads, and the linear head dims and conv kernel positive");
+  c.linear_layers.assign(size_t(c.num_hidden_layers), 0);
+  if (j.contains("layer_types") && j["layer_types"].is_array()) {
+    const auto& t = j["layer_types"];
+    if (int(t.size()) != c.num_hidden_layers)
+      throw Error(ErrorKind::BadModel, file + ": layer_types has " + std::to_string(t.size()) + " entries for " +
+                                           std::to_string(c.num_hidden_layers) + " layers");
+    for (int l = 0; l < c.num_hidden_layers; ++l) {
+      const std::string k = t[size_t(l)].is_string() ? t[size_t(l)].get<std::string>() : "";
+      if (k != "linear_attention" && k != "full_attention")
+        throw Error(ErrorKind::BadModel, file + ": layer_types[" + std::to_string(l) + "] must be linear_attention or full_attention");
+      c.linear_layers[size_t(l)] = k == "linear_attention";
+    }
+  } else {
+    const int interval = get_int(j, "full_attention_interval", file, 4, false);
+    if (interval <= 0) throw Error(ErrorKind::BadModel, file + ": full_attention_interval must be positive");
+    for (int l = 0; l < c.num_hidden_layers; ++l) c.linear_layers[size_t(l)] = (l + 1) % interval != 0;
+  }
+  float partial = get_float(j, "partial_rotary_factor", file, 1.0f);
+  if (j.contains("rope_parameters") && j["rope_parameters"].is_object())
+    partial = get_float(j["rope_parameters"], "partial_rotary_factor", file, partial);
+  if (!(partial > 0.0f && partial <= 1.0f)) throw Error(ErrorKind::BadModel, file + ": partial_rotary_factor must be in (0, 1]");
+  c.rope_dims = int(float(c.head_dim) * partial);
+  if (c.rope_dims < 2 || c.rope_dims % 2 != 0) throw Error(ErrorKind::BadModel, file + ": head_dim * partial_rotary_factor must be a positive even number");
+  c.qk_norm = true;
+  c.attn_output_gate = true;
+  c.attention_bias = j.value("attention_bias", false);
 }
 
 void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {

@@ -11,7 +11,7 @@ namespace optiq::model {
 
 struct Architecture {
   const char* model_type;
-  const char* gguf_arch;  // general.architecture value
+  const char* gguf_arch;  // general.architecture value; null: no GGUF form
   void (*from_hf_config)(const nlohmann::json& cfg, ModelConfig& c);
   void (*from_gguf)(const formats::GgufFile& f, ModelConfig& c);
 };
@@ -23,5 +23,11 @@ std::string supported_architectures();
 // Shared config readers the architecture files compose.
 void read_hf_common(const nlohmann::json& cfg, const std::string& file, ModelConfig& c);
 void read_gguf_common(const formats::GgufFile& f, const std::string& arch, ModelConfig& c);
+// MoE keys (num_experts, num_experts_per_tok, moe_intermediate_size, shared_expert_intermediate_size,
+// norm_topk_prob, decoder_sparse_step, mlp_only_layers) -> c.moe and c.moe_layers.
+void read_hf_moe(const nlohmann::json& cfg, const std::string& file, ModelConfig& c);
+// Hybrid keys (layer_types or full_attention_interval, linear_*, partial_rotary_factor) -> c.linear_layers,
+// c.linear, c.rope_dims, gated attention.
+void read_hf_hybrid(const nlohmann::json& cfg, const std::string& file, ModelConfig& c);
 
 }  // namespace optiq::model

@@ -6,10 +6,11 @@
 namespace optiq::model {
 
 std::vector<float> rope_inv_freq(const ModelConfig& c) {
-  const int half = c.head_dim / 2;
+  const int dims = c.rope_dims > 0 ? c.rope_dims : c.head_dim;
+  const int half = dims / 2;
   std::vector<float> inv(half);
   for (int i = 0; i < half; ++i)
-    inv[i] = float(1.0 / std::pow(double(c.rope_theta), double(2 * i) / double(c.head_dim)));
+    inv[i] = float(1.0 / std::pow(double(c.rope_theta), double(2 * i) / double(dims)));
   const RopeScaling& s = c.rope_scaling;
   if (s.type == "linear") {
     for (auto& f : inv) f /= s.factor;
@@ -31,12 +32,12 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
     // YaRN: blend interpolated and extrapolated frequencies by a linear ramp over dimension index.
     const double orig = s.original_max_position_embeddings ? s.original_max_position_embeddings : c.max_position_embeddings;
     auto correction_dim = [&](double rot) {
-      return (c.head_dim * std::log(orig / (rot * 2 * M_PI))) / (2 * std::log(double(c.rope_theta)));
+      return (dims * std::log(orig / (rot * 2 * M_PI))) / (2 * std::log(double(c.rope_theta)));
     };
     double low = std::floor(correction_dim(s.beta_fast));
     double high = std::ceil(correction_dim(s.beta_slow));
     low = std::max(low, 0.0);
-    high = std::min(high, double(c.head_dim - 1));
+    high = std::min(high, double(dims - 1));
     if (low == high) high += 0.001;
     for (int i = 0; i < half; ++i) {
       double ramp = std::clamp((i - low) / (high - low), 0.0, 1.0);

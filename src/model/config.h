@@ -17,8 +17,27 @@ struct RopeScaling {
   float beta_fast = 32.0f, beta_slow = 1.0f;  // yarn
 };
 
+// Gated DeltaNet dimensions (HF linear_* keys).
+struct LinearAttention {
+  int num_key_heads = 0, num_value_heads = 0, key_head_dim = 0, value_head_dim = 0, conv_kernel = 4;
+  bool grouped_projections = false;  // qwen3_next: in_proj_qkvz / in_proj_ba grouped per key head
+  int64_t key_dim() const { return int64_t(num_key_heads) * key_head_dim; }
+  int64_t value_dim() const { return int64_t(num_value_heads) * value_head_dim; }
+  int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }
+  // f32 values of one layer's recurrent state: conv inputs [conv_kernel-1, conv_dim] and S [Hv, Dv, Dk].
+  int64_t state_floats() const {
+    return int64_t(conv_kernel - 1) * conv_dim() + int64_t(num_value_heads) * value_head_dim * key_head_dim;
+  }
+};
+
+struct MoeConfig {
+  int num_experts = 0, experts_per_token = 0, intermediate_size = 0;
+  int shared_expert_intermediate_size = 0;  // 0: no shared expert
+  bool norm_topk_prob = false;
+};
+
 struct ModelConfig {
-  std::string model_type;         // llama | qwen2 | qwen3 (after aliases such as mistral -> llama)
+  std::string model_type;         // llama | qwen2 | qwen3 | qwen3_moe | qwen3_5 | qwen3_5_moe | qwen3_next
   int hidden_size = 0;
   int intermediate_size = 0;
   int num_hidden_layers = 0;
@@ -35,14 +54,28 @@ struct ModelConfig {
   bool o_proj_bias = false;
   bool mlp_bias = false;
   bool qk_norm = false;           // per-head RMSNorm on q and k before RoPE (qwen3)
+  int rope_dims = 0;              // dims of each head that RoPE rotates (partial_rotary_factor); 0: head_dim
+  bool attn_output_gate = false;  // q_proj also yields a per-head gate: out = o_proj(attn * sigmoid(gate))
   bool tie_word_embeddings = false;
+  // Hybrids (qwen3_5, qwen3_next): per layer, Gated DeltaNet linear attention instead of attention.
+  std::vector<uint8_t> linear_layers;  // empty: every layer is attention
+  LinearAttention linear;
+  // Mixture of experts (qwen3_moe, qwen3_next, qwen3_5_moe): per layer, a routed MoE block instead of the MLP.
+  std::vector<uint8_t> moe_layers;     // empty: no MoE layer
+  MoeConfig moe;
+
   std::optional<int32_t> bos_token_id;
   std::vector<int32_t> eos_token_ids;  // generation stops on any of these
 
-  // Bytes of fp16 K+V per token over all layers.
-  int64_t kv_bytes_per_token_f16() const {
-    return int64_t(num_hidden_layers) * num_key_value_heads * head_dim * 2 * 2;
+  bool is_linear(int layer) const { return !linear_layers.empty() && linear_layers[size_t(layer)]; }
+  bool is_moe(int layer) const { return !moe_layers.empty() && moe_layers[size_t(layer)]; }
+  int attention_layers() const {
+    int n = 0;
+    for (int l = 0; l < num_hidden_layers; ++l) n += !is_linear(l);
+    return n;
   }
+  // Bytes of fp16 K+V per token over all attention layers.
+  int64_t kv_bytes_per_token_f16() const { return int64_t(attention_layers()) * num_key_value_heads * head_dim * 2 * 2; }
 };
 
 // Inverse frequencies for RoPE (head_dim/2 values), with the configured scaling applied.

@@ -1,5 +1,8 @@
-// The decoder forward pass shared by llama, qwen2 and qwen3:
-//   h = x + o_proj(attn(rope(q), rope(k), v));  x' = h + down(silu(gate(norm(h))) * up(norm(h)))
+// The decoder forward pass shared by every architecture:
+//   h = x + mixer(norm(x));  x' = h + ffn(norm(h))
+// where the mixer is attention, o_proj(attn(rope(q), rope(k), v)) (with a sigmoid output gate in the
+// hybrids), or Gated DeltaNet (delta_net.cpp), and the feed-forward is a SwiGLU MLP or a mixture of
+// experts (moe.cpp).
 // Rows from many sequences go through every matmul together, so weights are read once per step.
 #include <omp.h>
 
@@ -97,7 +100,8 @@ void add_in_place(float* x, const float* y, int64_t n) {
 
 // One layer's attention for every row: rows of the same sequence at consecutive positions form a tile
 // (with the query heads that share each KV head), so every K/V row is read once per tile.
-void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_heads, float* q, float* att, int threads) {
+void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_heads, float* q, int64_t q_stride, float* att,
+               int threads) {
   const kv::KvShape& sh = cache.shape();
   const int64_t N = int64_t(batch.size()), hd = sh.head_dim;
   const int nkv = sh.n_kv_heads;
@@ -116,14 +120,14 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
     views.push_back(cache.view(batch.seq_ids[r], layer));
   }
   const bool any_rotated = std::any_of(views.begin(), views.end(), [](const kernels::KvLayerView& v) { return v.rotated; });
-  auto rotate_rows = [&](float* x) {
+  auto rotate_rows = [&](float* x, int64_t stride) {
     if (!any_rotated) return;  // fp16 layers: no extra parallel region on the hot path
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r)
       if (views[size_t(view_of[size_t(r)])].rotated)
-        for (int h = 0; h < n_heads; ++h) kernels::hadamard(x + r * q_dim + h * hd, int(hd));
+        for (int h = 0; h < n_heads; ++h) kernels::hadamard(x + r * stride + h * hd, int(hd));
   };
-  rotate_rows(q);
+  rotate_rows(q, q_stride);
   const float scale = 1.0f / std::sqrt(float(hd));
   std::vector<kernels::AttentionTile> tiles;
   for (int64_t r = 0; r < N;) {
@@ -135,8 +139,8 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
       t.kv_head = g;
       t.rows = int(e - r);
       t.rep = rep;
-      t.q = q + r * q_dim + int64_t(g) * rep * hd;
-      t.q_stride = size_t(q_dim);
+      t.q = q + r * q_stride + int64_t(g) * rep * hd;
+      t.q_stride = size_t(q_stride);
       t.out = att + r * q_dim + int64_t(g) * rep * hd;
       t.out_stride = size_t(q_dim);
       t.limits = &limits[size_t(r)];
@@ -146,7 +150,7 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
     r = e;
   }
   kernels::attention(tiles, threads);
-  rotate_rows(att);
+  rotate_rows(att, q_dim);
 }
 
 }  // namespace
@@ -204,49 +208,79 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     }
   }
 
+  const int64_t q_rows = c.attn_output_gate ? 2 * q_dim : q_dim;
   std::vector<float> h(size_t(N * H)), tmp(size_t(N * H));
-  std::vector<float> q(size_t(N * q_dim)), k(size_t(N * kv_dim)), v(size_t(N * kv_dim)), att(size_t(N * q_dim));
-  std::vector<float> gate(size_t(N * I)), up(size_t(N * I));
+  std::vector<float> q(size_t(N * q_rows)), k(size_t(N * kv_dim)), v(size_t(N * kv_dim)), att(size_t(N * q_dim));
+  std::vector<float> gate, up;
 
   for (int il = first; il < last; ++il) {
     const DecoderLayer& L = layers_[size_t(il)];
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
-    linear(L.q_proj, h.data(), N, q.data());
-    apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_dim, L.q_proj.bias, threads);
-    linear(L.k_proj, h.data(), N, k.data());
-    apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, L.k_proj.bias, threads);
-    linear(L.v_proj, h.data(), N, v.data());
-    apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, L.v_proj.bias, threads);
-
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < N; ++r) {
-      float* qr = q.data() + r * q_dim;
-      float* kr = k.data() + r * kv_dim;
-      if (c.qk_norm) {
-        for (int hh = 0; hh < nh; ++hh) kernels::rms_norm(qr + hh * hd, L.q_norm.data(), hd, c.rms_norm_eps, qr + hh * hd);
-        for (int hh = 0; hh < nkv; ++hh) kernels::rms_norm(kr + hh * hd, L.k_norm.data(), hd, c.rms_norm_eps, kr + hh * hd);
+    if (c.is_linear(il)) {
+      delta_net(L.delta, batch, cache, il, h.data(), tmp.data());
+    } else {
+      linear(L.q_proj, h.data(), N, q.data());
+      apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_rows, L.q_proj.bias, threads);
+      linear(L.k_proj, h.data(), N, k.data());
+      apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, L.k_proj.bias, threads);
+      linear(L.v_proj, h.data(), N, v.data());
+      apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, L.v_proj.bias, threads);
+      // Gated attention: q_proj rows are [query (hd) | gate (hd)] per head; split them apart in place.
+      if (c.attn_output_gate) {
+        for (int64_t r = 0; r < N; ++r) {
+          float* row = q.data() + r * q_rows;
+          std::vector<float> g(static_cast<size_t>(q_dim));
+          for (int hh = 0; hh < nh; ++hh) {
+            std::memmove(row + hh * hd, row + 2 * hh * hd, size_t(hd) * sizeof(float));  // never overlaps forward
+            std::memcpy(g.data() + hh * hd, row + (2 * hh + 1) * hd, size_t(hd) * sizeof(float));
+          }
+          std::memcpy(row + q_dim, g.data(), size_t(q_dim) * sizeof(float));
+        }
       }
-      kernels::rope(qr, nh, int(hd), int(hd), batch.positions[r], inv_freq_.data(), c.rope_traditional);
-      kernels::rope(kr, nkv, int(hd), int(hd), batch.positions[r], inv_freq_.data(), c.rope_traditional);
-      cache.store(batch.seq_ids[r], il, batch.positions[r], kr, v.data() + r * kv_dim);
+      const int rot = c.rope_dims > 0 ? c.rope_dims : int(hd);
+#pragma omp parallel for num_threads(threads) schedule(static)
+      for (int64_t r = 0; r < N; ++r) {
+        float* qr = q.data() + r * q_rows;
+        float* kr = k.data() + r * kv_dim;
+        if (c.qk_norm) {
+          for (int hh = 0; hh < nh; ++hh) kernels::rms_norm(qr + hh * hd, L.q_norm.data(), hd, c.rms_norm_eps, qr + hh * hd);
+          for (int hh = 0; hh < nkv; ++hh) kernels::rms_norm(kr + hh * hd, L.k_norm.data(), hd, c.rms_norm_eps, kr + hh * hd);
+        }
+        kernels::rope(qr, nh, int(hd), rot, batch.positions[r], inv_freq_.data(), c.rope_traditional);
+        kernels::rope(kr, nkv, int(hd), rot, batch.positions[r], inv_freq_.data(), c.rope_traditional);
+        cache.store(batch.seq_ids[r], il, batch.positions[r], kr, v.data() + r * kv_dim);
+      }
+      attention(cache, batch, il, nh, q.data(), q_rows, att.data(), threads);
+      if (c.attn_output_gate) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+        for (int64_t r = 0; r < N; ++r) {
+          const float* g = q.data() + r * q_rows + q_dim;
+          float* a = att.data() + r * q_dim;
+          for (int64_t i = 0; i < q_dim; ++i) a[i] *= 1.0f / (1.0f + std::exp(-g[i]));
+        }
+      }
+      linear(L.o_proj, att.data(), N, tmp.data());
+      apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, L.o_proj.bias, threads);
     }
-    attention(cache, batch, il, nh, q.data(), att.data(), threads);
-
-    linear(L.o_proj, att.data(), N, tmp.data());
-    apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, L.o_proj.bias, threads);
     add_in_place(x, tmp.data(), N * H);
 
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
-    linear(L.gate_proj, h.data(), N, gate.data());
-    apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, L.gate_proj.bias, threads);
-    linear(L.up_proj, h.data(), N, up.data());
-    apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, L.up_proj.bias, threads);
+    if (c.is_moe(il)) {
+      moe(L.moe, N, h.data(), tmp.data());
+    } else {
+      gate.resize(size_t(N * I));
+      up.resize(size_t(N * I));
+      linear(L.gate_proj, h.data(), N, gate.data());
+      apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, L.gate_proj.bias, threads);
+      linear(L.up_proj, h.data(), N, up.data());
+      apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, L.up_proj.bias, threads);
 #pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
-    linear(L.down_proj, gate.data(), N, tmp.data());
-    apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, L.down_proj.bias, threads);
+      for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
+      linear(L.down_proj, gate.data(), N, tmp.data());
+      apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, L.down_proj.bias, threads);
+    }
     add_in_place(x, tmp.data(), N * H);
   }
 }

@@ -78,6 +78,9 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     m->config_.model_type = arch->model_type;
     read_hf_common(lm, cfg_path, m->config_);
     arch->from_hf_config(lm, m->config_);
+    for (int l = 0; l < m->config_.num_hidden_layers; ++l)
+      if (!m->config_.is_moe(l) && m->config_.intermediate_size <= 0)
+        throw Error(ErrorKind::BadModel, cfg_path + ": intermediate_size must be positive (layer " + std::to_string(l) + " has a dense MLP)");
     std::string gen = path + "/generation_config.json";
     if (file_exists(gen)) {
       nlohmann::json g = read_json(gen);
@@ -125,30 +128,54 @@ void Model::load_weights(const WeightSource& ws) {
     lm_head_ = embed_;  // tied (mlx-lm's rule: tie iff there is no lm_head tensor)
     config_.tie_word_embeddings = true;
   }
-  final_norm_ = ws.vector_f32("model.norm.weight", H);
+  // Raw HF hybrid checkpoints store their RMSNorm weights zero-centred (applied as 1 + w); MLX-converted
+  // ones store 1 + w. Told apart as mlx-lm does, by the conv1d layout: HF [C, 1, K], MLX [C, K, 1].
+  bool zero_centred = false;
+  for (int il = 0; il < c.num_hidden_layers && !c.linear_layers.empty(); ++il)
+    if (c.is_linear(il)) {
+      const auto& sh = ws.get("model.layers." + std::to_string(il) + ".linear_attn.conv1d.weight").shape;
+      zero_centred = sh.size() == 3 && sh[1] == 1 && sh[2] > 1;
+      break;
+    }
+  auto norm = [&](const std::string& name, int64_t n) {
+    auto w = ws.vector_f32(name, n);
+    if (zero_centred)
+      for (auto& x : w) x += 1.0f;
+    return w;
+  };
+  final_norm_ = norm("model.norm.weight", H);
   auto lin = [&](const std::string& name, int64_t out, int64_t in, bool bias) {
     Linear l;
     l.w = ws.linear(name, out, in);
     if (bias || ws.has(name + ".bias")) l.bias = ws.vector_f32(name + ".bias", out);
     return l;
   };
+  const int64_t q_rows = c.attn_output_gate ? 2 * q_dim : q_dim;
   layers_.resize(size_t(c.num_hidden_layers));
   for (int il = 0; il < c.num_hidden_layers; ++il) {
     std::string p = "model.layers." + std::to_string(il) + ".";
     DecoderLayer& L = layers_[size_t(il)];
-    L.input_norm = ws.vector_f32(p + "input_layernorm.weight", H);
-    L.post_attn_norm = ws.vector_f32(p + "post_attention_layernorm.weight", H);
-    L.q_proj = lin(p + "self_attn.q_proj", q_dim, H, c.attention_bias);
-    L.k_proj = lin(p + "self_attn.k_proj", kv_dim, H, c.attention_bias);
-    L.v_proj = lin(p + "self_attn.v_proj", kv_dim, H, c.attention_bias);
-    L.o_proj = lin(p + "self_attn.o_proj", H, q_dim, c.o_proj_bias);
-    if (c.qk_norm) {
-      L.q_norm = ws.vector_f32(p + "self_attn.q_norm.weight", hd);
-      L.k_norm = ws.vector_f32(p + "self_attn.k_norm.weight", hd);
+    L.input_norm = norm(p + "input_layernorm.weight", H);
+    L.post_attn_norm = norm(p + "post_attention_layernorm.weight", H);
+    if (c.is_linear(il)) {
+      load_delta_net(ws, p + "linear_attn.", L.delta);
+    } else {
+      L.q_proj = lin(p + "self_attn.q_proj", q_rows, H, c.attention_bias);
+      L.k_proj = lin(p + "self_attn.k_proj", kv_dim, H, c.attention_bias);
+      L.v_proj = lin(p + "self_attn.v_proj", kv_dim, H, c.attention_bias);
+      L.o_proj = lin(p + "self_attn.o_proj", H, q_dim, c.o_proj_bias);
+      if (c.qk_norm) {
+        L.q_norm = norm(p + "self_attn.q_norm.weight", hd);
+        L.k_norm = norm(p + "self_attn.k_norm.weight", hd);
+      }
     }
-    L.gate_proj = lin(p + "mlp.gate_proj", I, H, c.mlp_bias);
-    L.up_proj = lin(p + "mlp.up_proj", I, H, c.mlp_bias);
-    L.down_proj = lin(p + "mlp.down_proj", H, I, c.mlp_bias);
+    if (c.is_moe(il)) {
+      load_moe(ws, p + "mlp.", L.moe);
+    } else {
+      L.gate_proj = lin(p + "mlp.gate_proj", I, H, c.mlp_bias);
+      L.up_proj = lin(p + "mlp.up_proj", I, H, c.mlp_bias);
+      L.down_proj = lin(p + "mlp.down_proj", H, I, c.mlp_bias);
+    }
   }
   inv_freq_ = rope_inv_freq(c);
   if (ws.has("rope_freqs.weight")) {  // GGUF llama3: per-dimension frequency divisors precomputed
@@ -157,11 +184,88 @@ void Model::load_weights(const WeightSource& ws) {
   }
 }
 
+void Model::load_delta_net(const WeightSource& ws, const std::string& p, DeltaNetBlock& d) const {
+  const LinearAttention& a = config_.linear;
+  const int64_t H = config_.hidden_size, kd = a.key_dim(), vd = a.value_dim(), Hv = a.num_value_heads;
+  auto lin = [&](const std::string& name, int64_t out, int64_t in) {
+    Linear l;
+    l.w = ws.linear(name, out, in);
+    return l;
+  };
+  if (a.grouped_projections) {
+    d.in_qkvz = lin(p + "in_proj_qkvz", 2 * kd + 2 * vd, H);
+    d.in_ba = lin(p + "in_proj_ba", 2 * Hv, H);
+  } else {
+    d.in_qkv = lin(p + "in_proj_qkv", 2 * kd + vd, H);
+    d.in_z = lin(p + "in_proj_z", vd, H);
+    d.in_b = lin(p + "in_proj_b", Hv, H);
+    d.in_a = lin(p + "in_proj_a", Hv, H);
+  }
+  d.out_proj = lin(p + "out_proj", H, vd);
+  // conv1d: HF [C, 1, K], MLX [C, K, 1]: the same values in the same order, [C, K].
+  const std::string conv = p + "conv1d.weight";
+  const auto& sh = ws.get(conv).shape;
+  const int64_t C = a.conv_dim(), K = a.conv_kernel;
+  if (sh.empty() || sh[0] != C || ws.get(conv).numel() != C * K)
+    throw Error(ErrorKind::BadModel, ws.describe() + ": tensor '" + conv + "' does not hold [" + std::to_string(C) + ", " +
+                                         std::to_string(K) + "] conv weights");
+  d.conv = ws.vector_f32(conv, C * K);
+  d.neg_exp_a = ws.vector_f32(p + "A_log", Hv);
+  for (auto& x : d.neg_exp_a) x = -std::exp(x);
+  d.dt_bias = ws.vector_f32(p + "dt_bias", Hv);
+  d.norm = ws.vector_f32(p + "norm.weight", a.value_head_dim);
+}
+
+void Model::load_moe(const WeightSource& ws, const std::string& p, MoeBlock& m) const {
+  const MoeConfig& mc = config_.moe;
+  const int64_t H = config_.hidden_size, E = mc.num_experts, I = mc.intermediate_size;
+  m.router.w = ws.linear(p + "gate", E, H);
+  m.experts.resize(size_t(E));
+  if (ws.has(p + "switch_mlp.gate_proj.weight")) {  // MLX: [E, out, in] stacks
+    auto g = ws.stacked(p + "switch_mlp.gate_proj", p + "switch_mlp.gate_proj.weight", E, I, H);
+    auto u = ws.stacked(p + "switch_mlp.up_proj", p + "switch_mlp.up_proj.weight", E, I, H);
+    auto dn = ws.stacked(p + "switch_mlp.down_proj", p + "switch_mlp.down_proj.weight", E, H, I);
+    for (int64_t e = 0; e < E; ++e) {
+      m.experts[size_t(e)].gate_proj.w = g.row_slice(e * I, I);
+      m.experts[size_t(e)].up_proj.w = u.row_slice(e * I, I);
+      m.experts[size_t(e)].down_proj.w = dn.row_slice(e * H, H);
+    }
+  } else if (ws.has(p + "experts.gate_up_proj")) {  // HF fused: gate_up [E, 2I, H] (gate rows first), down [E, H, I]
+    auto gu = ws.stacked(p + "experts.gate_up_proj", p + "experts.gate_up_proj", E, 2 * I, H);
+    auto dn = ws.stacked(p + "experts.down_proj", p + "experts.down_proj", E, H, I);
+    for (int64_t e = 0; e < E; ++e) {
+      m.experts[size_t(e)].gate_proj.w = gu.row_slice(e * 2 * I, I);
+      m.experts[size_t(e)].up_proj.w = gu.row_slice(e * 2 * I + I, I);
+      m.experts[size_t(e)].down_proj.w = dn.row_slice(e * H, H);
+    }
+  } else {  // HF per expert
+    for (int64_t e = 0; e < E; ++e) {
+      const std::string q = p + "experts." + std::to_string(e) + ".";
+      m.experts[size_t(e)].gate_proj.w = ws.linear(q + "gate_proj", I, H);
+      m.experts[size_t(e)].up_proj.w = ws.linear(q + "up_proj", I, H);
+      m.experts[size_t(e)].down_proj.w = ws.linear(q + "down_proj", H, I);
+    }
+  }
+  if (mc.shared_expert_intermediate_size > 0) {
+    const int64_t S = mc.shared_expert_intermediate_size;
+    m.has_shared = true;
+    m.shared.gate_proj.w = ws.linear(p + "shared_expert.gate_proj", S, H);
+    m.shared.up_proj.w = ws.linear(p + "shared_expert.up_proj", S, H);
+    m.shared.down_proj.w = ws.linear(p + "shared_expert.down_proj", H, S);
+    m.shared_gate.w = ws.linear(p + "shared_expert_gate", 1, H);
+  }
+}
+
 kv::KvShape Model::kv_shape() const {
   kv::KvShape s;
   s.n_layers = config_.num_hidden_layers;
   s.n_kv_heads = config_.num_key_value_heads;
   s.head_dim = config_.head_dim;
+  if (!config_.linear_layers.empty()) {
+    s.has_kv.resize(size_t(s.n_layers));
+    for (int l = 0; l < s.n_layers; ++l) s.has_kv[size_t(l)] = !config_.is_linear(l);
+    s.state_floats = config_.linear.state_floats();
+  }
   return s;
 }
 
@@ -183,12 +287,26 @@ std::string view_kind(const kernels::WeightView& w) {
 }
 }  // namespace
 
+namespace {
+// Every matrix of a layer with the share of decode steps that read it (MoE experts: top-k of E).
+std::vector<std::pair<const kernels::WeightView*, double>> layer_matrices(const DecoderLayer& L, const ModelConfig& c) {
+  std::vector<std::pair<const kernels::WeightView*, double>> v;
+  for (const Linear* l : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj, &L.delta.in_qkv,
+                          &L.delta.in_z, &L.delta.in_b, &L.delta.in_a, &L.delta.in_qkvz, &L.delta.in_ba, &L.delta.out_proj,
+                          &L.moe.router, &L.moe.shared_gate, &L.moe.shared.gate_proj, &L.moe.shared.up_proj, &L.moe.shared.down_proj})
+    if (l->w.rows) v.push_back({&l->w, 1.0});
+  const double share = L.moe.experts.empty() ? 0 : double(c.moe.experts_per_token) / double(L.moe.experts.size());
+  for (const FeedForward& e : L.moe.experts)
+    for (const Linear* l : {&e.gate_proj, &e.up_proj, &e.down_proj}) v.push_back({&l->w, share});
+  return v;
+}
+}  // namespace
+
 int64_t Model::weight_bytes_per_token() const {
-  int64_t b = view_bytes(lm_head_) + int64_t(final_norm_.size()) * 4;
+  double b = double(view_bytes(lm_head_) + int64_t(final_norm_.size()) * 4);
   for (auto& L : layers_)
-    for (auto* l : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
-      b += view_bytes(l->w);
-  return b;
+    for (auto& [w, share] : layer_matrices(L, config_)) b += share * double(view_bytes(*w));
+  return int64_t(b);
 }
 
 std::string Model::weight_summary() const {
@@ -196,8 +314,7 @@ std::string Model::weight_summary() const {
   n[view_kind(embed_)]++;
   if (!config_.tie_word_embeddings) n[view_kind(lm_head_)]++;
   for (auto& L : layers_)
-    for (auto* l : {&L.q_proj, &L.k_proj, &L.v_proj, &L.o_proj, &L.gate_proj, &L.up_proj, &L.down_proj})
-      n[view_kind(l->w)]++;
+    for (auto& [w, share] : layer_matrices(L, config_)) n[view_kind(*w)]++;
   std::string s;
   for (auto& [k, v] : n) s += (s.empty() ? "" : ", ") + k + " x" + std::to_string(v);
   return s;

@@ -19,12 +19,41 @@ struct Linear {
   std::vector<float> bias;  // empty when the layer has none
 };
 
+// A SwiGLU feed-forward: down(silu(gate x) * up x). Experts of a MoE block are these too.
+struct FeedForward {
+  Linear gate_proj, up_proj, down_proj;
+};
+
+// A routed mixture of experts (qwen3_moe, qwen3_next, qwen3_5_moe): softmax router, top-k experts per row,
+// optionally a shared expert scaled by sigmoid(shared_expert_gate x).
+struct MoeBlock {
+  Linear router;                     // [num_experts, hidden_size]
+  std::vector<FeedForward> experts;  // views into per-expert, stacked (MLX switch_mlp) or fused (HF) tensors
+  bool has_shared = false;
+  FeedForward shared;
+  Linear shared_gate;                // [1, hidden_size]
+};
+
+// Gated DeltaNet linear attention (qwen3_5, qwen3_next): projections, causal conv, the gated delta rule
+// over a recurrent state, gated RMS norm, out_proj.
+struct DeltaNetBlock {
+  Linear in_qkv, in_z, in_b, in_a;  // qwen3_5: [q|k|v], z, b, a
+  Linear in_qkvz, in_ba;            // qwen3_next: the same rows grouped per key head
+  Linear out_proj;                  // [hidden_size, value_dim]
+  std::vector<float> conv;          // [conv_dim, conv_kernel]
+  std::vector<float> neg_exp_a;     // -exp(A_log) [num_value_heads]
+  std::vector<float> dt_bias;       // [num_value_heads]
+  std::vector<float> norm;          // [value_head_dim]
+};
+
 struct DecoderLayer {
   std::vector<float> input_norm;      // [hidden_size]
   std::vector<float> post_attn_norm;  // [hidden_size]
-  Linear q_proj, k_proj, v_proj, o_proj;
+  Linear q_proj, k_proj, v_proj, o_proj;  // attention layers (q_proj also yields the gate when gated)
   std::vector<float> q_norm, k_norm;  // [head_dim] (qk_norm only)
-  Linear gate_proj, up_proj, down_proj;
+  DeltaNetBlock delta;                // linear-attention layers
+  Linear gate_proj, up_proj, down_proj;  // dense MLP layers
+  MoeBlock moe;                       // MoE layers
 };
 
 class Model {
@@ -76,6 +105,11 @@ class Model {
 
  private:
   void load_weights(const WeightSource& ws);
+  void load_delta_net(const WeightSource& ws, const std::string& prefix, DeltaNetBlock& d) const;
+  void load_moe(const WeightSource& ws, const std::string& prefix, MoeBlock& m) const;
+  // Forward blocks (decoder.cpp, delta_net.cpp, moe.cpp); h is the normed input, out gets the block's output.
+  void delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& cache, int layer, const float* h, float* out) const;
+  void moe(const MoeBlock& m, int64_t n, const float* h, float* out) const;
   std::string path_;
   ModelConfig config_;
   std::unique_ptr<WeightSource> weights_;

@@ -1,5 +1,6 @@
 #include "model/synthetic.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -36,6 +37,8 @@ struct Tensor {
   std::vector<int64_t> shape;   // row-major
   std::vector<float> values;
   bool is_linear = false;       // a 2-D weight matrix (quantizable)
+  bool zero_centred = false;    // a hybrid's RMSNorm weight: raw HF stores w, applied as 1 + w
+  bool keep_f32 = false;        // stored F32 whatever the format (A_log)
 };
 
 std::vector<Tensor> make_tensors(const SyntheticSpec& s) {
@@ -54,30 +57,153 @@ std::vector<Tensor> make_tensors(const SyntheticSpec& s) {
   };
   const int64_t H = s.hidden_size, hd = s.head_dim, I = s.intermediate_size;
   const int64_t q_dim = int64_t(s.num_attention_heads) * hd, kv_dim = int64_t(s.num_key_value_heads) * hd;
+  // A hybrid's norms are zero-centred (HF initialises them at 0 and applies 1 + w).
+  const float norm_center = s.hybrid() ? 0.0f : 1.0f;
+  auto norm = [&](const std::string& name, int64_t n) {
+    vec(name, n, norm_center, 0.2f);
+    out.back().zero_centred = s.hybrid();
+  };
   mat("model.embed_tokens.weight", s.vocab_size, H, 1.0f);
   for (int il = 0; il < s.num_hidden_layers; ++il) {
     std::string p = "model.layers." + std::to_string(il) + ".";
-    vec(p + "input_layernorm.weight", H, 1.0f, 0.2f);
-    mat(p + "self_attn.q_proj.weight", q_dim, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "self_attn.k_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "self_attn.v_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
-    if (s.model_type == "qwen2") {
-      vec(p + "self_attn.q_proj.bias", q_dim, 0.0f, 0.2f);
-      vec(p + "self_attn.k_proj.bias", kv_dim, 0.0f, 0.2f);
-      vec(p + "self_attn.v_proj.bias", kv_dim, 0.0f, 0.2f);
+    norm(p + "input_layernorm.weight", H);
+    if (s.is_linear(il)) {
+      const int64_t kd = int64_t(s.linear_num_key_heads) * s.linear_key_head_dim;
+      const int64_t vd = int64_t(s.linear_num_value_heads) * s.linear_value_head_dim, Hv = s.linear_num_value_heads;
+      const int64_t C = 2 * kd + vd;
+      const std::string a = p + "linear_attn.";
+      if (s.model_type == "qwen3_next") {
+        mat(a + "in_proj_qkvz.weight", 2 * kd + 2 * vd, H, 1.0f / std::sqrt(float(H)));
+        mat(a + "in_proj_ba.weight", 2 * Hv, H, 1.0f / std::sqrt(float(H)));
+      } else {
+        mat(a + "in_proj_qkv.weight", C, H, 1.0f / std::sqrt(float(H)));
+        mat(a + "in_proj_z.weight", vd, H, 1.0f / std::sqrt(float(H)));
+        mat(a + "in_proj_b.weight", Hv, H, 1.0f / std::sqrt(float(H)));
+        mat(a + "in_proj_a.weight", Hv, H, 1.0f / std::sqrt(float(H)));
+      }
+      Tensor conv{a + "conv1d.weight", {C, 1, s.linear_conv_kernel}, std::vector<float>(size_t(C * s.linear_conv_kernel)), false};
+      for (auto& v : conv.values) v = 0.5f * rng.uniform();
+      out.push_back(std::move(conv));
+      vec(a + "A_log", Hv, 0.5f, 0.5f);
+      out.back().keep_f32 = true;
+      vec(a + "dt_bias", Hv, 0.0f, 0.5f);
+      vec(a + "norm.weight", s.linear_value_head_dim, 1.0f, 0.2f);
+      mat(a + "out_proj.weight", H, vd, 1.0f / std::sqrt(float(vd)));
+    } else {
+      const int64_t q_rows = s.hybrid() ? 2 * q_dim : q_dim;
+      mat(p + "self_attn.q_proj.weight", q_rows, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "self_attn.k_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "self_attn.v_proj.weight", kv_dim, H, 1.0f / std::sqrt(float(H)));
+      if (s.model_type == "qwen2") {
+        vec(p + "self_attn.q_proj.bias", q_dim, 0.0f, 0.2f);
+        vec(p + "self_attn.k_proj.bias", kv_dim, 0.0f, 0.2f);
+        vec(p + "self_attn.v_proj.bias", kv_dim, 0.0f, 0.2f);
+      }
+      if (s.model_type != "llama" && s.model_type != "qwen2") {
+        norm(p + "self_attn.q_norm.weight", hd);
+        norm(p + "self_attn.k_norm.weight", hd);
+      }
+      mat(p + "self_attn.o_proj.weight", H, q_dim, 1.0f / std::sqrt(float(q_dim)));
     }
-    if (s.model_type == "qwen3") {
-      vec(p + "self_attn.q_norm.weight", hd, 1.0f, 0.2f);
-      vec(p + "self_attn.k_norm.weight", hd, 1.0f, 0.2f);
+    norm(p + "post_attention_layernorm.weight", H);
+    if (s.is_moe(il)) {
+      const int64_t E = s.num_experts, MI = s.moe_intermediate_size;
+      mat(p + "mlp.gate.weight", E, H, 1.0f / std::sqrt(float(H)));
+      for (int64_t e = 0; e < E; ++e) {
+        const std::string q = p + "mlp.experts." + std::to_string(e) + ".";
+        mat(q + "gate_proj.weight", MI, H, 1.0f / std::sqrt(float(H)));
+        mat(q + "up_proj.weight", MI, H, 1.0f / std::sqrt(float(H)));
+        mat(q + "down_proj.weight", H, MI, 1.0f / std::sqrt(float(MI)));
+      }
+      if (s.shared_expert_intermediate_size > 0) {
+        const int64_t SI = s.shared_expert_intermediate_size;
+        mat(p + "mlp.shared_expert.gate_proj.weight", SI, H, 1.0f / std::sqrt(float(H)));
+        mat(p + "mlp.shared_expert.up_proj.weight", SI, H, 1.0f / std::sqrt(float(H)));
+        mat(p + "mlp.shared_expert.down_proj.weight", H, SI, 1.0f / std::sqrt(float(SI)));
+        mat(p + "mlp.shared_expert_gate.weight", 1, H, 1.0f / std::sqrt(float(H)));
+      }
+    } else {
+      mat(p + "mlp.gate_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "mlp.up_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
+      mat(p + "mlp.down_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
     }
-    mat(p + "self_attn.o_proj.weight", H, q_dim, 1.0f / std::sqrt(float(q_dim)));
-    vec(p + "post_attention_layernorm.weight", H, 1.0f, 0.2f);
-    mat(p + "mlp.gate_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "mlp.up_proj.weight", I, H, 1.0f / std::sqrt(float(H)));
-    mat(p + "mlp.down_proj.weight", H, I, 1.0f / std::sqrt(float(I)));
   }
-  vec("model.norm.weight", H, 1.0f, 0.2f);
+  norm("model.norm.weight", H);
   if (!s.tie_word_embeddings) mat("lm_head.weight", s.vocab_size, H, 1.0f / std::sqrt(float(H)));
+  return out;
+}
+
+// The raw HF layout of a model's tensors: Qwen3.5's VLM names, fused experts for Qwen3.5-MoE, and the
+// extra tensors a real checkpoint carries that the language model skips (vision tower, MTP head).
+std::vector<Tensor> hf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Tensor t = std::move(ts[i]);
+    const size_t ex = t.name.find(".mlp.experts.0.gate_proj.weight");
+    if (s.model_type == "qwen3_5_moe" && ex != std::string::npos) {
+      // experts.{e}.{gate,up,down}_proj -> experts.gate_up_proj [E, 2I, H] and experts.down_proj [E, H, I].
+      const std::string p = t.name.substr(0, ex) + ".mlp.experts.";
+      const int64_t E = s.num_experts, MI = s.moe_intermediate_size, H = s.hidden_size;
+      Tensor gu{p + "gate_up_proj", {E, 2 * MI, H}, {}, true}, dn{p + "down_proj", {E, H, MI}, {}, true};
+      std::vector<Tensor*> parts = {&t};
+      for (size_t j = 1; j < size_t(3 * E); ++j) parts.push_back(&ts[i + j]);
+      for (int64_t e = 0; e < E; ++e) {
+        gu.values.insert(gu.values.end(), parts[size_t(3 * e)]->values.begin(), parts[size_t(3 * e)]->values.end());
+        gu.values.insert(gu.values.end(), parts[size_t(3 * e + 1)]->values.begin(), parts[size_t(3 * e + 1)]->values.end());
+        dn.values.insert(dn.values.end(), parts[size_t(3 * e + 2)]->values.begin(), parts[size_t(3 * e + 2)]->values.end());
+      }
+      out.push_back(std::move(gu));
+      out.push_back(std::move(dn));
+      i += size_t(3 * E - 1);
+      continue;
+    }
+    if (s.vlm() && t.name.rfind("model.", 0) == 0) t.name = "model.language_model." + t.name.substr(6);
+    out.push_back(std::move(t));
+  }
+  if (s.hybrid()) {
+    if (s.vlm()) out.push_back(Tensor{"model.visual.patch_embed.proj.weight", {8, 8}, std::vector<float>(64, 0.5f), false});
+    out.push_back(Tensor{"mtp.fc.weight", {8, 8}, std::vector<float>(64, 0.25f), false});
+  }
+  return out;
+}
+
+// mlx-lm's converted layout: norms shifted to 1 + w, conv1d [C, K, 1], experts stacked in switch_mlp,
+// Qwen3.5's language model under language_model.
+std::vector<Tensor> mlx_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    Tensor t = std::move(ts[i]);
+    if (t.zero_centred) {
+      for (auto& v : t.values) v += 1.0f;
+      t.zero_centred = false;
+    }
+    if (t.name.find("conv1d.weight") != std::string::npos) t.shape = {t.shape[0], t.shape[2], 1};
+    const size_t ex = t.name.find(".mlp.experts.0.gate_proj.weight");
+    if (ex != std::string::npos) {
+      const std::string p = t.name.substr(0, ex) + ".mlp.switch_mlp.";
+      const int64_t E = s.num_experts, MI = s.moe_intermediate_size, H = s.hidden_size;
+      Tensor g{p + "gate_proj.weight", {E, MI, H}, {}, true}, u{p + "up_proj.weight", {E, MI, H}, {}, true},
+          d{p + "down_proj.weight", {E, H, MI}, {}, true};
+      std::vector<Tensor*> parts = {&t};
+      for (size_t j = 1; j < size_t(3 * E); ++j) parts.push_back(&ts[i + j]);
+      for (int64_t e = 0; e < E; ++e) {
+        g.values.insert(g.values.end(), parts[size_t(3 * e)]->values.begin(), parts[size_t(3 * e)]->values.end());
+        u.values.insert(u.values.end(), parts[size_t(3 * e + 1)]->values.begin(), parts[size_t(3 * e + 1)]->values.end());
+        d.values.insert(d.values.end(), parts[size_t(3 * e + 2)]->values.begin(), parts[size_t(3 * e + 2)]->values.end());
+      }
+      for (Tensor* x : {&g, &u, &d}) {
+        if (s.vlm()) x->name = "language_model.model." + x->name.substr(6);
+        out.push_back(std::move(*x));
+      }
+      i += size_t(3 * E - 1);
+      continue;
+    }
+    if (s.vlm()) {
+      if (t.name.rfind("model.", 0) == 0) t.name = "language_model.model." + t.name.substr(6);
+      else if (t.name == "lm_head.weight") t.name = "language_model.lm_head.weight";
+    }
+    out.push_back(std::move(t));
+  }
   return out;
 }
 
@@ -92,10 +218,20 @@ std::vector<uint8_t> to_bytes(const std::vector<float>& v, DType t) {
   return b;
 }
 
+const char* hf_architecture(const std::string& t) {
+  if (t == "llama") return "LlamaForCausalLM";
+  if (t == "qwen2") return "Qwen2ForCausalLM";
+  if (t == "qwen3") return "Qwen3ForCausalLM";
+  if (t == "qwen3_moe") return "Qwen3MoeForCausalLM";
+  if (t == "qwen3_next") return "Qwen3NextForCausalLM";
+  if (t == "qwen3_5") return "Qwen3_5ForConditionalGeneration";
+  return "Qwen3_5MoeForConditionalGeneration";
+}
+
 nlohmann::ordered_json hf_config(const SyntheticSpec& s) {
   nlohmann::ordered_json c = {
-      {"architectures", {s.model_type == "llama" ? "LlamaForCausalLM" : s.model_type == "qwen2" ? "Qwen2ForCausalLM" : "Qwen3ForCausalLM"}},
-      {"model_type", s.model_type},
+      {"architectures", {hf_architecture(s.model_type)}},
+      {"model_type", s.vlm() ? s.model_type + "_text" : s.model_type},
       {"hidden_size", s.hidden_size},
       {"intermediate_size", s.intermediate_size},
       {"num_hidden_layers", s.num_hidden_layers},
@@ -114,7 +250,41 @@ nlohmann::ordered_json hf_config(const SyntheticSpec& s) {
   if (s.llama3_rope)
     c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 32.0}, {"low_freq_factor", 1.0},
                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
-  return c;
+  if (s.hybrid()) {
+    c["full_attention_interval"] = s.full_attention_interval;
+    c["linear_num_key_heads"] = s.linear_num_key_heads;
+    c["linear_num_value_heads"] = s.linear_num_value_heads;
+    c["linear_key_head_dim"] = s.linear_key_head_dim;
+    c["linear_value_head_dim"] = s.linear_value_head_dim;
+    c["linear_conv_kernel_dim"] = s.linear_conv_kernel;
+    if (s.vlm()) {  // transformers v5 style: layer_types and rope_parameters
+      std::vector<std::string> types;
+      for (int l = 0; l < s.num_hidden_layers; ++l) types.push_back(s.is_linear(l) ? "linear_attention" : "full_attention");
+      c["layer_types"] = types;
+      c.erase("rope_theta");
+      c["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", s.rope_theta},
+                              {"partial_rotary_factor", s.partial_rotary_factor}, {"mrope_section", {2, 1, 1}}};
+    } else {
+      c["partial_rotary_factor"] = s.partial_rotary_factor;
+    }
+  }
+  if (s.moe()) {
+    c["num_experts"] = s.num_experts;
+    c["num_experts_per_tok"] = s.num_experts_per_tok;
+    c["moe_intermediate_size"] = s.moe_intermediate_size;
+    if (s.shared_expert_intermediate_size) c["shared_expert_intermediate_size"] = s.shared_expert_intermediate_size;
+    c["norm_topk_prob"] = s.norm_topk_prob;
+    c["decoder_sparse_step"] = 1;
+    c["mlp_only_layers"] = s.mlp_only_layers;
+  }
+  if (!s.vlm()) return c;
+  nlohmann::ordered_json w = {{"architectures", {hf_architecture(s.model_type)}},
+                              {"model_type", s.model_type},
+                              {"text_config", c},
+                              {"vision_config", {{"depth", 1}, {"hidden_size", 8}}},
+                              {"tie_word_embeddings", s.tie_word_embeddings}};
+  w["text_config"].erase("architectures");
+  return w;
 }
 
 void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, int gs,
@@ -134,19 +304,24 @@ void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const s
     throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
   }
   DType plain = format == "f32" ? DType::F32 : format == "f16" ? DType::F16 : DType::BF16;
-  for (const Tensor& t : ts) {
+  for (const Tensor& t : bits ? mlx_layout(s, ts) : hf_layout(s, ts)) {
     const int64_t cols = t.shape.back();
     if (bits && t.is_linear && cols % gs == 0) {  // mlx-lm quantizes a module iff its in-dim divides by gs
-      const int64_t rows = t.shape[0];
+      int64_t rows = 1;
+      for (size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
       std::vector<uint8_t> packed(size_t(rows) * quant::mlx_packed_bytes(cols, bits));
       std::vector<float> scales(size_t(rows * cols / gs)), biases(scales.size());
       quant::quantize_matrix(t.values.data(), rows, cols, bits, gs, packed.data(), scales.data(), biases.data());
       std::string mod = t.name.substr(0, t.name.size() - 7);  // strip ".weight"
-      w.add(t.name, DType::U32, {rows, cols * bits / 32}, std::move(packed));
-      w.add(mod + ".scales", DType::BF16, {rows, cols / gs}, to_bytes(scales, DType::BF16));
-      w.add(mod + ".biases", DType::BF16, {rows, cols / gs}, to_bytes(biases, DType::BF16));
+      std::vector<int64_t> ws = t.shape, ps = t.shape;
+      ws.back() = cols * bits / 32;
+      ps.back() = cols / gs;
+      w.add(t.name, DType::U32, ws, std::move(packed));
+      w.add(mod + ".scales", DType::BF16, ps, to_bytes(scales, DType::BF16));
+      w.add(mod + ".biases", DType::BF16, ps, to_bytes(biases, DType::BF16));
     } else {
-      w.add(t.name, bits ? DType::BF16 : plain, t.shape, to_bytes(t.values, bits ? DType::BF16 : plain));
+      const DType dt = t.keep_f32 ? DType::F32 : bits ? DType::BF16 : plain;
+      w.add(t.name, dt, t.shape, to_bytes(t.values, dt));
     }
   }
   w.write(dir + "/model.safetensors");
@@ -201,6 +376,7 @@ void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std
   else if (format == "gguf-q6_k") wt = DType::Q6_K;
   else throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
   const std::string a = s.model_type;
+  if (s.hybrid() || s.moe()) throw Error(ErrorKind::Unsupported, "GGUF output is not written for " + a + " models");
   formats::GgufWriter w;
   w.set_string("general.architecture", a);
   w.set_string("general.name", "optiq synthetic " + a);
@@ -255,6 +431,10 @@ void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std
 
 }  // namespace
 
+bool SyntheticSpec::is_moe(int l) const {
+  return moe() && std::find(mlp_only_layers.begin(), mlp_only_layers.end(), l) == mlp_only_layers.end();
+}
+
 SyntheticSpec synthetic_shape(const std::string& name) {
   SyntheticSpec s;
   if (name == "qwen3-0.6b") {
@@ -267,11 +447,32 @@ SyntheticSpec synthetic_shape(const std::string& name) {
     s.hidden_size = 2048, s.intermediate_size = 8192, s.num_hidden_layers = 16;
     s.num_attention_heads = 32, s.num_key_value_heads = 8, s.head_dim = 64;
     s.vocab_size = 128256, s.tie_word_embeddings = true, s.rope_theta = 500000.0f, s.llama3_rope = true;
-  } else if (name == "tiny-llama" || name == "tiny-qwen2" || name == "tiny-qwen3") {
+  } else if (name == "qwen3.5-9b") {  // Qwen3.5-9B's text model
+    s.model_type = "qwen3_5";
+    s.hidden_size = 4096, s.intermediate_size = 12288, s.num_hidden_layers = 32;
+    s.num_attention_heads = 16, s.num_key_value_heads = 4, s.head_dim = 256;
+    s.vocab_size = 248320, s.rope_theta = 1e7f, s.rms_norm_eps = 1e-6f, s.full_attention_interval = 4;
+    s.linear_num_key_heads = 16, s.linear_num_value_heads = 32, s.linear_key_head_dim = 128, s.linear_value_head_dim = 128;
+  } else if (name == "qwen3-30b-a3b") {
+    s.model_type = "qwen3_moe";
+    s.hidden_size = 2048, s.intermediate_size = 6144, s.num_hidden_layers = 48;
+    s.num_attention_heads = 32, s.num_key_value_heads = 4, s.head_dim = 128;
+    s.vocab_size = 151936, s.rope_theta = 1e6f, s.rms_norm_eps = 1e-6f;
+    s.num_experts = 128, s.num_experts_per_tok = 8, s.moe_intermediate_size = 768, s.norm_topk_prob = true;
+  } else if (name == "tiny-llama" || name == "tiny-qwen2" || name == "tiny-qwen3" || name == "tiny-qwen3_moe" ||
+             name == "tiny-qwen3_5" || name == "tiny-qwen3_next" || name == "tiny-qwen3_5_moe") {
     s.model_type = name.substr(5);
+    if (s.model_type != "llama" && s.model_type != "qwen2" && s.model_type != "qwen3") s.rms_norm_eps = 1e-6f;
+    if (s.model_type == "qwen3_next" || s.model_type == "qwen3_5_moe") {
+      s.shared_expert_intermediate_size = 128;
+      s.norm_topk_prob = true;
+    }
+    if (s.model_type == "qwen3_next") s.mlp_only_layers = {0};
+    if (s.hybrid()) s.num_hidden_layers = 4;
   } else {
     throw Error(ErrorKind::InvalidArgument, "unknown model shape '" + name +
-                                                "' (known: qwen3-0.6b, llama-3.2-1b, tiny-llama, tiny-qwen2, tiny-qwen3)");
+                                                "' (known: qwen3-0.6b, llama-3.2-1b, qwen3.5-9b, qwen3-30b-a3b, tiny-llama, tiny-qwen2, "
+                                                "tiny-qwen3, tiny-qwen3_moe, tiny-qwen3_5, tiny-qwen3_next, tiny-qwen3_5_moe)");
   }
   return s;
 }

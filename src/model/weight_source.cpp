@@ -60,7 +60,10 @@ std::unique_ptr<WeightSource> WeightSource::from_folder(const std::string& dir) 
   if (shards.empty()) throw Error(ErrorKind::NotFound, dir + ": no model*.safetensors files (and no GGUF given)");
   for (auto& s : shards) {
     auto f = std::make_unique<formats::SafetensorsFile>(dir + "/" + s);
-    for (auto& [name, t] : f->tensors()) ws->tensors_[name] = t;
+    for (auto& [name, t] : f->tensors()) {
+      const std::string n = lm_tensor_name(name);  // VLM / MLX wrappers stripped; vision and MTP skipped
+      if (!n.empty()) ws->tensors_[n] = t;
+    }
     ws->files_.push_back(std::move(f));
   }
   return ws;
@@ -136,7 +139,9 @@ std::string WeightSource::describe() const { return origin_; }
 
 void WeightSource::set_mlx_quantization(MlxQuantParams defaults, std::map<std::string, MlxQuantParams> overrides) {
   mlx_default_ = defaults;
-  mlx_overrides_ = std::move(overrides);
+  mlx_overrides_.clear();
+  for (auto& [k, v] : overrides)
+    if (std::string n = lm_tensor_name(k); !n.empty()) mlx_overrides_[n] = v;
 }
 
 std::vector<float> WeightSource::vector_f32(const std::string& name, int64_t n) const {
@@ -148,28 +153,42 @@ std::vector<float> WeightSource::vector_f32(const std::string& name, int64_t n) 
 }
 
 kernels::WeightView WeightSource::linear(const std::string& module, int64_t out, int64_t in) const {
+  return matrix(module, module + ".weight", 0, out, in);
+}
+
+kernels::WeightView WeightSource::stacked(const std::string& module, const std::string& tensor, int64_t n, int64_t out,
+                                          int64_t in) const {
+  return matrix(module, tensor, n, out, in);
+}
+
+kernels::WeightView WeightSource::matrix(const std::string& module, const std::string& tensor, int64_t stack, int64_t out,
+                                         int64_t in) const {
   using kernels::WeightFormat;
-  const TensorRef& w = get(module + ".weight");
+  const TensorRef& w = get(tensor);
+  const size_t nd = stack ? 3 : 2;
+  std::string expect = "[" + (stack ? std::to_string(stack) + ", " : std::string()) + std::to_string(out) + ", " + std::to_string(in) + "]";
   kernels::WeightView v;
-  v.rows = out;
+  v.rows = (stack ? stack : 1) * out;
   v.cols = in;
   v.data = w.data;
-  if (w.shape.size() != 2 || w.shape[0] != out)
-    throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected [" + std::to_string(out) + ", " + std::to_string(in) + "]");
+  if (w.shape.size() != nd || w.shape[nd - 2] != out || (stack && w.shape[0] != stack))
+    throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected " + expect);
+  const int64_t packed = w.shape[nd - 1];
   if (const TensorRef* scales = find(module + ".scales")) {
-    // MLX affine: weight U32 [out, in*bits/32], scales/biases [out, in/group_size].
+    // MLX affine: weight U32 [.., out, in*bits/32], scales/biases [.., out, in/group_size].
     const TensorRef& biases = get(module + ".biases");
     MlxQuantParams q = mlx_default_;
     auto ov = mlx_overrides_.find(module);
     if (ov != mlx_overrides_.end()) q = ov->second;
     if (w.dtype != DType::U32) throw bad_tensor(w, std::string("is quantized (has .scales) but has dtype ") + w.dtype_name + ", expected U32");
-    if (scales->shape.size() != 2 || scales->shape[0] != out || scales->shape[1] <= 0 || in % scales->shape[1] != 0)
-      throw bad_tensor(*scales, "has shape " + shape_str(scales->shape) + ", which does not fit in_features " + std::to_string(in));
-    int gs = int(in / scales->shape[1]);
+    const auto& ss = scales->shape;
+    if (ss.size() != nd || ss[nd - 2] != out || (stack && ss[0] != stack) || ss[nd - 1] <= 0 || in % ss[nd - 1] != 0)
+      throw bad_tensor(*scales, "has shape " + shape_str(ss) + ", which does not fit in_features " + std::to_string(in));
+    int gs = int(in / ss[nd - 1]);
     if (q.group_size && q.group_size != gs)
       throw bad_tensor(*scales, "implies group_size " + std::to_string(gs) + " but config.json says " + std::to_string(q.group_size));
-    if ((w.shape[1] * 32) % in != 0) throw bad_tensor(w, "has " + std::to_string(w.shape[1]) + " packed words per row, which fits no bit width for in_features " + std::to_string(in));
-    int bits = int(w.shape[1] * 32 / in);
+    if ((packed * 32) % in != 0) throw bad_tensor(w, "has " + std::to_string(packed) + " packed words per row, which fits no bit width for in_features " + std::to_string(in));
+    int bits = int(packed * 32 / in);
     if (bits < 2 || bits > 8 || bits == 7) throw bad_tensor(w, "implies " + std::to_string(bits) + "-bit quantization, which MLX does not define");
     if (q.bits && q.bits != bits)
       throw bad_tensor(w, "is packed at " + std::to_string(bits) + " bits but config.json says " + std::to_string(q.bits));
@@ -180,14 +199,13 @@ kernels::WeightView WeightSource::linear(const std::string& module, int64_t out,
     v.format = WeightFormat::MlxAffine;
     v.bits = bits;
     v.group_size = gs;
-    v.row_bytes = size_t(w.shape[1]) * 4;
+    v.row_bytes = size_t(packed) * 4;
     v.scale_dtype = scales->dtype;
     v.scales = scales->data;
     v.biases = biases.data;
     return v;
   }
-  if (w.shape[1] != in)
-    throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected [" + std::to_string(out) + ", " + std::to_string(in) + "]");
+  if (packed != in) throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected " + expect);
   switch (w.dtype) {
     case DType::F32: v.format = WeightFormat::F32; break;
     case DType::F16: v.format = WeightFormat::F16; break;
@@ -201,6 +219,18 @@ kernels::WeightView WeightSource::linear(const std::string& module, int64_t out,
   }
   v.row_bytes = dtype_row_bytes(w.dtype, in);
   return v;
+}
+
+std::string lm_tensor_name(const std::string& name) {
+  auto starts = [&](const char* p) { return name.rfind(p, 0) == 0; };
+  for (const char* skip : {"model.visual.", "visual.", "vision_tower.", "model.vision_tower.", "language_model.vision_tower.",
+                           "multi_modal_projector.", "model.multi_modal_projector.", "mtp.", "model.mtp."})
+    if (starts(skip)) return "";
+  const std::pair<const char*, const char*> prefixes[] = {
+      {"model.language_model.", "model."}, {"language_model.model.", "model."}, {"language_model.lm_head", "lm_head"}};
+  for (auto& [from, to] : prefixes)
+    if (starts(from)) return to + name.substr(std::strlen(from));
+  return name;
 }
 
 }  // namespace optiq::model

@@ -36,10 +36,14 @@ class WeightSource {
   // A Linear / Embedding module as a kernel view, checked against the expected [out, in] shape.
   // Handles plain F32/F16/BF16, MLX affine (<module>.weight U32 + .scales + .biases), GGUF blocks.
   kernels::WeightView linear(const std::string& module, int64_t out, int64_t in) const;
+  // A stack of `n` matrices [n, out, in] (MLX switch_mlp experts, HF fused experts) as one view of n*out rows;
+  // `tensor` is the weight's name, `module` the prefix of its .scales/.biases when MLX-quantized.
+  kernels::WeightView stacked(const std::string& module, const std::string& tensor, int64_t n, int64_t out, int64_t in) const;
   // Small vectors (norm weights, biases) as f32, checked against the expected length.
   std::vector<float> vector_f32(const std::string& name, int64_t n) const;
 
  private:
+  kernels::WeightView matrix(const std::string& module, const std::string& tensor, int64_t stack, int64_t out, int64_t in) const;
   std::string origin_;
   std::vector<std::unique_ptr<formats::SafetensorsFile>> files_;
   std::shared_ptr<formats::GgufFile> gguf_;
@@ -48,6 +52,11 @@ class WeightSource {
   std::map<std::string, MlxQuantParams> mlx_overrides_;
 };
 
+// The name a folder's tensor goes by in the decoder: VLM / MLX wrappers stripped
+// ("model.language_model.layers.0..." and "language_model.model.layers.0..." -> "model.layers.0...",
+// "language_model.lm_head.weight" -> "lm_head.weight"); "" for tensors the language model does not use
+// (vision tower, multi-token-prediction head).
+std::string lm_tensor_name(const std::string& name);
 // GGUF tensor name -> HF name ("blk.3.attn_q.weight" -> "model.layers.3.self_attn.q_proj.weight").
 std::string hf_name_from_gguf(const std::string& gguf_name);
 // The inverse ("model.layers.3.self_attn.q_proj.weight" -> "blk.3.attn_q.weight"); unknown names unchanged.

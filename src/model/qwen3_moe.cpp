@@ -1,0 +1,17 @@
+// Qwen3-MoE: Qwen3 attention (q_norm/k_norm) with a routed mixture of experts in place of the MLP on the
+// layers decoder_sparse_step / mlp_only_layers select (softmax router, top-k, optional renormalisation).
+#include "model/architecture.h"
+
+namespace optiq::model {
+
+namespace {
+void qwen3_moe_from_hf(const nlohmann::json& j, ModelConfig& c) {
+  c.qk_norm = true;
+  c.attention_bias = j.value("attention_bias", false);
+  read_hf_moe(j, "config.json", c);
+}
+}  // namespace
+
+extern const Architecture kQwen3Moe = {"qwen3_moe", nullptr, qwen3_moe_from_hf, nullptr};
+
+}  // namespace optiq::model
