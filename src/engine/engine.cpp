@@ -165,9 +165,12 @@ bool Engine::start(Sequence& s) {
   int32_t src = -1;
   size_t best_len = 0;
   CachedPrompt* entry = nullptr;
+  // The last token always runs again: its logits give the next generated token. Hybrid models resume only
+  // where the cache knows the recurrent state exactly (a snapshot, or the source's end).
   auto consider = [&](const int32_t* t, size_t n, int32_t kv, CachedPrompt* e) {
     size_t m = 0;
-    while (m < n && m < ctx.size() && t[m] == ctx[m]) ++m;
+    while (m < n && m + 1 < ctx.size() && t[m] == ctx[m]) ++m;
+    m = size_t(cache_->restorable(kv, int32_t(m)));
     if (m > best_len) best_len = m, src = kv, entry = e;
   };
   // KV computed under other adapters is not this request's KV.
@@ -176,13 +179,12 @@ bool Engine::start(Sequence& s) {
     if (r && r.get() != &s && r->kv_seq >= 0 && r->req.adapter_set == set) consider(r->context.data(), r->fed, r->kv_seq, nullptr);
   for (auto& c : prompt_cache_)
     if (c.adapter_set == set) consider(c.tokens.data(), c.tokens.size(), c.kv_seq, &c);
-  // The last token always runs again: its logits give the next generated token.
-  size_t reuse = std::min(best_len, ctx.size() - 1);
+  size_t reuse = best_len;
   int32_t kv = -1;
   if (reuse > 0) {
     kv = cache_->copy_prefix(src, int32_t(reuse));
     if (kv < 0) {  // no page for the partial copy: share whole pages only
-      reuse -= reuse % kv::KvCache::kPageTokens;
+      reuse = size_t(cache_->restorable(src, int32_t(reuse - reuse % kv::KvCache::kPageTokens)));
       if (reuse > 0) kv = cache_->copy_prefix(src, int32_t(reuse));
     }
     if (entry && kv >= 0) entry->used = ++clock_;
@@ -196,6 +198,9 @@ bool Engine::start(Sequence& s) {
     }
   s.kv_seq = kv;
   s.fed = reuse;
+  // Hybrids: keep the recurrent state before the prompt's last token, where a repeated prompt or the next
+  // turn of the conversation resumes (the last token always runs again).
+  cache_->mark_snapshot(kv, int32_t(ctx.size()) - 1);
   if (reuse > 0) OPTIQ_LOG_DEBUG("prefix reuse: %zu of %zu tokens", reuse, ctx.size());
   return true;
 }

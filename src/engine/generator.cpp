@@ -19,6 +19,10 @@ LoadedModel LoadedModel::load(const std::string& path) {
   lm.model = model::Model::load(path);
   if (auto g = lm.model->gguf()) lm.tokenizer = tokenizer::Tokenizer::from_gguf(*g);
   else lm.tokenizer = tokenizer::Tokenizer::from_hf_dir(path);
+  if (lm.tokenizer->vocab_size() > lm.model->config().vocab_size)
+    throw Error(ErrorKind::BadModel, path + ": the tokenizer has " + std::to_string(lm.tokenizer->vocab_size()) +
+                                         " tokens but the model's vocab_size is " + std::to_string(lm.model->config().vocab_size) +
+                                         " (a tokenizer from another model?)");
   lm.eos_ids = lm.model->config().eos_token_ids;
   if (auto e = lm.tokenizer->info().eos_id)
     if (std::find(lm.eos_ids.begin(), lm.eos_ids.end(), *e) == lm.eos_ids.end()) lm.eos_ids.push_back(*e);

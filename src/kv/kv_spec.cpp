@@ -99,20 +99,36 @@ std::string KvSpec::describe(const KvShape& shape) const {
   auto name = [](const KvPrecision& p) {
     return p.quantized() ? std::to_string(p.bits) + "-bit g" + std::to_string(p.group_size) : std::string("fp16");
   };
+  // Runs of attention layers at one precision (linear-attention layers between them do not break a run),
+  // written as ranges: "layers 3, 7, 11: 8-bit g64", "layers 0-27: fp16".
+  auto ranges = [](const std::vector<int>& v) {
+    std::string r;
+    for (size_t i = 0; i < v.size();) {
+      size_t e = i;
+      while (e + 1 < v.size() && v[e + 1] == v[e] + 1) ++e;
+      r += (r.empty() ? "" : ", ") + std::to_string(v[i]) + (e > i ? "-" + std::to_string(v[e]) : "");
+      i = e + 1;
+    }
+    return r;
+  };
   std::ostringstream os;
-  for (int l = 0; l < shape.n_layers;) {
+  std::vector<int> run, linear;
+  KvPrecision run_p;
+  auto flush = [&] {
+    if (!run.empty()) os << "  layers " << ranges(run) << ": " << name(run_p) << "\n";
+    run.clear();
+  };
+  for (int l = 0; l < shape.n_layers; ++l) {
     if (!shape.layer_has_kv(l)) {
-      ++l;
+      linear.push_back(l);
       continue;
     }
-    KvPrecision p = at(l);
-    int e = l;
-    while (e + 1 < shape.n_layers && shape.layer_has_kv(e + 1) && at(e + 1) == p) ++e;
-    os << "  layers " << l;
-    if (e > l) os << "-" << e;
-    os << ": " << name(p) << "\n";
-    l = e + 1;
+    if (!run.empty() && !(at(l) == run_p)) flush();
+    run_p = at(l);
+    run.push_back(l);
   }
+  flush();
+  if (!linear.empty()) os << "  layers " << ranges(linear) << ": linear attention (a recurrent f32 state per sequence, no KV)\n";
   const int64_t q = bytes_per_token(shape), f = fp16_bytes_per_token(shape);
   char buf[256];
   std::snprintf(buf, sizeof buf,

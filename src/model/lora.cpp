@@ -43,7 +43,7 @@ json read_json(const std::string& path) {
 std::pair<int, int> proj_dims(const ModelConfig& c, Proj p) {
   const int H = c.hidden_size, q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim, I = c.intermediate_size;
   switch (p) {
-    case Proj::Q: return {q, H};
+    case Proj::Q: return {c.attn_output_gate ? 2 * q : q, H};
     case Proj::K:
     case Proj::V: return {kv, H};
     case Proj::O: return {H, q};
@@ -69,8 +69,9 @@ struct Site {
 };
 
 std::optional<Site> parse_site(std::string name) {
-  for (const char* p : {"base_model.model.", "language_model."})
-    if (name.rfind(p, 0) == 0) name = name.substr(std::strlen(p));
+  if (name.rfind("base_model.model.", 0) == 0) name = name.substr(17);
+  if (name.rfind("language_model.layers.", 0) == 0) name = name.substr(15);  // mlx-lm over a VLM's language model
+  name = lm_tensor_name(name);  // model.language_model.* / language_model.model.* -> model.*
   static const std::regex re(R"(model\.layers\.(\d+)\.((?:self_attn|mlp)\.[a-z_]+)\.(.+))");
   std::smatch m;
   if (!std::regex_match(name, m, re)) return std::nullopt;
@@ -85,6 +86,18 @@ std::optional<Site> parse_site(std::string name) {
   s.leaf = m[3];
   s.module = "model.layers." + std::string(m[1]) + "." + proj;
   return s;
+}
+
+// A site the base has: attention projections on attention layers, MLP projections on dense-MLP layers.
+void check_site(const ModelConfig& c, const Site& s, const std::string& file) {
+  if (s.layer >= c.num_hidden_layers)
+    bad(file, s.module + " is for layer " + std::to_string(s.layer) + "; the model has " + std::to_string(c.num_hidden_layers));
+  const bool attn = s.proj == Proj::Q || s.proj == Proj::K || s.proj == Proj::V || s.proj == Proj::O;
+  if (attn && c.is_linear(s.layer))
+    bad(file, s.module + ": layer " + std::to_string(s.layer) + " is a linear-attention (Gated DeltaNet) layer, without that projection");
+  if (!attn && c.is_moe(s.layer))
+    throw Error(ErrorKind::Unsupported, file + ": " + s.module + ": layer " + std::to_string(s.layer) +
+                                            " is a mixture of experts; adapters on experts are not supported");
 }
 
 // PEFT's rank_pattern / alpha_pattern: a key matches a module path as (.*\.)?(key)$.
@@ -205,7 +218,7 @@ static Adapter load_gguf_adapter(const std::string& path, const ModelConfig& c, 
     const auto site = parse_site(hf_name_from_gguf(t.name.substr(0, t.name.size() - ((is_a || is_b) ? 7 : 0))));
     if (!(is_a || is_b) || !site || site->leaf != "weight")
       throw Error(ErrorKind::Unsupported, path + ": tensor " + t.name + " adapts a module other than the decoder's projections");
-    if (site->layer >= c.num_hidden_layers) bad(path, "tensor " + t.name + " is for a layer the model does not have");
+    check_site(c, *site, path);
     formats::TensorRef& r = refs[t.name];
     r.name = t.name, r.file = path, r.dtype = t.dtype, r.dtype_name = "ggml type " + std::to_string(t.ggml_type);
     r.shape.assign(t.ne.rbegin(), t.ne.rend());
@@ -294,8 +307,7 @@ Adapter load_adapter(const std::string& path, const ModelConfig& c, const std::s
   for (auto& [tname, t] : st.tensors()) {
     auto site = parse_site(tname);
     if (!site) throw Error(ErrorKind::Unsupported, weights + ": tensor " + tname + " adapts a module other than the decoder's projections");
-    if (site->layer >= c.num_hidden_layers)
-      bad(weights, "tensor " + tname + " is for layer " + std::to_string(site->layer) + "; the model has " + std::to_string(c.num_hidden_layers));
+    check_site(c, *site, weights);
     Pair& p = pairs[site->module];
     p.site = *site;
     const std::string& leaf = site->leaf;

@@ -4,10 +4,13 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <fstream>
 #include <regex>
 
 #include "engine/generator.h"
 #include "engine/kv_calibration.h"
+#include "model/model.h"
+#include "model/synthetic.h"
 #include "run_optiq.h"
 #include "test_paths.h"
 #include "util/mapped_file.h"
@@ -123,6 +126,32 @@ TEST_F(KvCacheCommand, BadRequestsAreClearErrors) {
   r = run_optiq({"kv-cache", model_}, "kv_cache_cmd_run");
   EXPECT_EQ(r.rc, 2);
   EXPECT_NE(r.err.find("no output folder (-o DIR)"), std::string::npos) << r.err;
+}
+
+// A hybrid (Qwen3.5-shaped: DeltaNet layers 0 and 2, gated attention layers 1 and 3): only the attention
+// layers are measured and listed, and serve accepts what it writes.
+TEST_F(KvCacheCommand, HybridModelListsOnlyItsAttentionLayers) {
+  const std::string dir = test::scratch_dir("kv_cache_hybrid"), model = dir + "/model", out = dir + "/kv";
+  const std::string tok = test::shared_path("models/stories260K-hf/tokenizer.json");
+  OPTIQ_REQUIRE_SHARED(tok);
+  model::SyntheticSpec spec = model::synthetic_shape("tiny-qwen3_5");
+  model::write_synthetic_model(spec, "bf16", model);  // 320 ids: fewer than the tokenizer's 512
+  std::ofstream(model + "/tokenizer.json") << read_text_file(tok);
+  CmdResult small = run_optiq({"kv-cache", model, "--calib-file", text_, "-o", out}, "kv_cache_cmd_hybrid_small");
+  EXPECT_EQ(small.rc, 1) << small.err;
+  EXPECT_NE(small.err.find("the tokenizer has 512 tokens but the model's vocab_size is 320"), std::string::npos) << small.err;
+  spec.vocab_size = 512;
+  model::write_synthetic_model(spec, "bf16", model);
+  CmdResult r = run_optiq({"kv-cache", model, "--target-bits", "6", "--n-samples", "1", "--seq-len", "64", "--calib-file", text_, "-o", out},
+                          "kv_cache_cmd_hybrid");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex(R"(\|     1 \|.*\n\|     3 \|.*\n)"))) << r.out;
+  EXPECT_EQ(r.out.find("|     0 |"), std::string::npos) << r.out;
+  kv::KvSpec kv = kv::load_kv_config(out + "/kv_config.json");
+  std::vector<int> layers;
+  for (auto& [l, p] : kv.layers) layers.push_back(l);
+  EXPECT_EQ(layers, (std::vector<int>{1, 3}));
+  EXPECT_NO_THROW(model::Model::load(model)->make_cache(kv));
 }
 
 }  // namespace

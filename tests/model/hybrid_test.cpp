@@ -5,10 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
+#include "formats/safetensors.h"
 #include "kv/kv_spec.h"
+#include "model/lora.h"
 #include "model/model.h"
 #include "model/synthetic.h"
 #include "test_paths.h"
@@ -216,6 +220,90 @@ TEST(HybridModel, MissingDeltaNetTensorNamesTheTensor) {
     FAIL() << "loaded a model whose DeltaNet tensors do not fit its config";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("linear_attn"), std::string::npos) << e.what();
+  }
+}
+
+// A PEFT adapter over a Qwen3.5 VLM's attention layers (its names under model.language_model) gives the
+// logits of the base with the deltas merged, gate rows of q_proj included; one on a DeltaNet layer's
+// q_proj, which does not exist, is a clear error.
+TEST(HybridModel, AdapterOnGatedAttentionEqualsMergedWeights) {
+  const std::string base = make_model("tiny-qwen3_5", "f32");
+  const auto spec = model::synthetic_shape("tiny-qwen3_5");
+  const int64_t H = spec.hidden_size, q = int64_t(spec.num_attention_heads) * spec.head_dim, r = 2;
+  struct D {
+    std::string module;
+    int64_t out, in;
+    std::vector<float> a, b;
+  };
+  std::vector<D> ds = {{"model.language_model.layers.1.self_attn.q_proj", 2 * q, H, {}, {}},
+                       {"model.language_model.layers.3.self_attn.o_proj", H, q, {}, {}}};
+  uint32_t seed = 5;
+  for (auto& d : ds) {
+    std::mt19937 rng{seed++};
+    std::normal_distribution<float> n(0.0f, 0.2f);
+    d.a.resize(size_t(r * d.in));
+    d.b.resize(size_t(d.out * r));
+    for (auto& x : d.a) x = n(rng);
+    for (auto& x : d.b) x = n(rng);
+  }
+  const float alpha = 4.0f, scale = alpha / float(r);
+  auto write_peft = [&](const std::string& name, const std::vector<D>& v) {
+    const std::string dir = test::scratch_dir(name);
+    formats::SafetensorsWriter w;
+    for (auto& d : v) {
+      w.add_f32("base_model.model." + d.module + ".lora_A.weight", {r, d.in}, d.a);
+      w.add_f32("base_model.model." + d.module + ".lora_B.weight", {d.out, r}, d.b);
+    }
+    w.write(dir + "/adapter_model.safetensors");
+    std::ofstream(dir + "/adapter_config.json") << R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4})";
+    return dir;
+  };
+  // The merged base: W + scale * B A on the two projections.
+  const std::string merged = test::scratch_dir("hybrid-lora-merged");
+  {
+    formats::SafetensorsFile st(base + "/model.safetensors");
+    formats::SafetensorsWriter w;
+    for (auto& [name, t] : st.tensors()) {
+      std::vector<float> v;
+      ASSERT_TRUE(t.to_f32(v));
+      for (auto& d : ds)
+        if (name == d.module + ".weight")
+          for (int64_t o = 0; o < d.out; ++o)
+            for (int64_t i = 0; i < d.in; ++i) {
+              double acc = 0;
+              for (int64_t k = 0; k < r; ++k) acc += double(d.b[size_t(o * r + k)]) * d.a[size_t(k * d.in + i)];
+              v[size_t(o * d.in + i)] += float(scale * acc);
+            }
+      if (t.dtype == DType::F32) w.add_f32(name, t.shape, v);
+    }
+    w.write(merged + "/model.safetensors");
+    std::filesystem::copy_file(base + "/config.json", merged + "/config.json");
+  }
+  auto m = model::Model::load(base);
+  auto mm = model::Model::load(merged);
+  const int idx = m->mount_adapter(model::load_adapter(write_peft("hybrid-lora", ds), m->config(), "agent"));
+  std::vector<int32_t> t = {1, 40, 41, 42, 7, 99, 100, 250, 3, 17};
+  auto with_adapter = [&](const model::Model& model, int32_t set) {
+    auto cache = model.make_cache();
+    model::Batch b;
+    const int32_t s = cache->create_sequence();
+    for (size_t i = 0; i < t.size(); ++i) b.add(t[i], int32_t(i), s, i + 1 == t.size(), set);
+    std::vector<float> l(static_cast<size_t>(model.config().vocab_size));
+    model.forward(b, *cache, l.data());
+    return l;
+  };
+  const auto want = with_adapter(*mm, 0), got = with_adapter(*m, m->adapter_set({idx})), plain = with_adapter(*m, 0);
+  expect_near(got, want, 1e-4f, "adapter over gated attention");
+  float moved = 0;
+  for (size_t i = 0; i < want.size(); ++i) moved = std::max(moved, std::fabs(plain[i] - want[i]));
+  EXPECT_GT(moved, 1e-2f) << "the adapter should change the logits";
+
+  std::vector<D> on_delta = {{"model.language_model.layers.0.self_attn.q_proj", 2 * q, H, ds[0].a, ds[0].b}};
+  try {
+    model::load_adapter(write_peft("hybrid-lora-bad", on_delta), m->config(), "bad");
+    FAIL() << "accepted an adapter for a DeltaNet layer's q_proj";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 0 is a linear-attention (Gated DeltaNet) layer"), std::string::npos) << e.what();
   }
 }
 
