@@ -37,6 +37,7 @@ def digest(path):
 
 HYBRID_ARCHS = ["tiny-qwen3_moe", "tiny-qwen3_5", "tiny-qwen3_next", "tiny-qwen3_5_moe"]
 HYBRID_FORMATS = ["f32", "f16", "bf16", "mlx4", "mlx8"]
+HYBRID_GGUF = {"tiny-qwen3_moe": ["gguf-f32", "gguf-q8_0", "gguf-q4_k"]}  # llama.cpp's qwen3moe
 HYBRID_TOKENS = [(i * 7919 + 13) % 317 + 3 for i in range(200)]
 HYBRID_POSITIONS = [0, 7, 62, 149, 199]  # prefill of 1, 8, 63, 150 and 200 tokens; decode after 150
 
@@ -45,8 +46,8 @@ def main_hybrid(optiq):
     out = {"tokens": HYBRID_TOKENS, "positions": HYBRID_POSITIONS, "cases": []}
     with tempfile.TemporaryDirectory() as tmp:
         for arch in HYBRID_ARCHS:
-            for fmt in HYBRID_FORMATS:
-                path = os.path.join(tmp, arch + "-" + fmt)
+            for fmt in HYBRID_FORMATS + HYBRID_GGUF.get(arch, []):
+                path = os.path.join(tmp, arch + "-" + fmt + (".gguf" if fmt.startswith("gguf") else ""))
                 subprocess.run([optiq, "make-model", "--shape", arch, "--format", fmt, "-o", path], check=True,
                                stderr=subprocess.DEVNULL)
                 cfg, tensors = ref_forward.load(path)

@@ -235,7 +235,10 @@ def read_gguf(path):
 GG2HF = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm", "attn_q": "self_attn.q_proj",
          "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj",
          "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm", "ffn_gate": "mlp.gate_proj",
-         "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj"}
+         "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "ffn_gate_inp": "mlp.gate",
+         # MoE experts, stacked [E, out, in] (ne reversed), as ref_hybrid represents them.
+         "ffn_gate_exps": "mlp.switch_mlp.gate_proj", "ffn_up_exps": "mlp.switch_mlp.up_proj",
+         "ffn_down_exps": "mlp.switch_mlp.down_proj"}
 
 
 def load_gguf(path):
@@ -247,6 +250,11 @@ def load_gguf(path):
          "head_dim": meta.get(a + ".attention.key_length", meta[a + ".embedding_length"] // meta[a + ".attention.head_count"]),
          "rms_norm_eps": meta[a + ".attention.layer_norm_rms_epsilon"], "rope_theta": meta.get(a + ".rope.freq_base", 10000.0),
          "rope_traditional": a == "llama"}
+    if a == "qwen3moe":  # llama.cpp's qwen3moe: every layer MoE, top-k probabilities renormalised
+        c.update({"model_type": "qwen3_moe", "num_experts": meta[a + ".expert_count"],
+                  "num_experts_per_tok": meta[a + ".expert_used_count"],
+                  "moe_intermediate_size": meta[a + ".expert_feed_forward_length"], "norm_topk_prob": True,
+                  "partial_rotary_factor": 1.0, "vocab_size": meta.get(a + ".vocab_size")})
     tensors = {}
     for name, arr in gt.items():
         if name == "token_embd.weight":

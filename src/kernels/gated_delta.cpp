@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
+#include "kernels/matmul.h"
 #include "util/cpu.h"
 
 namespace optiq::kernels {
@@ -11,9 +13,7 @@ namespace optiq::kernels {
 // The per-row steps, vectorised in gated_delta_avx2.cpp.
 namespace detail {
 float delta_row_avx2(float* s, const float* k, const float* q, float alpha, float beta, float v, int n);
-float dot_avx2(const float* a, const float* b, int n);
 void axpy_avx2(float* y, float a, const float* x, int n);
-void scale_axpy_avx2(float* y, float s, float a, const float* x, int n);
 }  // namespace detail
 
 namespace {
@@ -28,21 +28,9 @@ float delta_row(float* s, const float* k, const float* q, float alpha, float bet
   return o;
 }
 
-float dot(const float* a, const float* b, int n) {
-  if (active_isa() == Isa::Avx2 && n % 8 == 0) return detail::dot_avx2(a, b, n);
-  float r = 0;
-  for (int j = 0; j < n; ++j) r += a[j] * b[j];
-  return r;
-}
-
 void axpy(float* y, float a, const float* x, int n) {  // y += a x
   if (active_isa() == Isa::Avx2 && n % 8 == 0) return detail::axpy_avx2(y, a, x, n);
   for (int j = 0; j < n; ++j) y[j] += a * x[j];
-}
-
-void scale_axpy(float* y, float s, float a, const float* x, int n) {  // y = s y + a x
-  if (active_isa() == Isa::Avx2 && n % 8 == 0) return detail::scale_axpy_avx2(y, s, a, x, n);
-  for (int j = 0; j < n; ++j) y[j] = s * y[j] + a * x[j];
 }
 
 }  // namespace
@@ -70,52 +58,57 @@ void gated_delta_recurrent(const DeltaHeadIo& io, int T, int Dk, int Dv, float* 
 // solved by forward substitution; then o_i = e^{G_i} S0 q_i + sum_{j<=i} e^{G_i - G_j} (q_i.k_j) u_j and the
 // state leaving the chunk is S_{C-1}. Exponents are of differences G_i - G_j <= 0: no overflow.
 void gated_delta_chunked(const DeltaHeadIo& io, int T, int Dk, int Dv, float* S, int chunk) {
-  const size_t cn = static_cast<size_t>(chunk);
-  std::vector<float> G(cn), kk(cn * cn), qk(cn * cn);
-  std::vector<float> u(cn * size_t(Dv)), o(cn * size_t(Dv));
+  const size_t cn = static_cast<size_t>(chunk), dk = size_t(Dk), dv = size_t(Dv);
+  std::vector<float> G(cn), kc(cn * dk), qc(cn * dk), kk(cn * cn), qk(cn * cn), u(cn * dv), o(cn * dv);
+  std::vector<float> wkt(dk * cn), ut(dv * cn), ds(dv * dk);
+  auto f32 = [](const float* data, int64_t rows, int64_t cols) {  // a row-major f32 matrix as matmul weights
+    WeightView w;
+    w.format = WeightFormat::F32;
+    w.rows = rows, w.cols = cols;
+    w.data = reinterpret_cast<const uint8_t*>(data);
+    w.row_bytes = size_t(cols) * sizeof(float);
+    return w;
+  };
   for (int t0 = 0; t0 < T; t0 += chunk) {
     const int C = std::min(chunk, T - t0);
-    auto K = [&](int i) { return io.k + size_t(t0 + i) * io.qk_stride; };
-    auto Q = [&](int i) { return io.q + size_t(t0 + i) * io.qk_stride; };
     double acc = 0;
-    for (int i = 0; i < C; ++i) G[size_t(i)] = float(acc += io.g[size_t(t0 + i) * io.ab_stride]);
-    for (int i = 0; i < C; ++i)
-      for (int j = 0; j <= i; ++j) {
-        const float w = std::exp(G[size_t(i)] - G[size_t(j)]);
-        kk[size_t(i * C + j)] = w * dot(K(i), K(j), Dk);
-        qk[size_t(i * C + j)] = w * dot(Q(i), K(j), Dk);
-      }
-    // S0 k_i and S0 q_i, one pass over S0.
-    for (int d = 0; d < Dv; ++d) {
-      const float* s = S + size_t(d) * size_t(Dk);
-      for (int i = 0; i < C; ++i) {
-        const float eg = std::exp(G[size_t(i)]);
-        u[size_t(i * Dv + d)] = eg * dot(s, K(i), Dk);
-        o[size_t(i * Dv + d)] = eg * dot(s, Q(i), Dk);
-      }
-    }
     for (int i = 0; i < C; ++i) {
-      float* ui = u.data() + size_t(i) * size_t(Dv);
-      const float beta = io.beta[size_t(t0 + i) * io.ab_stride];
+      G[size_t(i)] = float(acc += io.g[size_t(t0 + i) * io.ab_stride]);
+      std::memcpy(&kc[size_t(i) * dk], io.k + size_t(t0 + i) * io.qk_stride, dk * sizeof(float));
+      std::memcpy(&qc[size_t(i) * dk], io.q + size_t(t0 + i) * io.qk_stride, dk * sizeof(float));
+    }
+    // The chunk's products as matmuls: S0 k_i, S0 q_i [C, Dv]; k_i.k_j, q_i.k_j [C, C].
+    const WeightView s0 = f32(S, Dv, Dk), kw = f32(kc.data(), C, Dk);
+    matmul(s0, kc.data(), C, u.data());
+    matmul(s0, qc.data(), C, o.data());
+    matmul(kw, kc.data(), C, kk.data());
+    matmul(kw, qc.data(), C, qk.data());
+    for (int i = 0; i < C; ++i) {
+      float* ui = u.data() + size_t(i) * dv;
+      const float eg = std::exp(G[size_t(i)]), beta = io.beta[size_t(t0 + i) * io.ab_stride];
       const float* v = io.v + size_t(t0 + i) * io.v_stride;
-      for (int d = 0; d < Dv; ++d) ui[d] = v[d] - ui[d];
-      for (int j = 0; j < i; ++j) axpy(ui, -kk[size_t(i * C + j)], u.data() + size_t(j) * size_t(Dv), Dv);
+      for (int d = 0; d < Dv; ++d) ui[d] = v[d] - eg * ui[d];
+      for (int j = 0; j < i; ++j)
+        axpy(ui, -std::exp(G[size_t(i)] - G[size_t(j)]) * kk[size_t(i * C + j)], u.data() + size_t(j) * dv, Dv);
       for (int d = 0; d < Dv; ++d) ui[d] *= beta;
     }
     for (int i = 0; i < C; ++i) {
-      float* oi = o.data() + size_t(i) * size_t(Dv);
-      for (int j = 0; j <= i; ++j) axpy(oi, qk[size_t(i * C + j)], u.data() + size_t(j) * size_t(Dv), Dv);
-      float* dst = io.out + size_t(t0 + i) * io.out_stride;
-      for (int d = 0; d < Dv; ++d) dst[d] = oi[d];
+      float* oi = o.data() + size_t(i) * dv;
+      const float eg = std::exp(G[size_t(i)]);
+      for (int d = 0; d < Dv; ++d) oi[d] *= eg;
+      for (int j = 0; j <= i; ++j)
+        axpy(oi, std::exp(G[size_t(i)] - G[size_t(j)]) * qk[size_t(i * C + j)], u.data() + size_t(j) * dv, Dv);
+      std::memcpy(io.out + size_t(t0 + i) * io.out_stride, oi, dv * sizeof(float));
     }
-    // S = e^{G_last} S0 + sum_j e^{G_last - G_j} u_j k_j^T.
+    // S = e^{G_last} S0 + sum_j e^{G_last - G_j} u_j k_j^T, the sum as one matmul over the chunk.
     const float last = G[size_t(C - 1)], decay = std::exp(last);
-    for (int j = 0; j < C; ++j) G[size_t(j)] = std::exp(last - G[size_t(j)]);
-    for (int d = 0; d < Dv; ++d) {
-      float* s = S + size_t(d) * size_t(Dk);
-      scale_axpy(s, decay, G[0] * u[size_t(d)], K(0), Dk);
-      for (int j = 1; j < C; ++j) axpy(s, G[size_t(j)] * u[size_t(j * Dv + d)], K(j), Dk);
+    for (int j = 0; j < C; ++j) {
+      const float w = std::exp(last - G[size_t(j)]);
+      for (int e = 0; e < Dk; ++e) wkt[size_t(e) * size_t(C) + size_t(j)] = w * kc[size_t(j) * dk + size_t(e)];
+      for (int d = 0; d < Dv; ++d) ut[size_t(d) * size_t(C) + size_t(j)] = u[size_t(j) * dv + size_t(d)];
     }
+    matmul(f32(wkt.data(), Dk, C), ut.data(), Dv, ds.data());
+    for (size_t e = 0; e < dv * dk; ++e) S[e] = decay * S[e] + ds[e];
   }
 }
 

@@ -3,9 +3,12 @@
 // one sequence. The state S [Dv, Dk] (row d: the key-space vector of value dimension d, f32) is updated in
 // place; per token t, with alpha_t = exp(g_t):
 //   S = alpha_t S;   S += beta_t (v_t - S k_t) k_t^T;   o_t = S q_t
-// Two forms that give the same result: the recurrent one (one pass over S per token; decode) and the
-// chunked one (the WY form: within a chunk of C tokens the writes u solve a lower-triangular system, and S
-// is read and written once per chunk; prefill). Work is split by the caller over heads and sequences.
+// Two forms that give the same result: the recurrent one (one pass over S per token) and the chunked one
+// (the WY form: within a chunk of C tokens the writes u solve a lower-triangular system, the products are
+// matmuls, and S is read and written once per chunk). On CPUs the recurrent form is the faster one at every
+// length (bench/delta_bench), so the model runs it for prefill and decode; the chunked form is the prefill
+// form of GPU implementations, kept equal to it by tests. Work is split by the caller over heads and
+// sequences.
 #include <cstddef>
 
 namespace optiq::kernels {

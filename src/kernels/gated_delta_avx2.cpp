@@ -30,21 +30,9 @@ float delta_row_avx2(float* s, const float* k, const float* q, float alpha, floa
   return hsum(o);
 }
 
-float dot_avx2(const float* a, const float* b, int n) {
-  __m256 r = _mm256_setzero_ps();
-  for (int j = 0; j < n; j += 8) r = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), r);
-  return hsum(r);
-}
-
 void axpy_avx2(float* y, float a, const float* x, int n) {
   const __m256 av = _mm256_set1_ps(a);
   for (int j = 0; j < n; j += 8) _mm256_storeu_ps(y + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + j), _mm256_loadu_ps(y + j)));
-}
-
-void scale_axpy_avx2(float* y, float s, float a, const float* x, int n) {
-  const __m256 sv = _mm256_set1_ps(s), av = _mm256_set1_ps(a);
-  for (int j = 0; j < n; j += 8)
-    _mm256_storeu_ps(y + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + j), _mm256_mul_ps(sv, _mm256_loadu_ps(y + j))));
 }
 
 }  // namespace optiq::kernels::detail

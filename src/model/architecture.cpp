@@ -179,7 +179,7 @@ void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelCon
     return int(v);
   };
   c.hidden_size = need(a + ".embedding_length");
-  c.intermediate_size = need(a + ".feed_forward_length");
+  c.intermediate_size = int(std::clamp<int64_t>(f.get_int(a + ".feed_forward_length", 0), 0, int64_t(1) << 30));  // MoE files may omit it
   c.num_hidden_layers = need(a + ".block_count");
   c.num_attention_heads = need(a + ".attention.head_count");
   c.num_key_value_heads = int(f.get_int(a + ".attention.head_count_kv", c.num_attention_heads));

@@ -78,9 +78,6 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     m->config_.model_type = arch->model_type;
     read_hf_common(lm, cfg_path, m->config_);
     arch->from_hf_config(lm, m->config_);
-    for (int l = 0; l < m->config_.num_hidden_layers; ++l)
-      if (!m->config_.is_moe(l) && m->config_.intermediate_size <= 0)
-        throw Error(ErrorKind::BadModel, cfg_path + ": intermediate_size must be positive (layer " + std::to_string(l) + " has a dense MLP)");
     std::string gen = path + "/generation_config.json";
     if (file_exists(gen)) {
       nlohmann::json g = read_json(gen);
@@ -112,6 +109,10 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   } else {
     throw Error(ErrorKind::NotFound, path + ": no such model folder or file");
   }
+  for (int l = 0; l < m->config_.num_hidden_layers; ++l)
+    if (!m->config_.is_moe(l) && m->config_.intermediate_size <= 0)
+      throw Error(ErrorKind::BadModel, path + ": the intermediate (feed-forward) size must be positive: layer " + std::to_string(l) +
+                                           " has a dense MLP");
   m->load_weights(*ws);
   m->weights_ = std::move(ws);
   return m;

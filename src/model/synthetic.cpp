@@ -41,9 +41,35 @@ struct Tensor {
   bool keep_f32 = false;        // stored F32 whatever the format (A_log)
 };
 
-std::vector<Tensor> make_tensors(const SyntheticSpec& s) {
+using Emit = std::function<void(Tensor&&)>;
+
+// Hands tensors on one at a time, keeping the last one back so that its flags can still be set (back()):
+// models of billions of weights are generated, converted and written without ever being whole in memory.
+class TensorSink {
+ public:
+  explicit TensorSink(const Emit& emit) : emit_(emit) {}
+  ~TensorSink() { flush(); }
+  void push_back(Tensor&& t) {
+    flush();
+    pending_ = std::move(t);
+    has_ = true;
+  }
+  Tensor& back() { return pending_; }
+  void flush() {
+    if (has_) emit_(std::move(pending_));
+    has_ = false;
+  }
+
+ private:
+  const Emit& emit_;
+  Tensor pending_;
+  bool has_ = false;
+};
+
+// Every tensor of the model in its HF name and shape, in a fixed order (the RNG is consumed in it).
+void make_tensors(const SyntheticSpec& s, const Emit& emit) {
   Rng rng{s.seed * 0x100000001b3ull + 12345};
-  std::vector<Tensor> out;
+  TensorSink out(emit);
   auto mat = [&](const std::string& name, int64_t rows, int64_t cols, float std_dev) {
     Tensor t{name, {rows, cols}, std::vector<float>(size_t(rows * cols)), true};
     const float a = std_dev * std::sqrt(3.0f);
@@ -130,11 +156,32 @@ std::vector<Tensor> make_tensors(const SyntheticSpec& s) {
   }
   norm("model.norm.weight", H);
   if (!s.tie_word_embeddings) mat("lm_head.weight", s.vocab_size, H, 1.0f / std::sqrt(float(H)));
-  return out;
 }
 
-// The raw HF layout of a model's tensors: Qwen3.5's VLM names, fused experts for Qwen3.5-MoE, and the
-// extra tensors a real checkpoint carries that the language model skips (vision tower, MTP head).
+// Feeds a layout function (hf_layout, mlx_layout) whole units: one tensor, or all 3E tensors of a MoE
+// layer's experts, which the layouts fuse or stack.
+class LayoutStream {
+ public:
+  using Layout = std::vector<Tensor> (*)(const SyntheticSpec&, std::vector<Tensor>);
+  LayoutStream(const SyntheticSpec& s, Layout layout, Emit out) : s_(s), layout_(layout), out_(std::move(out)) {}
+  void operator()(Tensor&& t) {
+    const bool expert = t.name.find(".mlp.experts.") != std::string::npos;
+    if (!expert) return run({std::move(t)});
+    unit_.push_back(std::move(t));
+    if (int(unit_.size()) == 3 * s_.num_experts) run(std::move(unit_)), unit_.clear();
+  }
+
+ private:
+  void run(std::vector<Tensor> ts) {
+    for (Tensor& t : layout_(s_, std::move(ts))) out_(std::move(t));
+  }
+  const SyntheticSpec& s_;
+  Layout layout_;
+  Emit out_;
+  std::vector<Tensor> unit_;
+};
+
+// The raw HF layout of a model's tensors: Qwen3.5's VLM names, fused experts for Qwen3.5-MoE.
 std::vector<Tensor> hf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
   std::vector<Tensor> out;
   for (size_t i = 0; i < ts.size(); ++i) {
@@ -160,10 +207,15 @@ std::vector<Tensor> hf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
     if (s.vlm() && t.name.rfind("model.", 0) == 0) t.name = "model.language_model." + t.name.substr(6);
     out.push_back(std::move(t));
   }
-  if (s.hybrid()) {
-    if (s.vlm()) out.push_back(Tensor{"model.visual.patch_embed.proj.weight", {8, 8}, std::vector<float>(64, 0.5f), false});
-    out.push_back(Tensor{"mtp.fc.weight", {8, 8}, std::vector<float>(64, 0.25f), false});
-  }
+  return out;
+}
+
+// What a real raw HF hybrid checkpoint carries besides the language model (skipped on load).
+std::vector<Tensor> hf_extras(const SyntheticSpec& s) {
+  std::vector<Tensor> out;
+  if (!s.hybrid()) return out;
+  if (s.vlm()) out.push_back(Tensor{"model.visual.patch_embed.proj.weight", {8, 8}, std::vector<float>(64, 0.5f), false});
+  out.push_back(Tensor{"mtp.fc.weight", {8, 8}, std::vector<float>(64, 0.25f), false});
   return out;
 }
 
@@ -287,8 +339,7 @@ nlohmann::ordered_json hf_config(const SyntheticSpec& s) {
   return w;
 }
 
-void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, int gs,
-                  const std::string& dir) {
+void write_folder(const SyntheticSpec& s, const std::string& format, int gs, const std::string& dir) {
   std::filesystem::create_directories(dir);
   formats::SafetensorsWriter w;
   nlohmann::ordered_json cfg = hf_config(s);
@@ -304,7 +355,7 @@ void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const s
     throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
   }
   DType plain = format == "f32" ? DType::F32 : format == "f16" ? DType::F16 : DType::BF16;
-  for (const Tensor& t : bits ? mlx_layout(s, ts) : hf_layout(s, ts)) {
+  auto add = [&](Tensor&& t) {
     const int64_t cols = t.shape.back();
     if (bits && t.is_linear && cols % gs == 0) {  // mlx-lm quantizes a module iff its in-dim divides by gs
       int64_t rows = 1;
@@ -323,7 +374,13 @@ void write_folder(const SyntheticSpec& s, const std::vector<Tensor>& ts, const s
       const DType dt = t.keep_f32 ? DType::F32 : bits ? DType::BF16 : plain;
       w.add(t.name, dt, t.shape, to_bytes(t.values, dt));
     }
+  };
+  {
+    LayoutStream stream(s, bits ? mlx_layout : hf_layout, add);
+    make_tensors(s, std::ref(stream));
   }
+  if (!bits)
+    for (Tensor& t : hf_extras(s)) add(std::move(t));
   w.write(dir + "/model.safetensors");
   std::ofstream(dir + "/config.json") << cfg.dump(2) << "\n";
 }
@@ -365,7 +422,7 @@ std::string gguf_name(const std::string& hf) {
   return g;
 }
 
-void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std::string& format, const std::string& path) {
+void write_gguf(const SyntheticSpec& s, const std::string& format, const std::string& path) {
   DType wt;
   if (format == "gguf-f32") wt = DType::F32;
   else if (format == "gguf-f16") wt = DType::F16;
@@ -376,23 +433,29 @@ void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std
   else if (format == "gguf-q6_k") wt = DType::Q6_K;
   else throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
   const std::string a = s.model_type;
-  if (s.hybrid() || s.moe()) throw Error(ErrorKind::Unsupported, "GGUF output is not written for " + a + " models");
+  if (s.hybrid()) throw Error(ErrorKind::Unsupported, "GGUF output is not written for " + a + " models");
+  const std::string ga = a == "qwen3_moe" ? "qwen3moe" : a;  // llama.cpp's architecture name
   formats::GgufWriter w;
-  w.set_string("general.architecture", a);
+  w.set_string("general.architecture", ga);
   w.set_string("general.name", "optiq synthetic " + a);
   w.set_u32("general.quantization_version", 2);
-  w.set_u32(a + ".context_length", 40960);
-  w.set_u32(a + ".embedding_length", uint32_t(s.hidden_size));
-  w.set_u32(a + ".block_count", uint32_t(s.num_hidden_layers));
-  w.set_u32(a + ".feed_forward_length", uint32_t(s.intermediate_size));
-  w.set_u32(a + ".attention.head_count", uint32_t(s.num_attention_heads));
-  w.set_u32(a + ".attention.head_count_kv", uint32_t(s.num_key_value_heads));
-  w.set_u32(a + ".attention.key_length", uint32_t(s.head_dim));
-  w.set_u32(a + ".attention.value_length", uint32_t(s.head_dim));
-  w.set_u32(a + ".rope.dimension_count", uint32_t(s.head_dim));
-  w.set_f32(a + ".rope.freq_base", s.rope_theta);
-  w.set_f32(a + ".attention.layer_norm_rms_epsilon", s.rms_norm_eps);
-  w.set_u32(a + ".vocab_size", uint32_t(s.vocab_size));
+  w.set_u32(ga + ".context_length", 40960);
+  w.set_u32(ga + ".embedding_length", uint32_t(s.hidden_size));
+  w.set_u32(ga + ".block_count", uint32_t(s.num_hidden_layers));
+  w.set_u32(ga + ".feed_forward_length", uint32_t(s.intermediate_size));
+  w.set_u32(ga + ".attention.head_count", uint32_t(s.num_attention_heads));
+  w.set_u32(ga + ".attention.head_count_kv", uint32_t(s.num_key_value_heads));
+  w.set_u32(ga + ".attention.key_length", uint32_t(s.head_dim));
+  w.set_u32(ga + ".attention.value_length", uint32_t(s.head_dim));
+  w.set_u32(ga + ".rope.dimension_count", uint32_t(s.head_dim));
+  w.set_f32(ga + ".rope.freq_base", s.rope_theta);
+  w.set_f32(ga + ".attention.layer_norm_rms_epsilon", s.rms_norm_eps);
+  w.set_u32(ga + ".vocab_size", uint32_t(s.vocab_size));
+  if (s.moe()) {
+    w.set_u32(ga + ".expert_count", uint32_t(s.num_experts));
+    w.set_u32(ga + ".expert_used_count", uint32_t(s.num_experts_per_tok));
+    w.set_u32(ga + ".expert_feed_forward_length", uint32_t(s.moe_intermediate_size));
+  }
   // A placeholder SentencePiece-style vocabulary so that other GGUF readers (llama.cpp) load the file.
   std::vector<std::string> tokens;
   std::vector<float> scores;
@@ -411,21 +474,25 @@ void write_gguf(const SyntheticSpec& s, const std::vector<Tensor>& ts, const std
   w.set_u32("tokenizer.ggml.bos_token_id", 1);
   w.set_u32("tokenizer.ggml.eos_token_id", 2);
   w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-  for (const Tensor& t : ts) {
+  // Experts stacked [E, out, in] as llama.cpp's ffn_*_exps (the switch_mlp layout, by the same names).
+  LayoutStream stream(s, mlx_layout, [&](Tensor&& t) {
     std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
     if (!t.is_linear) {
       w.add_tensor(gguf_name(t.name), DType::F32, ne, to_bytes(t.values, DType::F32));
-      continue;
+      return;
     }
-    const int64_t rows = t.shape[0], cols = t.shape[1];
-    std::vector<float> v = t.values;
+    const int64_t cols = t.shape.back();
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < t.shape.size(); ++i) rows *= t.shape[i];
+    std::vector<float> v = std::move(t.values);
     if (a == "llama" && (t.name.find("q_proj") != std::string::npos || t.name.find("k_proj") != std::string::npos))
       v = permute_qk(v, rows, cols, s.head_dim);
     DType ty = wt;
     if (cols % dtype_block_elems(ty) != 0) ty = DType::F16;  // rows that do not fill whole blocks
     std::vector<uint8_t> bytes = (ty == DType::F32 || ty == DType::F16) ? to_bytes(v, ty) : gguf_quantize(v, rows, cols, ty);
     w.add_tensor(gguf_name(t.name), ty, ne, std::move(bytes));
-  }
+  });
+  make_tensors(s, std::ref(stream));
   w.write(path);
 }
 
@@ -478,9 +545,8 @@ SyntheticSpec synthetic_shape(const std::string& name) {
 }
 
 void write_synthetic_model(const SyntheticSpec& spec, const std::string& format, const std::string& out_path, int group_size) {
-  std::vector<Tensor> ts = make_tensors(spec);
-  if (format.rfind("gguf-", 0) == 0) write_gguf(spec, ts, format, out_path);
-  else write_folder(spec, ts, format, group_size, out_path);
+  if (format.rfind("gguf-", 0) == 0) write_gguf(spec, format, out_path);
+  else write_folder(spec, format, group_size, out_path);
 }
 
 }  // namespace optiq::model

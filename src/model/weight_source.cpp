@@ -83,6 +83,9 @@ const std::pair<const char*, const char*> kLayerModuleNames[] = {
     {"attn_q_norm", "self_attn.q_norm"},    {"attn_k_norm", "self_attn.k_norm"},
     {"ffn_gate", "mlp.gate_proj"},          {"ffn_up", "mlp.up_proj"},
     {"ffn_down", "mlp.down_proj"},
+    {"ffn_gate_inp", "mlp.gate"},  // MoE router, and the experts stacked [E, out, in] as MLX's switch_mlp
+    {"ffn_gate_exps", "mlp.switch_mlp.gate_proj"}, {"ffn_up_exps", "mlp.switch_mlp.up_proj"},
+    {"ffn_down_exps", "mlp.switch_mlp.down_proj"},
 };
 
 // Maps `name` from one naming to the other; `to_hf` picks the direction. Unknown names come back unchanged.
