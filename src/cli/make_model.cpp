@@ -12,7 +12,7 @@ int run_make_model(int argc, char** argv) {
   int group_size = 64, vocab = 0, layers = 0;
   std::optional<uint64_t> seed;
   Flags f("optiq make-model --shape NAME --format FMT -o OUT");
-  f.add("shape", &shape, "qwen3-0.6b | llama-3.2-1b | tiny-llama | tiny-qwen2 | tiny-qwen3");
+  f.add("shape", &shape, "qwen3-0.6b | llama-3.2-1b | qwen3.5-9b | qwen3-30b-a3b | tiny-llama | tiny-qwen2 | tiny-qwen3 | tiny-qwen3_moe | tiny-qwen3_5 | tiny-qwen3_next | tiny-qwen3_5_moe");
   f.add("format", &format, "f32 | f16 | bf16 | mlxN (e.g. mlx4) | gguf-f32 | gguf-f16 | gguf-q8_0 | gguf-q4_0 | gguf-q4_1 | gguf-q4_k | gguf-q6_k");
   f.add("group-size", &group_size, "MLX group size (default 64)");
   f.add("vocab", &vocab, "override the vocabulary size");
