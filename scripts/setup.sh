@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
 PKGS="g++ cmake pkg-config ninja-build libcpp-httplib-dev nlohmann-json3-dev libpcre2-dev libutf8proc-dev
-  libsentencepiece-dev libgtest-dev libgmock-dev googletest"
+  libsentencepiece-dev libcurl4-openssl-dev libssl-dev libgtest-dev libgmock-dev googletest"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "model/model.h"
 #include "util/cpu.h"
 #include "util/error.h"
@@ -130,6 +131,7 @@ int run_bench(int argc, char** argv) {
   if (gen <= 0) throw Error(ErrorKind::InvalidArgument, "--gen must be positive");
   std::vector<KvVariant> variants = kv_variants(kv_bits, kv_configs, kv_group, rotation);
 
+  model_path = hub::resolve(model_path, hub::Kind::Model);
   auto model = model::Model::load(model_path);
   const auto& c = model->config();
   const kv::KvShape shape = model->kv_shape();

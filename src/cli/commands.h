@@ -9,5 +9,6 @@ int run_serve(int argc, char** argv);       // optiq serve --model MODEL --port 
 int run_eval(int argc, char** argv);        // optiq eval MODEL --text FILE [--kv-bits 4]
 int run_template(int argc, char** argv);    // optiq template MODEL --messages FILE.json
 int run_kv_cache(int argc, char** argv);    // optiq kv-cache MODEL --target-bits 5.0 -o DIR
+int run_download(int argc, char** argv);    // optiq download org/name[@revision] [--adapter]
 
 }  // namespace optiq::cli

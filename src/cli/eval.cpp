@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "engine/generator.h"
 #include "engine/logit_stats.h"
 #include "util/error.h"
@@ -30,7 +31,7 @@ int run_eval(int argc, char** argv) {
   KvFlags kvf;
   kvf.add_to(f);
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = f.model_arg(model, "optiq eval MODEL --text FILE");
+  model = hub::resolve(f.model_arg(model, "optiq eval MODEL --text FILE"), hub::Kind::Model);
   if (text_path.empty()) throw Error(ErrorKind::InvalidArgument, "--text FILE is required");
   if (seq_len < 2) throw Error(ErrorKind::InvalidArgument, "--seq-len must be >= 2");
   if (chunk < 1) throw Error(ErrorKind::InvalidArgument, "--prefill-step-size must be >= 1");

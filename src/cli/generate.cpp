@@ -5,6 +5,7 @@
 #include "cli/commands.h"
 #include "cli/adapters.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "engine/generator.h"
 #include "util/error.h"
 
@@ -35,7 +36,7 @@ int run_generate(int argc, char** argv) {
   KvFlags kvf;
   kvf.add_to(f);
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = f.model_arg(model, "optiq generate MODEL --prompt TEXT");
+  model = hub::resolve(f.model_arg(model, "optiq generate MODEL --prompt TEXT"), hub::Kind::Model);
   if (opts.max_tokens < 0) throw Error(ErrorKind::InvalidArgument, "--max-tokens must be >= 0");
   if (s.temperature < 0) throw Error(ErrorKind::InvalidArgument, "--temp must be >= 0");
 

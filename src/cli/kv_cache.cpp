@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "engine/generator.h"
 #include "engine/kv_calibration.h"
 #include "kv/kv_allocate.h"
@@ -76,7 +77,7 @@ int run_kv_cache(int argc, char** argv) {
   f.add("o", &out_dir, "output folder for kv_config.json and kv_sensitivity.json");
   f.add("output", &out_dir, "same as -o");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = f.model_arg(model, "optiq kv-cache MODEL -o DIR");
+  model = hub::resolve(f.model_arg(model, "optiq kv-cache MODEL -o DIR"), hub::Kind::Model);
   if (out_dir.empty()) throw Error(ErrorKind::InvalidArgument, "no output folder (-o DIR)");
   if (n_samples < 1) throw Error(ErrorKind::InvalidArgument, "--n-samples must be >= 1");
   if (seq_len < 2) throw Error(ErrorKind::InvalidArgument, "--seq-len must be >= 2");

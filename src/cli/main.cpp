@@ -21,8 +21,11 @@ const char* kUsage =
     "  eval MODEL --text FILE      perplexity, KL and top-1 agreement of a KV cache setting against fp16\n"
     "  template MODEL --messages F print the prompt the server renders for a conversation\n"
     "  make-model -o OUT           write a random-weight model of a real shape (tests, benchmarks)\n"
+    "  download REPO               fetch a Hugging Face repo into the HF cache, print its local path\n"
     "\n"
-    "MODEL is a Hugging Face / MLX model folder or a .gguf file.\n"
+    "MODEL is a Hugging Face / MLX model folder, a .gguf file, or a Hugging Face repo id org/name[@revision]\n"
+    "(found in the Hugging Face cache, downloaded when missing; HF_TOKEN, HF_ENDPOINT, HF_HUB_CACHE, HF_HOME\n"
+    "and HF_HUB_OFFLINE as huggingface_hub reads them).\n"
     "Run 'optiq <command> --help' for the options of a command.\n";
 
 }  // namespace
@@ -41,6 +44,7 @@ int main(int argc, char** argv) {
     if (cmd == "eval") return optiq::cli::run_eval(argc, argv);
     if (cmd == "kv-cache") return optiq::cli::run_kv_cache(argc, argv);
     if (cmd == "template") return optiq::cli::run_template(argc, argv);
+    if (cmd == "download") return optiq::cli::run_download(argc, argv);
     std::fprintf(stderr, "optiq: unknown command '%s'\n\n%s", cmd.c_str(), kUsage);
     return 2;
   } catch (const optiq::Error& e) {

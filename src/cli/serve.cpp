@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/adapters.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "engine/engine.h"
 #include "kv/kv_cache.h"
 #include "model/model.h"
@@ -75,7 +76,7 @@ int run_serve(int argc, char** argv) {
   kvf.add_to(f);
   f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = f.model_arg(model, "optiq serve --model MODEL");
+  model = hub::resolve(f.model_arg(model, "optiq serve --model MODEL"), hub::Kind::Model);
   if (log_level == "debug" || log_level == "DEBUG") set_log_level(LogLevel::Debug);
   else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
@@ -142,6 +143,7 @@ int run_serve(int argc, char** argv) {
   eng.set_kv_spec(kv_spec, kv_spec.quantized_kv_start);
 
   server::ServerOptions so;
+  so.resolve_adapter = [](const std::string& ref) { return hub::resolve(ref, hub::Kind::Adapter); };
   so.host = host;
   so.port = port;
   so.model_id = model;

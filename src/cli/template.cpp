@@ -8,6 +8,7 @@
 #include "chat/template_choice.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "hub/hub.h"
 #include "engine/tokenizer_load.h"
 #include "server/anthropic_protocol.h"
 #include "server/openai_protocol.h"
@@ -72,7 +73,7 @@ int run(int argc, char** argv) {
         "JSON object passed to the template, e.g. {\"enable_thinking\": false} (as optiq serve)");
   f.add_bool("anthropic", &anthropic, "read --messages as an Anthropic /v1/messages body (system, content blocks)");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = f.model_arg(model, "optiq template MODEL --messages FILE.json");
+  model = hub::resolve(f.model_arg(model, "optiq template MODEL --messages FILE.json"), hub::Kind::Model);
   if (messages.empty()) throw Error(ErrorKind::InvalidArgument, "no --messages FILE.json given");
   if (!chat_template_args.empty()) {
     ojson args;

@@ -281,7 +281,9 @@ struct HttpServer::Impl {
     OPTIQ_LOG_INFO("mounting adapter '%s' from %s (running requests continue)", name.c_str(), path.c_str());
     int idx;
     try {
-      idx = m.mount_adapter(model::load_adapter(path, m.config(), name));
+      model::check_adapter_name(name);
+      const std::string local = opts.resolve_adapter ? opts.resolve_adapter(path) : path;
+      idx = m.mount_adapter(model::load_adapter(local, m.config(), name));
     } catch (const Error& e) {
       if (e.kind() == ErrorKind::NotFound) throw ApiError(404, error_type::kNotFound, e.what());
       throw ApiError(400, error_type::kInvalidRequest, e.what());

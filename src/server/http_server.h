@@ -2,6 +2,7 @@
 // optiq serve: the OpenAI and Anthropic HTTP APIs over one Engine. HTTP threads parse, enqueue and
 // stream; the engine's worker thread generates. This file knows routes, auth, CORS and streaming —
 // the wire shapes live in openai_protocol / anthropic_protocol.
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@ struct ServerOptions {
   int default_max_tokens = 512;         // for requests that give none (OpenAI)
   engine::SamplingParams default_sampling;  // --temp/--top-p/--top-k/--min-p
   size_t max_body_bytes = 32u << 20;
+  // Turns a POST /v1/adapters path into a loadable one (optiq serve resolves Hugging Face repo ids).
+  std::function<std::string(const std::string&)> resolve_adapter;
 };
 
 class HttpServer {
