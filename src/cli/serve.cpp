@@ -76,7 +76,8 @@ int run_serve(int argc, char** argv) {
   kvf.add_to(f);
   f.add("max-kv-size", &max_kv_size, "(accepted; no effect)");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
-  model = hub::resolve(f.model_arg(model, "optiq serve --model MODEL"), hub::Kind::Model);
+  const std::string model_ref = f.model_arg(model, "optiq serve --model MODEL");
+  model = hub::resolve(model_ref, hub::Kind::Model);
   if (log_level == "debug" || log_level == "DEBUG") set_log_level(LogLevel::Debug);
   else if (log_level == "warning" || log_level == "WARNING" || log_level == "warn") set_log_level(LogLevel::Warn);
   else if (log_level == "error" || log_level == "ERROR") set_log_level(LogLevel::Error);
@@ -146,7 +147,7 @@ int run_serve(int argc, char** argv) {
   so.resolve_adapter = [](const std::string& ref) { return hub::resolve(ref, hub::Kind::Adapter); };
   so.host = host;
   so.port = port;
-  so.model_id = model;
+  so.model_id = model_ref;  // what the user named (a repo id stays a repo id in /v1/models)
   so.api_key = api_key;
   so.allowed_origins.clear();
   for (size_t s = 0; s <= allowed_origins.size();) {

@@ -12,7 +12,7 @@ import http from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bin, needs, shared, writeMlxAdapter } from './harness.mjs';
+import { bin, needs, shared, startServer, writeMlxAdapter } from './harness.mjs';
 
 const modelDir = path.join(shared, 'models/stories260K-hf');
 const skip = needs(modelDir, bin);
@@ -235,4 +235,20 @@ test('adapters resolve the same way, into the same cache', skip, async () => {
   const base = await optiq(['generate', modelDir, '--prompt', PROMPT, '--max-tokens', '12', '--quiet'], {}, cache);
   assert.equal(byId.out, local.out);
   assert.notEqual(byId.out, base.out);
+});
+
+test('serve --model REPO lists the repo id in /v1/models and answers from the cached copy', skip, async () => {
+  const cache = freshCache();
+  assert.equal((await optiq(['download', 'org/stories'], {}, cache)).code, 0);
+  const server = await startServer(['--model', 'org/stories'], { HF_HUB_CACHE: cache, HF_ENDPOINT: base, HF_HUB_OFFLINE: '1' });
+  try {
+    const models = await (await fetch(server.base + '/v1/models')).json();
+    assert.equal(models.data[0].id, 'org/stories');
+    const r = await (await fetch(server.base + '/v1/completions', { method: 'POST', headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: PROMPT, max_tokens: 12, temperature: 0 }) })).json();
+    const local = await optiq(['generate', modelDir, '--prompt', PROMPT, '--max-tokens', '12', '--quiet'], {}, cache);
+    assert.equal(r.choices[0].text, local.out.replace(/\n$/, ''));
+  } finally {
+    server.stop();
+  }
 });
