@@ -346,7 +346,7 @@ Value string_method(const Value& obj, const std::string& name) {
       {"upper", pystr::upper}, {"lower", pystr::lower}, {"casefold", pystr::lower},
       {"title", pystr::title}, {"capitalize", pystr::capitalize}};
   for (auto& [n, f] : simple)
-    if (name == n) return method(name, [s, f](CallArgs&, RenderState&) { return Value(f(s)); });
+    if (name == n) return method(name, [s, fn = f](CallArgs&, RenderState&) { return Value(fn(s)); });
   if (name == "replace")
     return method(name, [s](CallArgs& a, RenderState& st) {
       auto b = a.bind("replace", {"old", "new", "count"}, {Value(), Value(), Value(int64_t{-1})});

@@ -20,21 +20,7 @@ class RenderState;
 
 using ValueList = std::vector<Value>;
 
-// Insertion-ordered dictionary (Python dict). Keys are Values (usually strings).
-class Dict {
- public:
-  const Value* find(const Value& key) const;
-  const Value* find(std::string_view key) const;
-  const Value* find(const std::string& key) const { return find(std::string_view(key)); }
-  const Value* find(const char* key) const { return find(std::string_view(key)); }
-  void set(const Value& key, Value v);
-  size_t size() const { return entries_.size(); }
-  const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
-
- private:
-  std::vector<std::pair<Value, Value>> entries_;
-  std::unordered_map<std::string, size_t> str_index_;  // string keys -> position in entries_
-};
+class Dict;
 
 struct ListData {
   ValueList items;
@@ -114,6 +100,22 @@ class Value {
   std::shared_ptr<ListData> list_;
   std::shared_ptr<Dict> dict_;
   std::shared_ptr<Callable> fn_;
+};
+
+// Insertion-ordered dictionary (Python dict). Keys are Values (usually strings).
+class Dict {
+ public:
+  const Value* find(const Value& key) const;
+  const Value* find(std::string_view key) const;
+  const Value* find(const std::string& key) const { return find(std::string_view(key)); }
+  const Value* find(const char* key) const { return find(std::string_view(key)); }
+  void set(const Value& key, Value v);
+  size_t size() const { return entries_.size(); }
+  const std::vector<std::pair<Value, Value>>& entries() const { return entries_; }
+
+ private:
+  std::vector<std::pair<Value, Value>> entries_;
+  std::unordered_map<std::string, size_t> str_index_;  // string keys -> position in entries_
 };
 
 // Positional and keyword arguments of a call.

@@ -59,7 +59,7 @@ int run_serve(int argc, char** argv) {
   f.add("max-queue", &max_queue, "requests waiting beyond those before the server answers 429/529 (default 64)");
   f.add("prefill-step-size", &prefill_step, "prompt tokens per engine step (default 512)");
   f.add("allowed-origins", &allowed_origins, "CORS allowed origins, comma-separated (default *)");
-  f.add("api-key", &api_key, "require this key (Authorization: Bearer or x-api-key) on /v1 routes");
+  f.add("api-key", &api_key, "require this key (Authorization: Bearer or x-api-key) on /v1 routes and /metrics");
   f.add_bool("anthropic", &anthropic, "serve the Anthropic Messages API (default on)");
   f.add_bool("no-anthropic", &no_anthropic, "do not serve /v1/messages");
   f.add("log-level", &log_level, "debug | info | warning | error (default info)");

@@ -350,7 +350,8 @@ struct HttpServer::Impl {
         res.status = 204;
         return httplib::Server::HandlerResponse::Handled;
       }
-      if (!opts.api_key.empty() && req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
+      // The key guards the APIs, the admin routes under /v1 (adapter mount / unmount) and the metrics.
+      if (!opts.api_key.empty() && (req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics") && !authorized(req)) {
         send_error(res, api_of(req.path),
                    ApiError(401, error_type::kAuthentication, "invalid API key (send Authorization: Bearer KEY or x-api-key: KEY)"));
         return httplib::Server::HandlerResponse::Handled;
