@@ -1,6 +1,7 @@
 // jinja2's builtin filters and tests as chat templates use them, plus the globals transformers provides
 // (raise_exception, strftime_now) and jinja2's (namespace, range, dict).
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -24,8 +25,10 @@ Value attr_path(RenderState& st, const Value& v, const Value& attr) {
   while (true) {
     size_t dot = path.find('.', pos);
     std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-    bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-    cur = get_item(st, cur, numeric ? Value(static_cast<int64_t>(std::stoll(part))) : Value(part));
+    int64_t index = 0;
+    const bool numeric = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit) &&
+                         std::from_chars(part.data(), part.data() + part.size(), index).ec == std::errc();
+    cur = get_item(st, cur, numeric ? Value(index) : Value(part));
     if (dot == std::string::npos) return cur;
     pos = dot + 1;
   }

@@ -1,6 +1,7 @@
 // Expression parsing with jinja2's operator precedence: conditional < or < and < not < comparisons
 // < + - < ~ < * / // % < ** < unary - + < postfix (. [] ()) and filters/tests.
 #include <charconv>
+#include <cstdlib>
 
 #include "chat/parser.h"
 
@@ -224,7 +225,7 @@ ExprPtr Parser::parse_primary() {
     auto c = make<ConstExpr>(line);
     int64_t v = 0;
     auto r = std::from_chars(tk.text.data(), tk.text.data() + tk.text.size(), v);
-    if (r.ec != std::errc()) c->value = Value(std::stod(tk.text));
+    if (r.ec != std::errc()) c->value = Value(std::strtod(tk.text.c_str(), nullptr));  // beyond int64: a float (inf past 1e308)
     else c->value = Value(v);
     next();
     return c;
@@ -339,7 +340,10 @@ ExprPtr Parser::parse_subscript(ExprPtr node) {
       auto g = make<GetitemExpr>(line);
       g->obj = std::move(node);
       auto c = make<ConstExpr>(line);
-      c->value = Value(static_cast<int64_t>(std::stoll(cur().text)));
+      int64_t index = 0;
+      const std::string& t = cur().text;
+      if (std::from_chars(t.data(), t.data() + t.size(), index).ec != std::errc()) fail("index '" + t + "' is too large");
+      c->value = Value(index);
       g->key = std::move(c);
       next();
       return g;

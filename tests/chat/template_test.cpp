@@ -49,6 +49,17 @@ TEST(ChatTemplate, SyntaxErrorsAreBadModelWithLine) {
   }
 }
 
+// Found by fuzz/jinja_fuzz: numbers too large for int64 in an index, an attribute path or a literal were
+// uncaught std::out_of_range (a crash, and a server that loads such a template would abort).
+TEST(ChatTemplate, HugeNumbersAreErrorsOrFloatsNotCrashes) {
+  auto [kind, msg] = error_of("{{ x.99999999999999999999999 }}");
+  EXPECT_EQ(kind, ErrorKind::BadModel);
+  EXPECT_NE(msg.find("index '99999999999999999999999' is too large"), std::string::npos) << msg;
+  EXPECT_EQ(render("{{ 99999999999999999999 > 1 }}"), "True");
+  EXPECT_EQ(render("{{ (" + std::string(400, '9') + ") > 1 }}"), "True");  // past 1e308: inf, as a float
+  EXPECT_EQ(render("{{ xs | map(attribute='a.99999999999999999999') | list | length }}", ojson{{"xs", {{{"a", {1}}}}}}), "1");
+}
+
 TEST(ChatTemplate, RaiseExceptionIsInvalidArgumentWithExactMessage) {
   auto [kind, msg] = error_of("{{ raise_exception('Only user and assistant roles are supported!') }}");
   EXPECT_EQ(kind, ErrorKind::InvalidArgument);
