@@ -24,7 +24,7 @@ export function needs(...paths) {
   return why ? { skip: why } : {};
 }
 
-// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, stop, log }
+// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, pid, stop, log }
 // once it listens; log() is everything the server has written to stderr so far.
 export function startServer(args, env = {}) {
   const proc = spawn(bin, ['serve', ...args, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
@@ -34,7 +34,7 @@ export function startServer(args, env = {}) {
     proc.stderr.on('data', (d) => {
       log += d;
       const m = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve({ base: m[1], stop: () => proc.kill('SIGTERM'), log: () => log }); }
+      if (m) { clearTimeout(timer); resolve({ base: m[1], pid: proc.pid, stop: () => proc.kill('SIGTERM'), log: () => log }); }
     });
     proc.on('exit', (code) => reject(new Error(`server exited ${code}:\n${log}`)));
   });

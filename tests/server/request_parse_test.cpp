@@ -386,6 +386,9 @@ const BadCase kBadCases[] = {
     {Api::Messages, "{" AM U R"(,"temperature":1.5})", 400, "invalid_request_error", "invalid_request_error", "'temperature' must be between 0 and 1, got 1.5"},
     {Api::Messages, "{" AM U R"(,"top_k":-1})", 400, "invalid_request_error", "invalid_request_error", "'top_k' must be >= 0, got -1"},
     {Api::Messages, "{" AM U R"(,"stop_sequences":"END"})", 400, "invalid_request_error", "invalid_request_error", "'stop_sequences' must be an array of strings, got a string"},
+    // Tool schemas that are not objects.
+    {Api::Chat, "{" U R"(,"tools":[{"type":"function","function":{"name":"f","parameters":"{}"}}]})", 400, "invalid_request_error", "invalid_request_error", "'tools[0].function.parameters' must be an object, got a string"},
+    {Api::Messages, "{" AM U R"(,"tools":[{"name":"x","input_schema":[1]}]})", 400, "invalid_request_error", "invalid_request_error", "'tools[0].input_schema' must be an object, got an array"},
     {Api::Messages, "{" AM U R"(,"tools":[{"name":"x"}]})", 400, "invalid_request_error", "invalid_request_error", "Missing required field 'tools[0].input_schema'"},
     {Api::Messages, "{" AM U R"(,"tools":[{"input_schema":{}}]})", 400, "invalid_request_error", "invalid_request_error", "Missing required field 'tools[0].name'"},
     {Api::Messages, "{" AM U R"(,"tool_choice":{"type":"sometimes"}})", 400, "invalid_request_error", "invalid_request_error", "'tool_choice.type' must be 'auto', 'any', 'tool' or 'none', got 'sometimes'"},
