@@ -22,6 +22,7 @@ bool TensorRef::to_f32(std::vector<float>& out) const {
   if (dtype != DType::F32 && dtype != DType::F16 && dtype != DType::BF16) return false;
   const size_t n = size_t(numel());
   out.resize(n);
+  if (n == 0) return true;  // (an empty tensor's data may be null: no memcpy from it)
   const uint16_t* h = reinterpret_cast<const uint16_t*>(data);
   if (dtype == DType::F32) std::memcpy(out.data(), data, n * 4);
   else if (dtype == DType::F16)

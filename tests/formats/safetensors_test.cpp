@@ -25,6 +25,21 @@ TEST(Safetensors, RoundTrip) {
   EXPECT_EQ(f.metadata().at("format"), "mlx");
 }
 
+// Found by fuzz/safetensors_fuzz under UBSan: converting an empty tensor copied from a null pointer.
+TEST(Safetensors, EmptyTensorsConvertToNothing) {
+  std::string dir = test::scratch_dir("st_empty");
+  SafetensorsWriter w;
+  w.add("e", DType::F32, {0, 4}, {});
+  w.add("h", DType::BF16, {0}, {});
+  w.write(dir + "/e.safetensors");
+  SafetensorsFile f(dir + "/e.safetensors");
+  for (auto& [name, t] : f.tensors()) {
+    std::vector<float> v = {1.0f};
+    EXPECT_TRUE(t.to_f32(v)) << name;
+    EXPECT_TRUE(v.empty()) << name;
+  }
+}
+
 TEST(Safetensors, RejectsLyingHeaders) {
   std::string dir = test::scratch_dir("st_bad");
   auto write_raw = [&](const std::string& header, size_t data_bytes) {
