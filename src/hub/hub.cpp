@@ -130,11 +130,7 @@ class Http {
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &r);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &r);
-    const CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK) r.error = curl_easy_strerror(rc);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    perform(c, h, r);  // the callbacks write into r itself: it must not move before the transfer
     return r;
   }
 
@@ -155,11 +151,7 @@ class Http {
     // A stalled transfer (under 1 KB/s for 60 s) counts as cut, and resumes.
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
     curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 60L);
-    const CURLcode rc = curl_easy_perform(c);
-    if (rc != CURLE_OK) r.error = curl_easy_strerror(rc);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
+    perform(c, h, r);  // the callbacks write into r itself: it must not move before the transfer
     return r;
   }
 
@@ -170,6 +162,14 @@ class Http {
     h = curl_slist_append(h, "Accept-Encoding: identity");  // sizes and hashes are of the raw bytes
     if (auth && !cfg_.token.empty()) h = curl_slist_append(h, ("Authorization: Bearer " + cfg_.token).c_str());
     return h;
+  }
+  // Runs the transfer set up on c, fills r's transport error and status, and frees c and h.
+  static void perform(CURL* c, curl_slist* h, Response& r) {
+    const CURLcode rc = curl_easy_perform(c);
+    if (rc != CURLE_OK) r.error = curl_easy_strerror(rc);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r.status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
   }
   static void setup(CURL* c, const std::string& url, curl_slist* h, bool follow) {
     curl_easy_setopt(c, CURLOPT_URL, url.c_str());

@@ -181,6 +181,21 @@ class LayoutStream {
   std::vector<Tensor> unit_;
 };
 
+// One MoE layer's experts, given as the 3E tensors experts.{e}.{gate,up,down}_proj in generation order
+// (`first` is ts[i], already moved out), stacked: for each expert e in turn, the values of its parts
+// `which` (0 gate, 1 up, 2 down).
+std::vector<float> stack_experts(const Tensor& first, const std::vector<Tensor>& ts, size_t i, int64_t E,
+                                 std::initializer_list<int> which) {
+  std::vector<float> out;
+  for (int64_t e = 0; e < E; ++e)
+    for (int w : which) {
+      const size_t k = size_t(3 * e + w);
+      const std::vector<float>& v = k == 0 ? first.values : ts[i + k].values;
+      out.insert(out.end(), v.begin(), v.end());
+    }
+  return out;
+}
+
 // The raw HF layout of a model's tensors: Qwen3.5's VLM names, fused experts for Qwen3.5-MoE.
 std::vector<Tensor> hf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
   std::vector<Tensor> out;
@@ -192,13 +207,8 @@ std::vector<Tensor> hf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
       const std::string p = t.name.substr(0, ex) + ".mlp.experts.";
       const int64_t E = s.num_experts, MI = s.moe_intermediate_size, H = s.hidden_size;
       Tensor gu{p + "gate_up_proj", {E, 2 * MI, H}, {}, true}, dn{p + "down_proj", {E, H, MI}, {}, true};
-      std::vector<Tensor*> parts = {&t};
-      for (size_t j = 1; j < size_t(3 * E); ++j) parts.push_back(&ts[i + j]);
-      for (int64_t e = 0; e < E; ++e) {
-        gu.values.insert(gu.values.end(), parts[size_t(3 * e)]->values.begin(), parts[size_t(3 * e)]->values.end());
-        gu.values.insert(gu.values.end(), parts[size_t(3 * e + 1)]->values.begin(), parts[size_t(3 * e + 1)]->values.end());
-        dn.values.insert(dn.values.end(), parts[size_t(3 * e + 2)]->values.begin(), parts[size_t(3 * e + 2)]->values.end());
-      }
+      gu.values = stack_experts(t, ts, i, E, {0, 1});
+      dn.values = stack_experts(t, ts, i, E, {2});
       out.push_back(std::move(gu));
       out.push_back(std::move(dn));
       i += size_t(3 * E - 1);
@@ -236,13 +246,9 @@ std::vector<Tensor> mlx_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
       const int64_t E = s.num_experts, MI = s.moe_intermediate_size, H = s.hidden_size;
       Tensor g{p + "gate_proj.weight", {E, MI, H}, {}, true}, u{p + "up_proj.weight", {E, MI, H}, {}, true},
           d{p + "down_proj.weight", {E, H, MI}, {}, true};
-      std::vector<Tensor*> parts = {&t};
-      for (size_t j = 1; j < size_t(3 * E); ++j) parts.push_back(&ts[i + j]);
-      for (int64_t e = 0; e < E; ++e) {
-        g.values.insert(g.values.end(), parts[size_t(3 * e)]->values.begin(), parts[size_t(3 * e)]->values.end());
-        u.values.insert(u.values.end(), parts[size_t(3 * e + 1)]->values.begin(), parts[size_t(3 * e + 1)]->values.end());
-        d.values.insert(d.values.end(), parts[size_t(3 * e + 2)]->values.begin(), parts[size_t(3 * e + 2)]->values.end());
-      }
+      g.values = stack_experts(t, ts, i, E, {0});
+      u.values = stack_experts(t, ts, i, E, {1});
+      d.values = stack_experts(t, ts, i, E, {2});
       for (Tensor* x : {&g, &u, &d}) {
         if (s.vlm()) x->name = "language_model.model." + x->name.substr(6);
         out.push_back(std::move(*x));
