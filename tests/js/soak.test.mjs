@@ -46,7 +46,9 @@ after(() => {
 
 const rssKb = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${server.pid}/status`, 'utf8'))[1]);
 const metric = async (name) => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(await (await fetch(server.base + '/metrics')).text())[1]);
-const post = (p, body, signal) => fetch(server.base + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal });
+// Every request gives up after 60 s, so a stuck one is reported (as "error ...") instead of hanging the suite.
+const post = (p, body, signal) => fetch(server.base + p, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+  signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(60000)]) : AbortSignal.timeout(60000) });
 const tools = [{ type: 'function', function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
 const prompts = ['Once upon a time', 'Lily had a red ball', 'The cat sat', 'Tom and his dog went to the park', 'One day'];
 
@@ -112,7 +114,7 @@ test(`soak: ${REQUESTS} mixed requests, ${CONCURRENCY} at a time: no 5xx, KV poo
       try {
         s = await one(i);
       } catch (e) {
-        s = e.name === 'AbortError' ? 'aborted' : `error ${e.message}`;
+        s = e.name === 'AbortError' ? 'aborted' : `error ${e.name}: ${e.message}`;
       }
       counts[s] = (counts[s] ?? 0) + 1;
       if (i === WARMUP) rssWarm = rssKb();
