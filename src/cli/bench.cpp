@@ -1,6 +1,6 @@
 // optiq bench: prefill and decode speed at chosen context depths, with bytes read per decode token and
 // the implied bandwidth, against this machine's read bandwidth measured in the same run.
-#include <omp.h>
+#include "util/omp.h"
 
 #include <chrono>
 #include <cstdio>

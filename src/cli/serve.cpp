@@ -31,7 +31,7 @@ void on_signal(int) {
 int run_serve(int argc, char** argv) {
   std::string model, host = "127.0.0.1", chat_template, chat_template_args, api_key, allowed_origins = "*",
               log_level = "info";
-  int port = 8080, max_tokens = 512, max_concurrency = 4, prefill_step = 512, max_queue = 64;
+  int port = 8080, max_tokens = 512, max_concurrency = 4, prefill_step = 512, max_queue = 64, timeout_s = 60;
   engine::SamplingParams defaults;
   bool use_default_template = false, no_anthropic = false, anthropic = false;
   // Accepted for mlx_lm.server compatibility; not implemented yet.
@@ -59,6 +59,7 @@ int run_serve(int argc, char** argv) {
   f.add("max-queue", &max_queue, "requests waiting beyond those before the server answers 429/529 (default 64)");
   f.add("prefill-step-size", &prefill_step, "prompt tokens per engine step (default 512)");
   f.add("allowed-origins", &allowed_origins, "CORS allowed origins, comma-separated (default *)");
+  f.add("timeout", &timeout_s, "seconds a client has to send a whole request, and the longest one read or write may stall (default 60)");
   f.add("api-key", &api_key, "require this key (Authorization: Bearer or x-api-key) on /v1 routes and /metrics");
   f.add_bool("anthropic", &anthropic, "serve the Anthropic Messages API (default on)");
   f.add_bool("no-anthropic", &no_anthropic, "do not serve /v1/messages");
@@ -89,6 +90,7 @@ int run_serve(int argc, char** argv) {
   if (port < 0 || port > 65535) throw Error(ErrorKind::InvalidArgument, "--port must be 0-65535");
   if (max_concurrency < 1) throw Error(ErrorKind::InvalidArgument, "--max-concurrency must be >= 1");
   if (prompt_concurrency < 1) throw Error(ErrorKind::InvalidArgument, "--prompt-concurrency must be >= 1");
+  if (timeout_s < 1) throw Error(ErrorKind::InvalidArgument, "--timeout must be >= 1 second");
   if (max_queue < 0) throw Error(ErrorKind::InvalidArgument, "--max-queue must be >= 0");
   if (!chat_template_args.empty()) {
     try {
@@ -149,6 +151,7 @@ int run_serve(int argc, char** argv) {
   so.port = port;
   so.model_id = model_ref;  // what the user named (a repo id stays a repo id in /v1/models)
   so.api_key = api_key;
+  so.request_timeout_s = timeout_s;
   so.allowed_origins.clear();
   for (size_t s = 0; s <= allowed_origins.size();) {
     size_t c = allowed_origins.find(',', s);

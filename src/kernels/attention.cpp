@@ -1,6 +1,6 @@
 #include "kernels/attention.h"
 
-#include <omp.h>
+#include "util/omp.h"
 
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 #pragma once
 // Shared between matmul.cpp (reference, dispatch) and the *_avx2.cpp files. Not a public API.
-#include <omp.h>
+#include "util/omp.h"
 
 #include <algorithm>
 #include <cstdint>

@@ -4,7 +4,7 @@
 // hybrids), or Gated DeltaNet (delta_net.cpp), and the feed-forward is a SwiGLU MLP or a mixture of
 // experts (moe.cpp).
 // Rows from many sequences go through every matmul together, so weights are read once per step.
-#include <omp.h>
+#include "util/omp.h"
 
 #include <algorithm>
 #include <cmath>

@@ -2,8 +2,6 @@
 
 #include <httplib.h>
 
-#include <dirent.h>
-#include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -14,6 +12,7 @@
 
 #include "model/model.h"
 #include "server/anthropic_protocol.h"
+#include "server/connection.h"
 #include "server/metrics.h"
 #include "server/openai_protocol.h"
 #include "util/error.h"
@@ -46,48 +45,10 @@ bool keys_equal(const std::string& a, const std::string& b) {
 
 // ---- noticing a client that went away ----
 //
-// cpp-httplib 0.11 tells a handler nothing about its socket, and a write into a socket whose peer has closed
-// succeeds once (the peer answers it with a reset; only the next write fails). Waiting for write errors
-// would let a request generate two or three tokens nobody reads. So the handler finds its own connection
-// (the socket whose local and remote addresses are the request's) and polls it for the peer's FIN
-// (POLLRDHUP) before every write and while it waits for tokens.
-
-std::string numeric_host(const sockaddr_storage& a, socklen_t len, int* port) {
-  char host[NI_MAXHOST], serv[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof host, serv, sizeof serv,
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
-    return "";
-  *port = std::atoi(serv);
-  return host;
-}
-
-// The socket of this request's connection, or -1 when it cannot be found (then only write errors count).
-int connection_socket(const httplib::Request& req) {
-  // One end of the connection, as httplib formats it for Request::remote_addr / local_addr.
-  auto end_matches = [](int fd, bool peer, const std::string& addr, int want_port) {
-    sockaddr_storage a{};
-    socklen_t len = sizeof a;
-    auto* sa = reinterpret_cast<sockaddr*>(&a);
-    if ((peer ? getpeername(fd, sa, &len) : getsockname(fd, sa, &len)) != 0) return false;
-    int port = -1;
-    return numeric_host(a, len, &port) == addr && port == want_port;
-  };
-  DIR* d = opendir("/proc/self/fd");
-  if (!d) return -1;
-  int found = -1;
-  while (dirent* e = readdir(d)) {
-    char* end = nullptr;
-    long fd = std::strtol(e->d_name, &end, 10);
-    if (end == e->d_name || *end != '\0') continue;
-    if (end_matches(int(fd), true, req.remote_addr, req.remote_port) &&
-        end_matches(int(fd), false, req.local_addr, req.local_port)) {
-      found = int(fd);
-      break;
-    }
-  }
-  closedir(d);
-  return found;
-}
+// A write into a socket whose peer has closed succeeds once (the peer answers it with a reset; only the next
+// write fails). Waiting for write errors would let a request generate two or three tokens nobody reads. So a
+// handler polls its own connection's socket (current_connection) for the peer's FIN (POLLRDHUP) before every
+// write and while it waits for tokens.
 
 // True once the client has closed (or reset) its side of the connection.
 bool peer_gone(int fd) {
@@ -101,13 +62,17 @@ bool peer_gone(int fd) {
 // being computed.
 constexpr std::chrono::milliseconds kPeerPoll{10};
 
+// Connections that may wait to be accepted: a burst of clients (Claude Code's parallel requests, a load test)
+// connects at once instead of retrying after dropped SYNs.
+constexpr int kListenBacklog = 1024;
+
 }  // namespace
 
 struct HttpServer::Impl {
   engine::Engine& eng;
   const chat::PromptBuilder* prompts;
   ServerOptions opts;
-  httplib::Server svr;
+  GuardedServer svr{ConnectionLimits{opts.request_timeout_s, opts.max_header_bytes}};
   int64_t created = unix_time_now();
 
   Impl(engine::Engine& e, const chat::PromptBuilder* p, ServerOptions o) : eng(e), prompts(p), opts(std::move(o)) {}
@@ -179,7 +144,7 @@ struct HttpServer::Impl {
   void stream_response(const httplib::Request& req, httplib::Response& res, std::shared_ptr<engine::RequestHandle> handle,
                        std::shared_ptr<Stream> st) {
     res.set_header("Cache-Control", "no-cache");
-    const int fd = connection_socket(req);
+    const int fd = current_connection().fd;
     res.set_chunked_content_provider(
         "text/event-stream",
         [handle, st, fd](size_t, httplib::DataSink& sink) {
@@ -223,7 +188,7 @@ struct HttpServer::Impl {
   std::optional<std::vector<engine::GenerationEvent>> collect(const httplib::Request& req, engine::RequestHandle& h) {
     std::vector<engine::GenerationEvent> evs;
     engine::GenerationEvent ev;
-    const int fd = connection_socket(req);
+    const int fd = current_connection().fd;
     for (;;) {
       bool got = h.next(ev, kPeerPoll);
       if (peer_gone(fd)) {
@@ -340,20 +305,23 @@ struct HttpServer::Impl {
     svr.new_task_queue = [] { return new httplib::ThreadPool(64); };
     svr.set_tcp_nodelay(true);
     svr.set_payload_max_length(opts.max_body_bytes);
-    svr.set_read_timeout(60, 0);
-    svr.set_write_timeout(60, 0);
+    svr.set_read_timeout(opts.request_timeout_s, 0);
+    svr.set_write_timeout(opts.request_timeout_s, 0);
     svr.set_keep_alive_timeout(5);
 
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       add_cors(req, res);
+      // Answers given here leave the request's body unread: the connection ends with them.
       if (req.method == "OPTIONS") {
         res.status = 204;
+        if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) close_after_answer(res);
         return httplib::Server::HandlerResponse::Handled;
       }
       // The key guards the APIs, the admin routes under /v1 (adapter mount / unmount) and the metrics.
       if (!opts.api_key.empty() && (req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics") && !authorized(req)) {
         send_error(res, api_of(req.path),
                    ApiError(401, error_type::kAuthentication, "invalid API key (send Authorization: Bearer KEY or x-api-key: KEY)"));
+        if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) close_after_answer(res);
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
@@ -388,10 +356,19 @@ struct HttpServer::Impl {
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(prometheus_text(eng.stats()), "text/plain; version=0.0.4; charset=utf-8");
     });
-    svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+    svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
       Api api = api_of(req.path);
-      if (res.status == 404)
+      ReadLimit limit = current_connection().limit;
+      if (limit != ReadLimit::None) close_after_answer(res);  // the connection ends with this answer
+      if (limit == ReadLimit::Timeout)
+        send_error(res, api, ApiError(408, error_type::kInvalidRequest,
+                                      "the request did not arrive within " + std::to_string(opts.request_timeout_s) +
+                                          " s (--timeout)"));
+      else if (limit == ReadLimit::HeaderTooLarge)
+        send_error(res, api, ApiError(431, error_type::kInvalidRequest,
+                                      "request headers are larger than " + std::to_string(opts.max_header_bytes >> 10) + " KiB"));
+      else if (res.status == 404)
         send_error(res, api, ApiError(404, error_type::kNotFound, "no route " + req.method + " " + req.path));
       else if (res.status == 413)
         send_error(res, api, ApiError(413, error_type::kRequestTooLarge, "request body is too large"));
@@ -446,22 +423,28 @@ bool HttpServer::listen() {
     if (port < 0) return false;
     return listen_after_bind();
   }
-  return impl_->svr.listen(impl_->opts.host, impl_->opts.port);
+  if (!impl_->svr.bind_to_port(impl_->opts.host, impl_->opts.port)) return false;
+  impl_->svr.raise_backlog(kListenBacklog);
+  return listen_after_bind();
 }
 
 int HttpServer::bind_any_port() {
   int port = impl_->svr.bind_to_any_port(impl_->opts.host);
   if (port > 0) {
+    impl_->svr.raise_backlog(kListenBacklog);
     impl_->opts.port = port;
     OPTIQ_LOG_INFO("listening on http://%s:%d", impl_->opts.host.c_str(), port);
   }
   return port;
 }
 
-bool HttpServer::listen_after_bind() { return impl_->svr.listen_after_bind(); }
+bool HttpServer::listen_after_bind() {
+  if (impl_->svr.stop_requested()) impl_->svr.stop_listening();  // a stop() that came before the socket was bound
+  return impl_->svr.listen_after_bind();
+}
 
 void HttpServer::stop() {
-  if (impl_) impl_->svr.stop();
+  if (impl_) impl_->svr.stop_listening();
 }
 
 }  // namespace optiq::server

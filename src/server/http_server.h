@@ -22,6 +22,10 @@ struct ServerOptions {
   int default_max_tokens = 512;         // for requests that give none (OpenAI)
   engine::SamplingParams default_sampling;  // --temp/--top-p/--top-k/--min-p
   size_t max_body_bytes = 32u << 20;
+  size_t max_header_bytes = 64u << 10;  // request line and headers together: 431 past it
+  // A request must arrive whole (line, headers, body) within this many seconds, or it gets a 408; no single
+  // read or write may stall longer either. Bounds how long a slow client holds a worker.
+  int request_timeout_s = 60;
   // Turns a POST /v1/adapters path into a loadable one (optiq serve resolves Hugging Face repo ids).
   std::function<std::string(const std::string&)> resolve_adapter;
 };

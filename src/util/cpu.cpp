@@ -1,6 +1,5 @@
 #include "util/cpu.h"
 
-#include <omp.h>
 
 #include <atomic>
 #include <cstdio>

@@ -24,17 +24,19 @@ export function needs(...paths) {
   return why ? { skip: why } : {};
 }
 
-// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, pid, stop, log }
-// once it listens; log() is everything the server has written to stderr so far.
+// Starts `optiq serve ARGS --port 0` (with `env` added to the environment) and resolves with { base, pid, stop, exited,
+// log } once it listens; stop() sends SIGTERM, exited resolves with { code, signal } when the process ends, log() is
+// everything the server has written to stderr so far.
 export function startServer(args, env = {}) {
   const proc = spawn(bin, ['serve', ...args, '--port', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } });
+  const exited = new Promise((r) => proc.on('exit', (code, signal) => r({ code, signal })));
   return new Promise((resolve, reject) => {
     let log = '';
     const timer = setTimeout(() => reject(new Error('server did not start:\n' + log)), 30000);
     proc.stderr.on('data', (d) => {
       log += d;
       const m = /listening on (http:\/\/[^\s]+)/.exec(log);
-      if (m) { clearTimeout(timer); resolve({ base: m[1], pid: proc.pid, stop: () => proc.kill('SIGTERM'), log: () => log }); }
+      if (m) { clearTimeout(timer); resolve({ base: m[1], pid: proc.pid, stop: () => proc.kill('SIGTERM'), exited, log: () => log }); }
     });
     proc.on('exit', (code) => reject(new Error(`server exited ${code}:\n${log}`)));
   });

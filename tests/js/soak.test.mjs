@@ -135,6 +135,9 @@ test(`soak: ${REQUESTS} mixed requests, ${CONCURRENCY} at a time: no 5xx, KV poo
   assert.equal(Object.keys(counts).filter((k) => !['200', 'aborted', 'bad-400'].includes(k)).length, 0, JSON.stringify(counts));
   assert.equal(used, 0, 'every KV block back in the pool');
   assert.equal(await metric('optiq_requests_running'), 0);
-  assert.ok(rssEnd <= rssWarm * 1.08, `resident memory grew from ${rssWarm} kB to ${rssEnd} kB`);
+  // Under ThreadSanitizer (scripts/sanitize.sh sets OPTIQ_SANITIZER=thread) the shadow memory and access
+  // histories grow with every request: the memory bound is for real builds.
+  if (process.env.OPTIQ_SANITIZER !== 'thread')
+    assert.ok(rssEnd <= rssWarm * 1.08, `resident memory grew from ${rssWarm} kB to ${rssEnd} kB`);
   assert.equal((await fetch(server.base + '/health')).status, 200);
 });

@@ -1,7 +1,7 @@
 #include "kernels/matmul.h"
 
 #include <gtest/gtest.h>
-#include <omp.h>
+#include "util/omp.h"
 
 #include <cmath>
 #include <cstring>
