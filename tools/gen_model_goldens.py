@@ -37,7 +37,9 @@ def digest(path):
 
 HYBRID_ARCHS = ["tiny-qwen3_moe", "tiny-qwen3_5", "tiny-qwen3_next", "tiny-qwen3_5_moe"]
 HYBRID_FORMATS = ["f32", "f16", "bf16", "mlx4", "mlx8"]
-HYBRID_GGUF = {"tiny-qwen3_moe": ["gguf-f32", "gguf-q8_0", "gguf-q4_k"]}  # llama.cpp's qwen3moe
+# llama.cpp's qwen3moe, qwen35, qwen3next, qwen35moe
+HYBRID_GGUF = {"tiny-qwen3_moe": ["gguf-f32", "gguf-q8_0", "gguf-q4_k"], "tiny-qwen3_5": ["gguf-f32", "gguf-q8_0"],
+               "tiny-qwen3_next": ["gguf-f32", "gguf-q4_k"], "tiny-qwen3_5_moe": ["gguf-f32", "gguf-q8_0"]}
 HYBRID_TOKENS = [(i * 7919 + 13) % 317 + 3 for i in range(200)]
 HYBRID_POSITIONS = [0, 7, 62, 149, 199]  # prefill of 1, 8, 63, 150 and 200 tokens; decode after 150
 

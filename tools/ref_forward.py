@@ -244,6 +244,8 @@ GG2HF = {"attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
 def load_gguf(path):
     meta, gt = read_gguf(path)
     a = meta["general.architecture"]
+    if a in ("qwen3next", "qwen35", "qwen35moe"):
+        return _hybrid().load_gguf(meta, gt)
     c = {"model_type": a, "hidden_size": meta[a + ".embedding_length"],
          "num_hidden_layers": meta[a + ".block_count"], "num_attention_heads": meta[a + ".attention.head_count"],
          "num_key_value_heads": meta[a + ".attention.head_count_kv"],

@@ -372,3 +372,92 @@ def forward(c, t, tokens):
             x = x + (moe(p + "mlp.", h) if is_moe_layer(c, il) else swiglu(p + "mlp.", h))
         logits[pos] = head @ rms(x, t["model.norm.weight"], eps)
     return logits
+
+# ---------------------------------------------------------------- llama.cpp GGUF (qwen3next, qwen35, qwen35moe)
+# What llama.cpp's converter does to these models, undone here (facts from its convert_hf_to_gguf.py and
+# gguf-py: Qwen3NextModel, Qwen3_5TextModel, _LinearAttentionVReorderBase): norms are stored as 1 + w (as MLX
+# does), A_log as ssm_a = -exp(A_log), dt_bias as ssm_dt.bias, conv1d as [C, K]; Qwen3-Next's in_proj_qkvz is
+# split into attn_qkv ([q | k | v] over all heads) and attn_gate (z); Qwen3.5's value heads are stored tiled over the key heads (position j*n_k + g holds HF
+# head g*r + j) in every tensor with a value-head axis.
+GGUF_HYBRIDS = {"qwen3next": "qwen3_next", "qwen35": "qwen3_5", "qwen35moe": "qwen3_5_moe"}
+GGUF_NAMES = {"attn_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+              "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+              "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
+              "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "ffn_gate_inp": "mlp.gate",
+              "ffn_gate_exps": "mlp.switch_mlp.gate_proj", "ffn_up_exps": "mlp.switch_mlp.up_proj",
+              "ffn_down_exps": "mlp.switch_mlp.down_proj", "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+              "ffn_up_shexp": "mlp.shared_expert.up_proj", "ffn_down_shexp": "mlp.shared_expert.down_proj",
+              "ffn_gate_inp_shexp": "mlp.shared_expert_gate", "attn_qkv": "linear_attn.in_proj_qkv",
+              "attn_gate": "linear_attn.in_proj_z", "ssm_beta": "linear_attn.in_proj_b", "ssm_alpha": "linear_attn.in_proj_a",
+              "ssm_ba": "linear_attn.in_proj_ba", "ssm_conv1d": "linear_attn.conv1d", "ssm_norm": "linear_attn.norm",
+              "ssm_out": "linear_attn.out_proj"}
+
+
+def load_gguf(meta, gt):
+    a = meta["general.architecture"]
+    L = meta[a + ".block_count"] - meta.get(a + ".nextn_predict_layers", 0)
+    hd = meta[a + ".attention.key_length"]
+    Hk, Hv, Dk = meta[a + ".ssm.group_count"], meta[a + ".ssm.time_step_rank"], meta[a + ".ssm.state_size"]
+    Dv = meta[a + ".ssm.inner_size"] // Hv
+    c = {"model_type": GGUF_HYBRIDS[a], "hidden_size": meta[a + ".embedding_length"], "num_hidden_layers": L,
+         "num_attention_heads": meta[a + ".attention.head_count"], "num_key_value_heads": meta[a + ".attention.head_count_kv"],
+         "head_dim": hd, "rms_norm_eps": meta[a + ".attention.layer_norm_rms_epsilon"],
+         "rope_theta": meta.get(a + ".rope.freq_base", 10000.0), "rope_traditional": False,
+         "partial_rotary_factor": meta[a + ".rope.dimension_count"] / hd,
+         "full_attention_interval": meta.get(a + ".full_attention_interval", 4),
+         "linear_num_key_heads": Hk, "linear_num_value_heads": Hv, "linear_key_head_dim": Dk,
+         "linear_value_head_dim": Dv, "linear_conv_kernel_dim": meta[a + ".ssm.conv_kernel"]}
+    if a + ".expert_count" in meta:
+        c.update({"num_experts": meta[a + ".expert_count"], "num_experts_per_tok": meta[a + ".expert_used_count"],
+                  "moe_intermediate_size": meta[a + ".expert_feed_forward_length"], "norm_topk_prob": True,
+                  "mlp_only_layers": [i for i in range(L) if "blk.%d.ffn_gate_inp.weight" % i not in gt]})
+    r, kd = Hv // Hk, Hk * Dk
+    tiled = a != "qwen3next" and r > 1
+
+    def untile(x, axis, hd_):  # value-head axis: tiled (j, g) -> grouped (g, j)
+        if not tiled:
+            return x
+        x = np.moveaxis(x, axis, 0)
+        rest = x.shape[1:]
+        x = x.reshape(r, Hk, hd_, *rest).swapaxes(0, 1).reshape(Hv * hd_, *rest)
+        return np.moveaxis(x, 0, axis)
+
+    t = {}
+    for name, arr in gt.items():
+        if name in ("token_embd.weight", "output_norm.weight", "output.weight"):
+            t[{"token_embd.weight": "model.embed_tokens.weight", "output_norm.weight": "model.norm.weight",
+               "output.weight": "lm_head.weight"}[name]] = arr
+            continue
+        parts = name.split(".")
+        p = "model.layers.%s." % parts[1]
+        rest = ".".join(parts[2:])
+        if rest == "ssm_a":
+            t[p + "linear_attn.A_log"] = np.log(-untile(arr, 0, 1))
+        elif rest == "ssm_dt.bias":
+            t[p + "linear_attn.dt_bias"] = untile(arr, 0, 1)
+        else:
+            mod, suffix = rest.rsplit(".", 1)
+            hf = p + GGUF_NAMES[mod] + "." + suffix
+            if mod in ("attn_qkv", "ssm_conv1d"):
+                arr = np.concatenate([arr[:2 * kd], untile(arr[2 * kd:], 0, Dv)])
+            elif mod == "attn_gate":
+                arr = untile(arr, 0, Dv)
+            elif mod in ("ssm_beta", "ssm_alpha"):
+                arr = untile(arr, 0, 1)
+            elif mod == "ssm_out":
+                arr = untile(arr, 1, Dv)
+            elif mod == "ffn_gate_inp_shexp":
+                arr = arr.reshape(1, -1)
+            t[hf] = arr
+    if "shared_expert" in " ".join(t):
+        c["shared_expert_intermediate_size"] = meta.get(a + ".expert_shared_feed_forward_length", 0)
+    if a == "qwen3next":  # regroup [q | k | v] and z per key head: [q_g | k_g | v_g (r heads) | z_g (r heads)]
+        for il in range(L):
+            p = "model.layers.%d.linear_attn." % il
+            if p + "in_proj_qkv.weight" not in t:
+                continue
+            qkv, z = t.pop(p + "in_proj_qkv.weight"), t.pop(p + "in_proj_z.weight")
+            H = qkv.shape[1]
+            q, k, v = qkv[:kd].reshape(Hk, Dk, H), qkv[kd:2 * kd].reshape(Hk, Dk, H), qkv[2 * kd:].reshape(Hk, r * Dv, H)
+            t[p + "in_proj_qkvz.weight"] = np.concatenate([q, k, v, z.reshape(Hk, r * Dv, H)], axis=1).reshape(-1, H)
+    return c, t

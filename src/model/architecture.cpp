@@ -214,3 +214,68 @@ void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelCon
 }
 
 }  // namespace optiq::model
+
+namespace optiq::model {
+
+void read_gguf_hybrid(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {
+  auto need = [&](const std::string& key) {
+    const int64_t v = f.get_int(a + key, -1);
+    if (v <= 0 || v > (int64_t(1) << 20)) throw Error(ErrorKind::BadModel, f.path() + ": missing or invalid metadata '" + a + key + "'");
+    return int(v);
+  };
+  // Multi-token-prediction blocks follow the trunk in llama.cpp's block count; they are not run.
+  const int64_t mtp = f.get_int(a + ".nextn_predict_layers", 0);
+  if (mtp < 0 || mtp >= c.num_hidden_layers) throw Error(ErrorKind::BadModel, f.path() + ": invalid '" + a + ".nextn_predict_layers'");
+  c.num_hidden_layers -= int(mtp);
+  LinearAttention& la = c.linear;
+  la.num_key_heads = need(".ssm.group_count");
+  la.num_value_heads = need(".ssm.time_step_rank");
+  la.key_head_dim = need(".ssm.state_size");
+  const int inner = need(".ssm.inner_size");
+  la.conv_kernel = need(".ssm.conv_kernel");
+  if (la.num_value_heads % la.num_key_heads != 0 || inner % la.num_value_heads != 0 || la.conv_kernel > 64)
+    throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".ssm.time_step_rank must be a multiple of .ssm.group_count and divide .ssm.inner_size");
+  la.value_head_dim = inner / la.num_value_heads;
+  c.linear_layers.assign(size_t(c.num_hidden_layers), 0);
+  if (f.has(a + ".attention.recurrent_layers")) {
+    auto r = f.get_int_array(a + ".attention.recurrent_layers");
+    if (int64_t(r.size()) < c.num_hidden_layers)
+      throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".attention.recurrent_layers has " + std::to_string(r.size()) +
+                                           " entries for " + std::to_string(c.num_hidden_layers) + " layers");
+    for (int l = 0; l < c.num_hidden_layers; ++l) c.linear_layers[size_t(l)] = r[size_t(l)] != 0;
+  } else {
+    const int64_t interval = f.get_int(a + ".full_attention_interval", 4);
+    if (interval <= 0) throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".full_attention_interval must be positive");
+    for (int l = 0; l < c.num_hidden_layers; ++l) c.linear_layers[size_t(l)] = (l + 1) % interval != 0;
+  }
+  c.rope_dims = int(f.get_int(a + ".rope.dimension_count", c.head_dim / 4));
+  if (c.rope_dims < 2 || c.rope_dims % 2 != 0 || c.rope_dims > c.head_dim)
+    throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".rope.dimension_count must be an even number <= the head dim");
+  c.qk_norm = true;
+  c.attn_output_gate = true;
+}
+
+void read_gguf_moe(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {
+  MoeConfig& m = c.moe;
+  m.num_experts = int(std::clamp<int64_t>(f.get_int(a + ".expert_count", 0), 0, 1 << 20));
+  m.experts_per_token = int(std::clamp<int64_t>(f.get_int(a + ".expert_used_count", 0), 0, 1 << 20));
+  m.intermediate_size = int(std::clamp<int64_t>(f.get_int(a + ".expert_feed_forward_length", 0), 0, 1 << 30));
+  m.norm_topk_prob = true;
+  if (m.num_experts <= 0 || m.experts_per_token <= 0 || m.experts_per_token > m.num_experts || m.intermediate_size <= 0)
+    throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".expert_count, expert_used_count (<= expert_count) and expert_feed_forward_length must be positive");
+  c.moe_layers.assign(size_t(c.num_hidden_layers), 0);
+  bool shared = false;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    c.moe_layers[size_t(l)] = f.find_tensor(b + "ffn_gate_inp.weight") != nullptr;
+    shared |= f.find_tensor(b + "ffn_gate_inp_shexp.weight") != nullptr;
+  }
+  if (shared) {
+    m.shared_expert_intermediate_size =
+        int(std::clamp<int64_t>(f.get_int(a + ".expert_shared_feed_forward_length", c.intermediate_size), 0, 1 << 30));
+    if (m.shared_expert_intermediate_size <= 0)
+      throw Error(ErrorKind::BadModel, f.path() + ": " + a + ".expert_shared_feed_forward_length must be positive");
+  }
+}
+
+}  // namespace optiq::model

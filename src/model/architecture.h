@@ -29,5 +29,11 @@ void read_hf_moe(const nlohmann::json& cfg, const std::string& file, ModelConfig
 // Hybrid keys (layer_types or full_attention_interval, linear_*, partial_rotary_factor) -> c.linear_layers,
 // c.linear, c.rope_dims, gated attention.
 void read_hf_hybrid(const nlohmann::json& cfg, const std::string& file, ModelConfig& c);
+// The same from llama.cpp's GGUF keys ({arch}.ssm.*, .full_attention_interval or .attention.recurrent_layers,
+// .rope.dimension_count, .nextn_predict_layers).
+void read_gguf_hybrid(const formats::GgufFile& f, const std::string& arch, ModelConfig& c);
+// {arch}.expert_count, .expert_used_count, .expert_feed_forward_length, .expert_shared_feed_forward_length;
+// a layer is MoE when it has a router (blk.N.ffn_gate_inp); llama.cpp always renormalises the top k.
+void read_gguf_moe(const formats::GgufFile& f, const std::string& arch, ModelConfig& c);
 
 }  // namespace optiq::model

@@ -20,7 +20,9 @@ struct RopeScaling {
 // Gated DeltaNet dimensions (HF linear_* keys).
 struct LinearAttention {
   int num_key_heads = 0, num_value_heads = 0, key_head_dim = 0, value_head_dim = 0, conv_kernel = 4;
-  bool grouped_projections = false;  // qwen3_next: in_proj_qkvz / in_proj_ba grouped per key head
+  // Value head h reads key head h % num_key_heads (llama.cpp's qwen35 GGUFs store value heads tiled over the key
+  // heads) instead of h / (num_value_heads / num_key_heads) (HF's grouping).
+  bool tiled_value_heads = false;
   int64_t key_dim() const { return int64_t(num_key_heads) * key_head_dim; }
   int64_t value_dim() const { return int64_t(num_value_heads) * value_head_dim; }
   int64_t conv_dim() const { return 2 * key_dim() + value_dim(); }

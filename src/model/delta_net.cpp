@@ -6,7 +6,7 @@
 // A sequence's rows are taken in order (rows of different sequences may interleave in the batch); the
 // conv inputs and the delta-rule state live in the KV cache, which also keeps snapshots of them where it
 // asks (page boundaries, a prompt's end) so that prefixes can be shared without rewinding.
-#include <omp.h>
+#include "util/omp.h"
 
 #include <cmath>
 #include <cstring>
@@ -49,12 +49,11 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
 
   // 1. Projections, in batch order.
   std::vector<float> mixed(size_t(N * C)), z(size_t(N * vd)), bb(size_t(N * Hv)), aa(size_t(N * Hv));
-  if (la.grouped_projections) {
-    // qwen3_next: per key head g, [q (Dk) | k (Dk) | v (rep*Dv) | z (rep*Dv)] and [b (rep) | a (rep)].
+  if (d.in_qkvz.w.rows) {
+    // qwen3_next: per key head g, [q (Dk) | k (Dk) | v (rep*Dv) | z (rep*Dv)].
     const int64_t W = 2 * kd + 2 * vd, group = 2 * Dk + 2 * int64_t(rep) * Dv;
-    std::vector<float> qkvz(size_t(N * W)), ba(size_t(N * 2 * Hv));
+    std::vector<float> qkvz(size_t(N * W));
     kernels::matmul(d.in_qkvz.w, h, N, qkvz.data());
-    kernels::matmul(d.in_ba.w, h, N, ba.data());
     for (int64_t r = 0; r < N; ++r)
       for (int g = 0; g < Hk; ++g) {
         const float* src = qkvz.data() + r * W + g * group;
@@ -63,14 +62,22 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
         std::memcpy(m + kd + g * Dk, src + Dk, size_t(Dk) * 4);
         std::memcpy(m + 2 * kd + int64_t(g) * rep * Dv, src + 2 * Dk, size_t(rep) * size_t(Dv) * 4);
         std::memcpy(z.data() + r * vd + int64_t(g) * rep * Dv, src + 2 * Dk + int64_t(rep) * Dv, size_t(rep) * size_t(Dv) * 4);
-        for (int i = 0; i < rep; ++i) {
-          bb[size_t(r * Hv + g * rep + i)] = ba[size_t(r * 2 * Hv + g * 2 * rep + i)];
-          aa[size_t(r * Hv + g * rep + i)] = ba[size_t(r * 2 * Hv + g * 2 * rep + rep + i)];
-        }
       }
   } else {
     kernels::matmul(d.in_qkv.w, h, N, mixed.data());
     kernels::matmul(d.in_z.w, h, N, z.data());
+  }
+  if (d.in_ba.w.rows) {
+    // qwen3_next: per key head g, [b (rep) | a (rep)].
+    std::vector<float> ba(size_t(N * 2 * Hv));
+    kernels::matmul(d.in_ba.w, h, N, ba.data());
+    for (int64_t r = 0; r < N; ++r)
+      for (int g = 0; g < Hk; ++g)
+        for (int i = 0; i < rep; ++i) {
+          bb[size_t(r * Hv + g * rep + i)] = ba[size_t(r * 2 * Hv + g * 2 * rep + i)];
+          aa[size_t(r * Hv + g * rep + i)] = ba[size_t(r * 2 * Hv + g * 2 * rep + rep + i)];
+        }
+  } else {
     kernels::matmul(d.in_b.w, h, N, bb.data());
     kernels::matmul(d.in_a.w, h, N, aa.data());
   }
@@ -145,7 +152,7 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
 #pragma omp parallel for num_threads(threads) schedule(dynamic)
   for (int64_t task = 0; task < tasks; ++task) {
     const Segment& sg = segs[size_t(task / Hv)];
-    const int hv = int(task % Hv), hk = hv / rep;
+    const int hv = int(task % Hv), hk = la.tiled_value_heads ? hv % Hk : hv / rep;
     float* S = states[size_t(task / Hv)] + conv_floats + hv * head_floats;
     const int T = int(sg.rows.size());
     size_t next_snap = 0;

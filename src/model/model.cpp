@@ -193,17 +193,22 @@ void Model::load_delta_net(const WeightSource& ws, const std::string& p, DeltaNe
     l.w = ws.linear(name, out, in);
     return l;
   };
-  if (a.grouped_projections) {
+  // Qwen3-Next groups q, k, v, z (and b, a) per key head; Qwen3.5 and llama.cpp's GGUFs keep them apart
+  // (llama.cpp's qwen3next keeps b, a grouped).
+  if (ws.has(p + "in_proj_qkvz.weight")) {
     d.in_qkvz = lin(p + "in_proj_qkvz", 2 * kd + 2 * vd, H);
-    d.in_ba = lin(p + "in_proj_ba", 2 * Hv, H);
   } else {
     d.in_qkv = lin(p + "in_proj_qkv", 2 * kd + vd, H);
     d.in_z = lin(p + "in_proj_z", vd, H);
+  }
+  if (ws.has(p + "in_proj_ba.weight")) {
+    d.in_ba = lin(p + "in_proj_ba", 2 * Hv, H);
+  } else {
     d.in_b = lin(p + "in_proj_b", Hv, H);
     d.in_a = lin(p + "in_proj_a", Hv, H);
   }
   d.out_proj = lin(p + "out_proj", H, vd);
-  // conv1d: HF [C, 1, K], MLX [C, K, 1]: the same values in the same order, [C, K].
+  // conv1d: HF [C, 1, K], MLX [C, K, 1], GGUF [C, K]: the same values in the same order.
   const std::string conv = p + "conv1d.weight";
   const auto& sh = ws.get(conv).shape;
   const int64_t C = a.conv_dim(), K = a.conv_kernel;
@@ -211,8 +216,12 @@ void Model::load_delta_net(const WeightSource& ws, const std::string& p, DeltaNe
     throw Error(ErrorKind::BadModel, ws.describe() + ": tensor '" + conv + "' does not hold [" + std::to_string(C) + ", " +
                                          std::to_string(K) + "] conv weights");
   d.conv = ws.vector_f32(conv, C * K);
-  d.neg_exp_a = ws.vector_f32(p + "A_log", Hv);
-  for (auto& x : d.neg_exp_a) x = -std::exp(x);
+  if (ws.has(p + "A_log")) {
+    d.neg_exp_a = ws.vector_f32(p + "A_log", Hv);
+    for (auto& x : d.neg_exp_a) x = -std::exp(x);
+  } else {
+    d.neg_exp_a = ws.vector_f32(p + "ssm_a", Hv);  // GGUF: -exp(A_log) already
+  }
   d.dt_bias = ws.vector_f32(p + "dt_bias", Hv);
   d.norm = ws.vector_f32(p + "norm.weight", a.value_head_dim);
 }

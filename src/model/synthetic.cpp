@@ -11,6 +11,7 @@
 
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/architecture.h"
 #include "model/weight_source.h"
 #include "quant/ggml_blocks.h"
 #include "quant/mlx_affine.h"
@@ -229,9 +230,9 @@ std::vector<Tensor> hf_extras(const SyntheticSpec& s) {
   return out;
 }
 
-// mlx-lm's converted layout: norms shifted to 1 + w, conv1d [C, K, 1], experts stacked in switch_mlp,
-// Qwen3.5's language model under language_model.
-std::vector<Tensor> mlx_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
+// What mlx-lm's and llama.cpp's converters both do: norms shifted to 1 + w, conv1d [C, K, 1], experts
+// stacked [E, out, in] (MLX's switch_mlp, llama.cpp's ffn_*_exps, by the same names here).
+std::vector<Tensor> shifted_stacked(const SyntheticSpec& s, std::vector<Tensor> ts) {
   std::vector<Tensor> out;
   for (size_t i = 0; i < ts.size(); ++i) {
     Tensor t = std::move(ts[i]);
@@ -249,20 +250,96 @@ std::vector<Tensor> mlx_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
       g.values = stack_experts(t, ts, i, E, {0});
       u.values = stack_experts(t, ts, i, E, {1});
       d.values = stack_experts(t, ts, i, E, {2});
-      for (Tensor* x : {&g, &u, &d}) {
-        if (s.vlm()) x->name = "language_model.model." + x->name.substr(6);
-        out.push_back(std::move(*x));
-      }
+      for (Tensor* x : {&g, &u, &d}) out.push_back(std::move(*x));
       i += size_t(3 * E - 1);
       continue;
-    }
-    if (s.vlm()) {
-      if (t.name.rfind("model.", 0) == 0) t.name = "language_model.model." + t.name.substr(6);
-      else if (t.name == "lm_head.weight") t.name = "language_model.lm_head.weight";
     }
     out.push_back(std::move(t));
   }
   return out;
+}
+
+// mlx-lm's converted layout: shifted_stacked, with Qwen3.5's language model under language_model.
+std::vector<Tensor> mlx_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
+  std::vector<Tensor> out = shifted_stacked(s, std::move(ts));
+  if (s.vlm())
+    for (Tensor& t : out) {
+      if (t.name.rfind("model.", 0) == 0) t.name = "language_model.model." + t.name.substr(6);
+      else if (t.name == "lm_head.weight") t.name = "language_model.lm_head.weight";
+    }
+  return out;
+}
+
+// llama.cpp's converter for the hybrids (its qwen3next / qwen35 / qwen35moe), on top of shifted_stacked:
+// conv1d [C, K]; A_log stored as ssm_a = -exp(A_log); Qwen3-Next's in_proj_qkvz split into [q | k | v] (all
+// heads) and z; and for Qwen3.5 with fewer key than value heads, every value-head dimension reordered from
+// HF's grouping (head g*r + j for key head g) to tiling (position j*n_k + g).
+std::vector<Tensor> gguf_layout(const SyntheticSpec& s, std::vector<Tensor> ts) {
+  std::vector<Tensor> out = shifted_stacked(s, std::move(ts));
+  if (!s.hybrid()) return out;
+  const int64_t nk = s.linear_num_key_heads, r = s.linear_num_value_heads / nk, Dk = s.linear_key_head_dim,
+                Dv = s.linear_value_head_dim, kd = nk * Dk, vd = nk * r * Dv;
+  const bool tile = s.vlm() && r > 1;
+  // Moves the value-head blocks of `hd` rows starting at row `first` (of `cols` values each) to tiled order.
+  auto tile_rows = [&](Tensor& t, int64_t first, int64_t hd, int64_t cols) {
+    if (!tile) return;
+    std::vector<float> v = t.values;
+    for (int64_t g = 0; g < nk; ++g)
+      for (int64_t j = 0; j < r; ++j)
+        std::memcpy(&v[size_t((first + (j * nk + g) * hd) * cols)], &t.values[size_t((first + (g * r + j) * hd) * cols)],
+                    size_t(hd * cols) * 4);
+    t.values = std::move(v);
+  };
+  auto ends = [](const Tensor& t, const char* suffix) {
+    const size_t n = std::strlen(suffix);
+    return t.name.size() >= n && t.name.compare(t.name.size() - n, n, suffix) == 0;
+  };
+  std::vector<Tensor> res;
+  for (Tensor& t : out) {
+    if (ends(t, "conv1d.weight")) {
+      t.shape = {t.shape[0], t.shape[1]};
+      tile_rows(t, 2 * kd, Dv, t.shape[1]);
+    } else if (ends(t, "linear_attn.A_log")) {
+      t.name = t.name.substr(0, t.name.size() - 5) + "ssm_a";
+      for (auto& v : t.values) v = -std::exp(v);
+      tile_rows(t, 0, 1, 1);
+    } else if (ends(t, "linear_attn.dt_bias") || ends(t, "in_proj_b.weight") || ends(t, "in_proj_a.weight")) {
+      tile_rows(t, 0, 1, t.shape.size() > 1 ? t.shape[1] : 1);
+    } else if (ends(t, "in_proj_qkv.weight")) {
+      tile_rows(t, 2 * kd, Dv, t.shape[1]);
+    } else if (ends(t, "in_proj_z.weight")) {
+      tile_rows(t, 0, Dv, t.shape[1]);
+    } else if (ends(t, "out_proj.weight")) {  // value heads are its columns
+      if (tile) {
+        const int64_t rows = t.shape[0];
+        std::vector<float> v = t.values;
+        for (int64_t row = 0; row < rows; ++row)
+          for (int64_t g = 0; g < nk; ++g)
+            for (int64_t j = 0; j < r; ++j)
+              std::memcpy(&v[size_t(row * vd + (j * nk + g) * Dv)], &t.values[size_t(row * vd + (g * r + j) * Dv)], size_t(Dv) * 4);
+        t.values = std::move(v);
+      }
+    } else if (ends(t, "in_proj_qkvz.weight")) {  // per key head [q | k | v (r heads) | z (r heads)]
+      const int64_t H = t.shape[1], group = 2 * Dk + 2 * r * Dv;
+      const std::string base = t.name.substr(0, t.name.size() - std::strlen("in_proj_qkvz.weight"));
+      Tensor qkv{base + "in_proj_qkv.weight", {2 * kd + vd, H}, std::vector<float>(size_t((2 * kd + vd) * H)), true};
+      Tensor z{base + "in_proj_z.weight", {vd, H}, std::vector<float>(size_t(vd * H)), true};
+      auto rows = [&](std::vector<float>& dst, int64_t to, int64_t from, int64_t n) {
+        std::memcpy(&dst[size_t(to * H)], &t.values[size_t(from * H)], size_t(n * H) * 4);
+      };
+      for (int64_t g = 0; g < nk; ++g) {
+        rows(qkv.values, g * Dk, g * group, Dk);
+        rows(qkv.values, kd + g * Dk, g * group + Dk, Dk);
+        rows(qkv.values, 2 * kd + g * r * Dv, g * group + 2 * Dk, r * Dv);
+        rows(z.values, g * r * Dv, g * group + 2 * Dk + r * Dv, r * Dv);
+      }
+      res.push_back(std::move(qkv));
+      res.push_back(std::move(z));
+      continue;
+    }
+    res.push_back(std::move(t));
+  }
+  return res;
 }
 
 std::vector<uint8_t> to_bytes(const std::vector<float>& v, DType t) {
@@ -439,8 +516,7 @@ void write_gguf(const SyntheticSpec& s, const std::string& format, const std::st
   else if (format == "gguf-q6_k") wt = DType::Q6_K;
   else throw Error(ErrorKind::InvalidArgument, "unknown model format '" + format + "'");
   const std::string a = s.model_type;
-  if (s.hybrid()) throw Error(ErrorKind::Unsupported, "GGUF output is not written for " + a + " models");
-  const std::string ga = a == "qwen3_moe" ? "qwen3moe" : a;  // llama.cpp's architecture name
+  const std::string ga = find_architecture(a)->gguf_arch;  // llama.cpp's architecture name
   formats::GgufWriter w;
   w.set_string("general.architecture", ga);
   w.set_string("general.name", "optiq synthetic " + a);
@@ -453,7 +529,8 @@ void write_gguf(const SyntheticSpec& s, const std::string& format, const std::st
   w.set_u32(ga + ".attention.head_count_kv", uint32_t(s.num_key_value_heads));
   w.set_u32(ga + ".attention.key_length", uint32_t(s.head_dim));
   w.set_u32(ga + ".attention.value_length", uint32_t(s.head_dim));
-  w.set_u32(ga + ".rope.dimension_count", uint32_t(s.head_dim));
+  const int rope_dims = s.hybrid() ? int(float(s.head_dim) * s.partial_rotary_factor) : s.head_dim;
+  w.set_u32(ga + ".rope.dimension_count", uint32_t(rope_dims));
   w.set_f32(ga + ".rope.freq_base", s.rope_theta);
   w.set_f32(ga + ".attention.layer_norm_rms_epsilon", s.rms_norm_eps);
   w.set_u32(ga + ".vocab_size", uint32_t(s.vocab_size));
@@ -461,6 +538,20 @@ void write_gguf(const SyntheticSpec& s, const std::string& format, const std::st
     w.set_u32(ga + ".expert_count", uint32_t(s.num_experts));
     w.set_u32(ga + ".expert_used_count", uint32_t(s.num_experts_per_tok));
     w.set_u32(ga + ".expert_feed_forward_length", uint32_t(s.moe_intermediate_size));
+    if (s.shared_expert_intermediate_size)
+      w.set_u32(ga + ".expert_shared_feed_forward_length", uint32_t(s.shared_expert_intermediate_size));
+  }
+  if (s.hybrid()) {
+    w.set_u32(ga + ".ssm.conv_kernel", uint32_t(s.linear_conv_kernel));
+    w.set_u32(ga + ".ssm.state_size", uint32_t(s.linear_key_head_dim));
+    w.set_u32(ga + ".ssm.group_count", uint32_t(s.linear_num_key_heads));
+    w.set_u32(ga + ".ssm.time_step_rank", uint32_t(s.linear_num_value_heads));
+    w.set_u32(ga + ".ssm.inner_size", uint32_t(s.linear_num_value_heads * s.linear_value_head_dim));
+    w.set_u32(ga + ".full_attention_interval", uint32_t(s.full_attention_interval));
+    if (s.vlm()) {  // llama.cpp requires Qwen3.5's M-RoPE sections (text positions make them plain RoPE)
+      const int pairs = rope_dims / 2;
+      w.set_i32_array(ga + ".rope.dimension_sections", {pairs / 3, pairs / 3, pairs - 2 * (pairs / 3), 0});
+    }
   }
   // A placeholder SentencePiece-style vocabulary so that other GGUF readers (llama.cpp) load the file.
   std::vector<std::string> tokens;
@@ -480,11 +571,13 @@ void write_gguf(const SyntheticSpec& s, const std::string& format, const std::st
   w.set_u32("tokenizer.ggml.bos_token_id", 1);
   w.set_u32("tokenizer.ggml.eos_token_id", 2);
   w.set_u32("tokenizer.ggml.unknown_token_id", 0);
-  // Experts stacked [E, out, in] as llama.cpp's ffn_*_exps (the switch_mlp layout, by the same names).
-  LayoutStream stream(s, mlx_layout, [&](Tensor&& t) {
+  LayoutStream stream(s, gguf_layout, [&](Tensor&& t) {
     std::vector<int64_t> ne(t.shape.rbegin(), t.shape.rend());
+    std::string name = gguf_name(t.name);
+    if (s.hybrid() && name.find(".ffn_norm.") != std::string::npos)  // llama.cpp's name for the hybrids
+      name.replace(name.find(".ffn_norm."), 10, ".post_attention_norm.");
     if (!t.is_linear) {
-      w.add_tensor(gguf_name(t.name), DType::F32, ne, to_bytes(t.values, DType::F32));
+      w.add_tensor(name, DType::F32, ne, to_bytes(t.values, DType::F32));
       return;
     }
     const int64_t cols = t.shape.back();
@@ -496,7 +589,7 @@ void write_gguf(const SyntheticSpec& s, const std::string& format, const std::st
     DType ty = wt;
     if (cols % dtype_block_elems(ty) != 0) ty = DType::F16;  // rows that do not fill whole blocks
     std::vector<uint8_t> bytes = (ty == DType::F32 || ty == DType::F16) ? to_bytes(v, ty) : gguf_quantize(v, rows, cols, ty);
-    w.add_tensor(gguf_name(t.name), ty, ne, std::move(bytes));
+    w.add_tensor(name, ty, ne, std::move(bytes));
   });
   make_tensors(s, std::ref(stream));
   w.write(path);

@@ -47,7 +47,8 @@ SyntheticSpec synthetic_shape(const std::string& name);
 // format: "f32" | "f16" | "bf16" -> a folder in the raw HF layout (for hybrids: zero-centred norms, conv1d
 //         [C, 1, K], VLM wrapper names, HF expert tensors); "mlxN" (N-bit MLX affine, group `group_size`) ->
 //         a folder in mlx-lm's converted layout (shifted norms, conv1d [C, K, 1], switch_mlp stacks);
-//         "gguf-f32" | "gguf-f16" | "gguf-q8_0" | "gguf-q4_0" | "gguf-q4_1" | "gguf-q4_k" | "gguf-q6_k" -> a .gguf file.
+//         "gguf-f32" | "gguf-f16" | "gguf-q8_0" | "gguf-q4_0" | "gguf-q4_1" | "gguf-q4_k" | "gguf-q6_k" -> a .gguf file
+//         as llama.cpp's converter writes it (for the hybrids: its qwen3next / qwen35 / qwen35moe layout).
 void write_synthetic_model(const SyntheticSpec& spec, const std::string& format, const std::string& out_path,
                            int group_size = 64);
 

@@ -86,6 +86,20 @@ const std::pair<const char*, const char*> kLayerModuleNames[] = {
     {"ffn_gate_inp", "mlp.gate"},  // MoE router, and the experts stacked [E, out, in] as MLX's switch_mlp
     {"ffn_gate_exps", "mlp.switch_mlp.gate_proj"}, {"ffn_up_exps", "mlp.switch_mlp.up_proj"},
     {"ffn_down_exps", "mlp.switch_mlp.down_proj"},
+    {"ffn_gate_inp_shexp", "mlp.shared_expert_gate"},  {"ffn_gate_shexp", "mlp.shared_expert.gate_proj"},
+    {"ffn_up_shexp", "mlp.shared_expert.up_proj"},     {"ffn_down_shexp", "mlp.shared_expert.down_proj"},
+    // The hybrids (llama.cpp's qwen3next / qwen35 / qwen35moe): DeltaNet layers, and the norm after attention.
+    {"post_attention_norm", "post_attention_layernorm"},
+    {"attn_qkv", "linear_attn.in_proj_qkv"},       {"attn_gate", "linear_attn.in_proj_z"},
+    {"ssm_beta", "linear_attn.in_proj_b"},         {"ssm_alpha", "linear_attn.in_proj_a"},
+    {"ssm_ba", "linear_attn.in_proj_ba"},          {"ssm_conv1d", "linear_attn.conv1d"},
+    {"ssm_norm", "linear_attn.norm"},              {"ssm_out", "linear_attn.out_proj"},
+};
+// Per-layer tensors named whole. ssm_a holds -exp(A_log), so it keeps a name of its own (the decoder reads
+// either); ssm_dt.bias is HF's dt_bias.
+const std::pair<const char*, const char*> kLayerTensorNames[] = {
+    {"ssm_a", "linear_attn.ssm_a"},
+    {"ssm_dt.bias", "linear_attn.dt_bias"},
 };
 
 // Maps `name` from one naming to the other; `to_hf` picks the direction. Unknown names come back unchanged.
@@ -98,6 +112,8 @@ std::string map_tensor_name(const std::string& name, bool to_hf) {
   if (dot == std::string::npos) return name;
   std::string layer = name.substr(from_prefix.size(), dot - from_prefix.size());
   std::string rest = name.substr(dot + 1);
+  for (auto& [g, h] : kLayerTensorNames)
+    if (rest == (to_hf ? g : h)) return to_prefix + layer + "." + (to_hf ? h : g);
   size_t d2 = rest.rfind('.');
   std::string base = rest.substr(0, d2), suffix = d2 == std::string::npos ? "" : rest.substr(d2);
   for (auto& [g, h] : kLayerModuleNames)
@@ -174,9 +190,11 @@ kernels::WeightView WeightSource::matrix(const std::string& module, const std::s
   v.rows = (stack ? stack : 1) * out;
   v.cols = in;
   v.data = w.data;
-  if (w.shape.size() != nd || w.shape[nd - 2] != out || (stack && w.shape[0] != stack))
+  std::vector<int64_t> shape = w.shape;
+  if (!stack && out == 1 && shape.size() == 1) shape.insert(shape.begin(), 1);  // one row stored as a vector (GGUF)
+  if (shape.size() != nd || shape[nd - 2] != out || (stack && shape[0] != stack))
     throw bad_tensor(w, "has shape " + shape_str(w.shape) + ", expected " + expect);
-  const int64_t packed = w.shape[nd - 1];
+  const int64_t packed = shape[nd - 1];
   if (const TensorRef* scales = find(module + ".scales")) {
     // MLX affine: weight U32 [.., out, in*bits/32], scales/biases [.., out, in/group_size].
     const TensorRef& biases = get(module + ".biases");
