@@ -57,6 +57,8 @@ class ConnectionStream final : public httplib::Stream {
   // A read failed (timeout, limit, socket error): the connection's byte stream is no longer in step with
   // its requests, so it ends after this request's answer.
   bool failed() const { return failed_; }
+  // Bytes of answer written for the current request.
+  size_t written() const { return written_; }
 
   void begin_request() {
     deadline_ = Clock::now() + std::chrono::seconds(limits_.request_timeout_s);
@@ -64,6 +66,9 @@ class ConnectionStream final : public httplib::Stream {
     failed_ = false;
     header_bytes_ = 0;
     line_bytes_ = 0;
+    lines_ = 0;
+    last_ = 0;
+    written_ = 0;
     t_conn.limit = ReadLimit::None;
     t_conn.close_after_answer = false;
   }
@@ -100,6 +105,7 @@ class ConnectionStream final : public httplib::Stream {
     ssize_t n;
     do n = ::send(fd_, ptr, size, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
+    if (n > 0) written_ += size_t(n);
     return n;
   }
 
@@ -116,20 +122,24 @@ class ConnectionStream final : public httplib::Stream {
   Clock::time_point read_deadline() const { return std::min(deadline_, Clock::now() + read_timeout_); }
 
   // Counts the next n buffered bytes against the header budget; shortens n to end at the blank line that
-  // ends the headers (what follows is body). False once the budget is spent.
+  // ends the headers (what follows is body). That line is exactly "\r\n" after the request line, as httplib
+  // reads it (a bare "\n" or "\r\r\n" does not end the headers there, so it must not end the counting).
+  // False once the budget is spent.
   bool count_header_bytes(size_t& n) {
     for (size_t i = 0; i < n; ++i) {
-      char c = buf_[off_ + i];
+      const char c = buf_[off_ + i];
       if (c == '\n') {
-        if (line_bytes_ == 0) {
+        if (lines_ > 0 && line_bytes_ == 1 && last_ == '\r') {
           in_headers_ = false;
           n = i + 1;
           break;
         }
+        ++lines_;
         line_bytes_ = 0;
-      } else if (c != '\r') {
+      } else {
         ++line_bytes_;
       }
+      last_ = c;
     }
     header_bytes_ += n;
     if (header_bytes_ <= limits_.max_header_bytes) return true;
@@ -142,7 +152,8 @@ class ConnectionStream final : public httplib::Stream {
   const ConnectionLimits& limits_;
   Clock::time_point deadline_ = Clock::time_point::max();
   bool in_headers_ = true, failed_ = false;
-  size_t header_bytes_ = 0, line_bytes_ = 0;
+  size_t header_bytes_ = 0, line_bytes_ = 0, lines_ = 0, written_ = 0;
+  char last_ = 0;
   char buf_[4096];
   size_t off_ = 0, len_ = 0;
 };
@@ -164,6 +175,10 @@ void linger_and_close(int fd) {
 }  // namespace
 
 const ConnectionState& current_connection() { return t_conn; }
+
+bool request_has_body(const httplib::Request& req) {
+  return req.has_header("Transfer-Encoding") || std::strtoll(req.get_header_value("Content-Length").c_str(), nullptr, 10) > 0;
+}
 
 void close_after_answer(httplib::Response& res) {
   t_conn.close_after_answer = true;
@@ -191,7 +206,24 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     if (!strm.buffered() && !wait_for_request(sock)) break;
     strm.begin_request();
     bool closed = false;
-    ok = process_request(strm, /*close_connection=*/left == 1, closed, nullptr);
+    ok = process_request(strm, /*close_connection=*/left == 1, closed, [](httplib::Request& req) {
+      // httplib never reads a GET's or HEAD's body: its bytes would be taken for the next request.
+      if ((req.method == "GET" || req.method == "HEAD") && request_has_body(req)) t_conn.close_after_answer = true;
+    });
+    if (!ok && t_conn.limit != ReadLimit::None && strm.written() == 0 && limit_answer_) {
+      // A limit hit within the request line: httplib gives up without an answer; give the error's.
+      httplib::Response res;
+      limit_answer_(t_conn.limit, res);
+      const char* reason = t_conn.limit == ReadLimit::Timeout ? "Request Timeout" : "Request Header Fields Too Large";
+      const std::string raw = "HTTP/1.1 " + std::to_string(res.status) + " " + reason +
+                              "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(res.body.size()) +
+                              "\r\nConnection: close\r\n\r\n" + res.body;
+      for (size_t off = 0; off < raw.size();) {
+        const ssize_t n = strm.write(raw.data() + off, raw.size() - off);
+        if (n <= 0) break;
+        off += size_t(n);
+      }
+    }
     if (!ok || closed || strm.failed() || t_conn.close_after_answer) break;
   }
   t_conn = ConnectionState{};

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <functional>
 
 namespace optiq::server {
 
@@ -33,6 +34,8 @@ const ConnectionState& current_connection();
 // Ends the current connection once this request's answer is written: for answers given without reading the
 // request's body, whose bytes would otherwise be taken for the next request. Sets Connection: close on `res`.
 void close_after_answer(httplib::Response& res);
+// True when the request carries a body (Content-Length > 0, or Transfer-Encoding).
+bool request_has_body(const httplib::Request& req);
 
 class GuardedServer : public httplib::Server {
  public:
@@ -40,6 +43,9 @@ class GuardedServer : public httplib::Server {
   // After binding: lets `backlog` connections wait to be accepted (httplib listens with a backlog of 5, which
   // drops connections in a burst; their clients retry after seconds).
   void raise_backlog(int backlog);
+  // Fills in the answer for a limit (408 / 431 in the API's error shape); used when the limit is hit while the
+  // request line is read, before httplib knows the request (httplib's error handler answers the other cases).
+  void set_limit_answer(std::function<void(ReadLimit, httplib::Response&)> f) { limit_answer_ = std::move(f); }
   // Stops accepting, also before listen_after_bind has started (httplib's stop() does nothing until then, so a
   // SIGTERM right after binding was lost). Async-signal-safe.
   void stop_listening();
@@ -51,6 +57,7 @@ class GuardedServer : public httplib::Server {
   bool wait_for_request(socket_t sock) const;
   ConnectionLimits limits_;
   std::atomic<bool> stop_requested_{false};
+  std::function<void(ReadLimit, httplib::Response&)> limit_answer_;
 };
 
 }  // namespace optiq::server

@@ -284,11 +284,18 @@ struct HttpServer::Impl {
     return [this, fn](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader& read) {
       Api api = api_of(req.path);
       std::string body;
+      bool too_large = false;  // httplib checks Content-Length against the limit, not chunked or unsized bodies
       if (!read([&](const char* data, size_t n) {
+            if (body.size() + n > opts.max_body_bytes) return !(too_large = true);
             body.append(data, n);
             return true;
-          }))
-        return;  // httplib set the status (413, 400); the error handler writes the body
+          })) {
+        if (too_large) {
+          send_error(res, api, ApiError(413, error_type::kRequestTooLarge, "request body is too large"));
+          close_after_answer(res);
+        }
+        return;  // else httplib set the status (413, 400); the error handler writes the body
+      }
       // httplib hands handlers a const Request it owns; the body belongs in it like any other.
       const_cast<httplib::Request&>(req).body = std::move(body);
       try {
@@ -314,14 +321,14 @@ struct HttpServer::Impl {
       // Answers given here leave the request's body unread: the connection ends with them.
       if (req.method == "OPTIONS") {
         res.status = 204;
-        if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) close_after_answer(res);
+        if (request_has_body(req)) close_after_answer(res);
         return httplib::Server::HandlerResponse::Handled;
       }
       // The key guards the APIs, the admin routes under /v1 (adapter mount / unmount) and the metrics.
       if (!opts.api_key.empty() && (req.path.rfind("/v1/", 0) == 0 || req.path == "/metrics") && !authorized(req)) {
         send_error(res, api_of(req.path),
                    ApiError(401, error_type::kAuthentication, "invalid API key (send Authorization: Bearer KEY or x-api-key: KEY)"));
-        if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) close_after_answer(res);
+        if (request_has_body(req)) close_after_answer(res);
         return httplib::Server::HandlerResponse::Handled;
       }
       return httplib::Server::HandlerResponse::Unhandled;
@@ -356,18 +363,14 @@ struct HttpServer::Impl {
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(prometheus_text(eng.stats()), "text/plain; version=0.0.4; charset=utf-8");
     });
+    svr.set_limit_answer([this](ReadLimit limit, httplib::Response& res) { answer_limit(limit, Api::OpenAi, res); });
     svr.set_error_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return;
+      // httplib's own errors (bad framing, limits, unknown routes) may leave the body unread.
+      if (request_has_body(req)) close_after_answer(res);
       Api api = api_of(req.path);
-      ReadLimit limit = current_connection().limit;
-      if (limit != ReadLimit::None) close_after_answer(res);  // the connection ends with this answer
-      if (limit == ReadLimit::Timeout)
-        send_error(res, api, ApiError(408, error_type::kInvalidRequest,
-                                      "the request did not arrive within " + std::to_string(opts.request_timeout_s) +
-                                          " s (--timeout)"));
-      else if (limit == ReadLimit::HeaderTooLarge)
-        send_error(res, api, ApiError(431, error_type::kInvalidRequest,
-                                      "request headers are larger than " + std::to_string(opts.max_header_bytes >> 10) + " KiB"));
+      if (ReadLimit limit = current_connection().limit; limit != ReadLimit::None)
+        answer_limit(limit, api, res);
       else if (res.status == 404)
         send_error(res, api, ApiError(404, error_type::kNotFound, "no route " + req.method + " " + req.path));
       else if (res.status == 413)
@@ -384,6 +387,17 @@ struct HttpServer::Impl {
         send_error(res, api_of(req.path), ApiError(500, error_type::kApi, "internal error"));
       }
     });
+  }
+
+  // The answer to a request a connection limit stopped (the connection ends with it).
+  void answer_limit(ReadLimit limit, Api api, httplib::Response& res) const {
+    close_after_answer(res);
+    if (limit == ReadLimit::Timeout)
+      send_error(res, api, ApiError(408, error_type::kInvalidRequest,
+                                    "the request did not arrive within " + std::to_string(opts.request_timeout_s) + " s (--timeout)"));
+    else
+      send_error(res, api, ApiError(431, error_type::kInvalidRequest,
+                                    "request headers are larger than " + std::to_string(opts.max_header_bytes >> 10) + " KiB"));
   }
 
   bool authorized(const httplib::Request& req) const {

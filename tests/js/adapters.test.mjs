@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
-import { bin, needs, root, shared, startServer, writeMlxAdapter } from './harness.mjs';
+import { bin, needs, root, shared, startServer, writeRandomAdapter } from './harness.mjs';
 
 const modelDir = path.join(shared, 'models/stories260K-hf');
 const skip = needs(modelDir, bin);
@@ -20,21 +20,10 @@ const TOKENS = 24;
 let dir, server;
 const want = {};
 
-// An mlx-lm adapter folder: lora_a [in, r], lora_b [r, out] (F32) on q_proj and down_proj of every layer.
+// An mlx-lm adapter folder with random weights on q_proj and down_proj of every layer.
 function writeAdapter(name, seed) {
   const cfg = JSON.parse(readFileSync(path.join(modelDir, 'config.json'), 'utf8'));
-  const q = cfg.num_attention_heads * cfg.head_dim, r = 4;
-  let s = seed;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.6;
-  const tensors = [];
-  for (let l = 0; l < cfg.num_hidden_layers; l++) {
-    for (const [mod, inp, out] of [['self_attn.q_proj', cfg.hidden_size, q], ['mlp.down_proj', cfg.intermediate_size, cfg.hidden_size]]) {
-      tensors.push([`model.layers.${l}.${mod}.lora_a`, [inp, r]], [`model.layers.${l}.${mod}.lora_b`, [r, out]]);
-    }
-  }
-  const data = tensors.map(([tname, shape]) =>
-    ({ name: tname, dtype: 'F32', shape, data: Buffer.from(new Float32Array(shape[0] * shape[1]).map(rnd).buffer) }));
-  return writeMlxAdapter(path.join(dir, name), data, { rank: r, scale: 2.0, dropout: 0.0 });
+  return writeRandomAdapter(path.join(dir, name), cfg, seed);
 }
 
 function generate(...extra) {

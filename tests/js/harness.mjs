@@ -72,3 +72,21 @@ export function writeMlxAdapter(folder, tensors, loraParameters) {
   writeFileSync(path.join(folder, 'adapter_config.json'), JSON.stringify({ fine_tune_type: 'lora', num_layers: -1, lora_parameters: loraParameters }));
   return folder;
 }
+
+// An mlx-lm LoRA adapter of rank 4 and scale 2 with random F32 weights (a fixed LCG from `seed`) on `modules` of every
+// layer of the model whose parsed config.json is `cfg`: lora_a [in, r], lora_b [r, out]. Returns the folder.
+export function writeRandomAdapter(folder, cfg, seed, modules = ['self_attn.q_proj', 'mlp.down_proj']) {
+  const dims = { 'self_attn.q_proj': [cfg.hidden_size, cfg.num_attention_heads * cfg.head_dim],
+    'mlp.down_proj': [cfg.intermediate_size, cfg.hidden_size] };
+  const r = 4;
+  let s = seed;
+  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.6;
+  const tensors = [];
+  for (let l = 0; l < cfg.num_hidden_layers; l++)
+    for (const mod of modules) {
+      const [inp, out] = dims[mod];
+      for (const [name, shape] of [[`model.layers.${l}.${mod}.lora_a`, [inp, r]], [`model.layers.${l}.${mod}.lora_b`, [r, out]]])
+        tensors.push({ name, dtype: 'F32', shape, data: Buffer.from(new Float32Array(shape[0] * shape[1]).map(rnd).buffer) });
+    }
+  return writeMlxAdapter(folder, tensors, { rank: r, scale: 2.0, dropout: 0.0 });
+}

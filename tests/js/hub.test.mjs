@@ -12,7 +12,7 @@ import http from 'node:http';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { bin, needs, shared, startServer, writeMlxAdapter } from './harness.mjs';
+import { bin, needs, shared, startServer, writeRandomAdapter } from './harness.mjs';
 
 const modelDir = path.join(shared, 'models/stories260K-hf');
 const skip = needs(modelDir, bin);
@@ -104,16 +104,7 @@ before(async () => {
   addRepo('org/corrupt', model, { corrupt: 'model.safetensors' });
   addRepo('org/gated', model, { token: 'hf_good' });
   // An mlx-lm adapter on q_proj and down_proj of every layer.
-  const cfg = JSON.parse(model['config.json']);
-  const q = cfg.num_attention_heads * cfg.head_dim, r = 4;
-  let s = 11;
-  const rnd = () => ((s = (s * 1103515245 + 12345) % 2147483648) / 2147483648 - 0.5) * 0.6;
-  const tensors = [];
-  for (let l = 0; l < cfg.num_hidden_layers; l++)
-    for (const [mod, inp, out] of [['self_attn.q_proj', cfg.hidden_size, q], ['mlp.down_proj', cfg.intermediate_size, cfg.hidden_size]])
-      for (const [n, shape] of [[`model.layers.${l}.${mod}.lora_a`, [inp, r]], [`model.layers.${l}.${mod}.lora_b`, [r, out]]])
-        tensors.push({ name: n, dtype: 'F32', shape, data: Buffer.from(new Float32Array(shape[0] * shape[1]).map(rnd).buffer) });
-  const adapterDir = writeMlxAdapter(path.join(dir, 'adapter'), tensors, { rank: r, scale: 2.0, dropout: 0.0 });
+  const adapterDir = writeRandomAdapter(path.join(dir, 'adapter'), JSON.parse(model['config.json']), 11);
   addRepo('org/agent', { 'adapters.safetensors': readFileSync(path.join(adapterDir, 'adapters.safetensors')),
     'adapter_config.json': readFileSync(path.join(adapterDir, 'adapter_config.json')), 'README.md': Buffer.from('adapter') });
   hub = http.createServer(mockHub);

@@ -86,6 +86,15 @@ test('an oversized body is a 413 in the API\'s shape; a huge header is refused; 
   const many = await rawRequest(server.base, [`POST /v1/messages HTTP/1.1\r\nHost: x\r\n${'X-A: b\r\n'.repeat(10000)}\r\n`]);
   assert.equal(many.status, 431, '10,000 short header lines are refused too');
   assert.deepEqual(many.json, { type: 'error', error: { type: 'invalid_request_error', message: 'request headers are larger than 64 KiB' } });
+  // A line of "\r\r\n" looks blank to a careless counter but does not end the headers: still counted.
+  const sneaky = await rawRequest(server.base, [`GET /health HTTP/1.1\r\nHost: x\r\n\r\r\n${'X-A: b\r\n'.repeat(10000)}\r\n`]);
+  assert.equal(sneaky.status, 431);
+  // A chunked body has no length for httplib to check: the 32 MiB limit still holds, in the API's shape.
+  const mb = 'x'.repeat(1 << 20);
+  const chunked = await rawRequest(server.base, ['POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer sekret\r\n' +
+    'Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n', ...Array(40).fill(`100000\r\n${mb}\r\n`), '0\r\n\r\n']);
+  assert.equal(chunked.status, 413);
+  assert.deepEqual(chunked.json.error, { message: 'request body is too large', type: 'invalid_request_error', param: null, code: null });
   const ok = await call('/v1/chat/completions', { method: 'POST', headers: { ...json, Authorization: 'Bearer sekret' }, body: chat });
   assert.equal(ok.status, 200);
 });
@@ -118,10 +127,18 @@ test('a client too slow to send its request gets a 408 after --timeout, in the A
     assert.deepEqual(body.json, { type: 'error', error: { type: 'invalid_request_error', message: 'the request did not arrive within 2 s (--timeout)' } });
     const ok = await fetch(s.base + '/v1/chat/completions', { method: 'POST', headers: json, body: chat });
     assert.equal(ok.status, 200);
+    // A request line trickled a byte at a time: the same 408 (httplib alone would close without an answer).
+    const line = await rawRequest(s.base, [...'POST /v1/chat/completions HTTP/1.1'], 300);
+    assert.equal(line.status, 408);
+    assert.equal(line.json.error.message, 'the request did not arrive within 2 s (--timeout)');
     // Requests pipelined in one write each get their answer, in order.
     const two = await rawRequest(s.base, ['GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n']);
     assert.deepEqual([...two.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]), ['200', '200']);
     assert.match(two.data, /"object":"list"/);
+    // A GET with a body (which nothing reads): answered, then the connection ends instead of reading the body as
+    // the next request.
+    const get = await rawRequest(s.base, ['GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /health HTTP/1.1\r\nHost: x\r\n\r\n']);
+    assert.deepEqual([...get.data.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]), ['200']);
   } finally {
     s.stop();
   }

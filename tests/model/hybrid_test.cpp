@@ -15,6 +15,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "model/synthetic.h"
+#include "model_files.h"
 #include "test_paths.h"
 #include "util/cpu.h"
 #include "util/error.h"
@@ -27,13 +28,6 @@ const nlohmann::json& goldens() {
   static const nlohmann::json g =
       nlohmann::json::parse(std::ifstream(test::source_dir() + "/tests/data/model/goldens_hybrid.json"));
   return g;
-}
-
-std::string make_model(const std::string& shape, const std::string& format) {
-  std::string dir = test::scratch_dir("hybrid-" + shape + "-" + format);
-  const std::string path = format.rfind("gguf", 0) == 0 ? dir + "/model.gguf" : dir;
-  model::write_synthetic_model(model::synthetic_shape(shape), format, path);
-  return path;
 }
 
 // Runs tokens[0, n) through one prefill (logits at `want`), then decodes tokens[n, end) one at a time.
@@ -72,7 +66,7 @@ TEST_P(HybridModel, LogitsMatchNumpyReference) {
   ASSERT_NE(golden, nullptr);
   auto tokens = goldens()["tokens"].get<std::vector<int32_t>>();
   auto positions = goldens()["positions"].get<std::vector<int>>();
-  auto m = model::Model::load(make_model(cs.shape, cs.format));
+  auto m = model::Model::load(test::write_test_model(cs.shape, cs.format));
   const int V = m->config().vocab_size;
   const bool exact_format = cs.format == "f32" || cs.format == "f16" || cs.format == "bf16" || cs.format == "gguf-f32";
 
@@ -143,7 +137,7 @@ void expect_near(const std::vector<float>& a, const std::vector<float>& b, float
 }
 
 TEST(HybridModel, BatchedSequencesKeepSeparateStates) {
-  auto m = model::Model::load(make_model("tiny-qwen3_next", "bf16"));
+  auto m = model::Model::load(test::write_test_model("tiny-qwen3_next", "bf16"));
   const int V = m->config().vocab_size;
   std::vector<int32_t> a = {1, 5, 9, 200, 33, 4, 17, 18, 19}, c = {1, 77, 8};
   auto alone = [&](const std::vector<int32_t>& t) {
@@ -167,7 +161,7 @@ TEST(HybridModel, BatchedSequencesKeepSeparateStates) {
 // A prefix is shared through the exact state snapshot at a page boundary or a marked position, never
 // by rewinding; the continuation equals a fresh run of the whole sequence.
 TEST(HybridModel, PrefixesResumeFromStateSnapshots) {
-  auto m = model::Model::load(make_model("tiny-qwen3_5", "f32"));
+  auto m = model::Model::load(test::write_test_model("tiny-qwen3_5", "f32"));
   std::vector<int32_t> t;
   for (int i = 0; i < 300; ++i) t.push_back((i * 31 + 7) % 300 + 3);
   auto fresh = m->make_cache();
@@ -194,7 +188,7 @@ TEST(HybridModel, PrefixesResumeFromStateSnapshots) {
 }
 
 TEST(HybridModel, KvConfigForALinearAttentionLayerIsRejected) {
-  auto m = model::Model::load(make_model("tiny-qwen3_5", "bf16"));
+  auto m = model::Model::load(test::write_test_model("tiny-qwen3_5", "bf16"));
   EXPECT_FALSE(m->kv_shape().layer_has_kv(0));
   EXPECT_TRUE(m->kv_shape().layer_has_kv(1));
   auto spec = kv::parse_kv_config(R"([{"layer_idx": 0, "bits": 8, "group_size": 32}])", "kv_config.json");
@@ -211,7 +205,7 @@ TEST(HybridModel, KvConfigForALinearAttentionLayerIsRejected) {
 }
 
 TEST(HybridModel, MissingDeltaNetTensorNamesTheTensor) {
-  std::string dir = make_model("tiny-qwen3_5", "f32");
+  std::string dir = test::write_test_model("tiny-qwen3_5", "f32");
   std::ifstream in(dir + "/config.json");
   auto cfg = nlohmann::json::parse(in);
   cfg["text_config"]["linear_num_value_heads"] = 8;  // the tensors hold 4 value heads
@@ -228,7 +222,7 @@ TEST(HybridModel, MissingDeltaNetTensorNamesTheTensor) {
 // logits of the base with the deltas merged, gate rows of q_proj included; one on a DeltaNet layer's
 // q_proj, which does not exist, is a clear error.
 TEST(HybridModel, AdapterOnGatedAttentionEqualsMergedWeights) {
-  const std::string base = make_model("tiny-qwen3_5", "f32");
+  const std::string base = test::write_test_model("tiny-qwen3_5", "f32");
   const auto spec = model::synthetic_shape("tiny-qwen3_5");
   const int64_t H = spec.hidden_size, q = int64_t(spec.num_attention_heads) * spec.head_dim, r = 2;
   struct D {

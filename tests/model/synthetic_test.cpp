@@ -10,6 +10,7 @@
 
 #include "model/model.h"
 #include "model/synthetic.h"
+#include "model_files.h"
 #include "test_paths.h"
 #include "util/cpu.h"
 
@@ -21,13 +22,6 @@ const nlohmann::json& goldens() {
   static const nlohmann::json g =
       nlohmann::json::parse(std::ifstream(test::source_dir() + "/tests/data/model/goldens.json"));
   return g;
-}
-
-std::string make_model(const std::string& shape, const std::string& format) {
-  std::string dir = test::scratch_dir("synthetic-" + shape + "-" + format);
-  std::string path = dir + "/model" + (format.rfind("gguf", 0) == 0 ? ".gguf" : "");
-  model::write_synthetic_model(model::synthetic_shape(shape), format, path);
-  return path;
 }
 
 // Tolerances relative to the largest |logit|. The reference rounds K/V to fp16 as our cache does and
@@ -65,7 +59,7 @@ TEST_P(SyntheticModel, LogitsMatchNumpyReference) {
   ASSERT_NE(golden, nullptr);
   auto tokens = goldens()["tokens"].get<std::vector<int32_t>>();
   auto positions = goldens()["positions"].get<std::vector<int>>();
-  auto m = model::Model::load(make_model(cs.shape, cs.format));
+  auto m = model::Model::load(test::write_test_model(cs.shape, cs.format));
   const int V = m->config().vocab_size;
 
   for (Isa isa : {Isa::Avx2, Isa::Scalar}) {
@@ -119,7 +113,7 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, SyntheticModel, ::testing::ValuesIn(all_cas
 });
 
 TEST(SyntheticModel, BatchOfTwoSequencesEqualsEachAlone) {
-  auto m = model::Model::load(make_model("tiny-qwen3", "bf16"));
+  auto m = model::Model::load(test::write_test_model("tiny-qwen3", "bf16"));
   const int V = m->config().vocab_size;
   std::vector<int32_t> a = {1, 5, 9, 200, 33, 4}, c = {1, 77, 8};
   auto run_alone = [&](const std::vector<int32_t>& t) {
