@@ -6,6 +6,21 @@ namespace optiq::chat {
 
 namespace {
 
+// True when v is, or holds through lists, dicts and namespaces, the namespace whose entries are `target`.
+// Values are reference-counted: a namespace that held itself would never be freed (Python's collector frees
+// such cycles; ours is refcounting alone), so that assignment is an error.
+bool holds(const Value& v, const Dict* target) {
+  if (v.is_namespace() || v.is_dict()) {
+    if (&v.dict_ref() == target) return true;
+    for (auto& [k, x] : v.dict_ref().entries())
+      if (holds(x, target)) return true;
+  } else if (v.is_list()) {
+    for (auto& x : v.items())
+      if (holds(x, target)) return true;
+  }
+  return false;
+}
+
 void assign_target(RenderState& st, const Target& t, const Value& v) {
   if (t.is_tuple) {
     if (v.is_undefined()) undefined_error(v);
@@ -20,6 +35,7 @@ void assign_target(RenderState& st, const Target& t, const Value& v) {
   if (!t.attr.empty()) {
     Value ns = st.lookup(t.name);
     if (!ns.is_namespace()) runtime_error("cannot assign attribute on non-namespace object");
+    if (holds(v, &ns.dict_ref())) runtime_error("a namespace cannot hold itself ('" + t.name + "." + t.attr + "')");
     ns.namespace_dict().set(Value(t.attr), v);
     return;
   }

@@ -60,6 +60,18 @@ TEST(ChatTemplate, HugeNumbersAreErrorsOrFloatsNotCrashes) {
   EXPECT_EQ(render("{{ xs | map(attribute='a.99999999999999999999') | list | length }}", ojson{{"xs", {{{"a", {1}}}}}}), "1");
 }
 
+// Found by fuzz/jinja_fuzz (a leak under LeakSanitizer): a namespace assigned into itself, directly or through a
+// list or another namespace, made a reference cycle that was never freed. It is a render error now.
+TEST(ChatTemplate, ANamespaceCannotHoldItself) {
+  for (const char* src : {"{% set ns = namespace(n=0) %}{% set ns.n = ns %}", "{% set ns = namespace() %}{% set ns.x = [1, ns] %}",
+                          "{% set a = namespace() %}{% set b = namespace(a=a) %}{% set a.b = {'k': b} %}"}) {
+    auto [kind, msg] = error_of(src);
+    EXPECT_EQ(kind, ErrorKind::InvalidArgument) << src;  // a render error, as the template's other run-time errors
+    EXPECT_NE(msg.find("a namespace cannot hold itself"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(render("{% set a = namespace(n=1) %}{% set b = namespace(a=a) %}{% set b.c = a %}{{ b.c.n }}"), "1");
+}
+
 TEST(ChatTemplate, RaiseExceptionIsInvalidArgumentWithExactMessage) {
   auto [kind, msg] = error_of("{{ raise_exception('Only user and assistant roles are supported!') }}");
   EXPECT_EQ(kind, ErrorKind::InvalidArgument);
