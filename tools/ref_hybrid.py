@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from ref_forward import mlx_dequantize, read_safetensors, rms, rope
+from ref_forward import GG2HF, mlx_dequantize, read_safetensors, rms, rope
 
 MODEL_TYPES = ("qwen3_moe", "qwen3_next", "qwen3_5", "qwen3_5_moe")
 HYBRIDS = ("qwen3_next", "qwen3_5", "qwen3_5_moe")
@@ -380,12 +380,8 @@ def forward(c, t, tokens):
 # split into attn_qkv ([q | k | v] over all heads) and attn_gate (z); Qwen3.5's value heads are stored tiled over the key heads (position j*n_k + g holds HF
 # head g*r + j) in every tensor with a value-head axis.
 GGUF_HYBRIDS = {"qwen3next": "qwen3_next", "qwen35": "qwen3_5", "qwen35moe": "qwen3_5_moe"}
-GGUF_NAMES = {"attn_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
-              "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-              "attn_output": "self_attn.o_proj", "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm",
-              "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "ffn_gate_inp": "mlp.gate",
-              "ffn_gate_exps": "mlp.switch_mlp.gate_proj", "ffn_up_exps": "mlp.switch_mlp.up_proj",
-              "ffn_down_exps": "mlp.switch_mlp.down_proj", "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
+# ref_forward's names (the common layer tensors, stacked experts) plus the hybrids' own.
+GGUF_NAMES = {**GG2HF, "post_attention_norm": "post_attention_layernorm", "ffn_gate_shexp": "mlp.shared_expert.gate_proj",
               "ffn_up_shexp": "mlp.shared_expert.up_proj", "ffn_down_shexp": "mlp.shared_expert.down_proj",
               "ffn_gate_inp_shexp": "mlp.shared_expert_gate", "attn_qkv": "linear_attn.in_proj_qkv",
               "attn_gate": "linear_attn.in_proj_z", "ssm_beta": "linear_attn.in_proj_b", "ssm_alpha": "linear_attn.in_proj_a",

@@ -172,12 +172,17 @@ void read_hf_hybrid(const nlohmann::json& j, const std::string& file, ModelConfi
   c.attention_bias = j.value("attention_bias", false);
 }
 
+namespace {
+// A required GGUF integer in [1, max]; a clear error naming the key otherwise.
+int gguf_positive(const formats::GgufFile& f, const std::string& key, int64_t max) {
+  const int64_t v = f.get_int(key, -1);
+  if (v <= 0 || v > max) throw Error(ErrorKind::BadModel, f.path() + ": missing or invalid metadata '" + key + "'");
+  return int(v);
+}
+}  // namespace
+
 void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {
-  auto need = [&](const std::string& key) {
-    int64_t v = f.get_int(key, -1);
-    if (v <= 0 || v > (int64_t(1) << 30)) throw Error(ErrorKind::BadModel, f.path() + ": missing or invalid metadata '" + key + "'");
-    return int(v);
-  };
+  auto need = [&](const std::string& key) { return gguf_positive(f, key, int64_t(1) << 30); };
   c.hidden_size = need(a + ".embedding_length");
   c.intermediate_size = int(std::clamp<int64_t>(f.get_int(a + ".feed_forward_length", 0), 0, int64_t(1) << 30));  // MoE files may omit it
   c.num_hidden_layers = need(a + ".block_count");
@@ -218,11 +223,7 @@ void read_gguf_common(const formats::GgufFile& f, const std::string& a, ModelCon
 namespace optiq::model {
 
 void read_gguf_hybrid(const formats::GgufFile& f, const std::string& a, ModelConfig& c) {
-  auto need = [&](const std::string& key) {
-    const int64_t v = f.get_int(a + key, -1);
-    if (v <= 0 || v > (int64_t(1) << 20)) throw Error(ErrorKind::BadModel, f.path() + ": missing or invalid metadata '" + a + key + "'");
-    return int(v);
-  };
+  auto need = [&](const std::string& key) { return gguf_positive(f, a + key, int64_t(1) << 20); };
   // Multi-token-prediction blocks follow the trunk in llama.cpp's block count; they are not run.
   const int64_t mtp = f.get_int(a + ".nextn_predict_layers", 0);
   if (mtp < 0 || mtp >= c.num_hidden_layers) throw Error(ErrorKind::BadModel, f.path() + ": invalid '" + a + ".nextn_predict_layers'");
