@@ -1,5 +1,6 @@
 #include "kernels/matmul.h"
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -132,6 +133,35 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
     return;
   }
   matmul_ref(w, x, n, y);
+}
+
+namespace {
+void check_kn(const WeightView& w) {
+  detail::check_view(w);
+  OPTIQ_CHECK(w.format == WeightFormat::F32 || w.format == WeightFormat::F16 || w.format == WeightFormat::BF16,
+              "matmul_kn takes F32, F16 or BF16 weights");
+}
+}  // namespace
+
+void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y) {
+  check_kn(w);
+  const int64_t rows = w.rows, cols = w.cols;
+  std::vector<float> buf(static_cast<size_t>(cols));
+  for (int64_t i = 0; i < n; ++i) std::fill(y + i * cols, y + (i + 1) * cols, 0.0f);
+  for (int64_t k = 0; k < rows; ++k) {
+    detail::dequantize_row_scalar(w, k, buf.data());
+    for (int64_t i = 0; i < n; ++i) {
+      const float xk = x[i * rows + k];
+      float* yi = y + i * cols;
+      for (int64_t c = 0; c < cols; ++c) yi[c] += xk * buf[size_t(c)];
+    }
+  }
+}
+
+void matmul_kn(const WeightView& w, const float* x, int64_t n, float* y) {
+  if (active_isa() != Isa::Avx2) return matmul_kn_ref(w, x, n, y);
+  check_kn(w);
+  if (n > 0) detail::matmul_kn_avx2(w, x, n, y);
 }
 
 void dequantize_row(const WeightView& w, int64_t r, float* out) {

@@ -23,6 +23,13 @@ namespace optiq::kernels {
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
 
+// The other layout, for a short inner dimension: y[n, w.cols] = x[n, w.rows] · W with W stored [rows = in,
+// cols = out] (F32, F16 or BF16), each output a sum over the rows in row order, f32 accumulation. A LoRA B
+// has the rank as its inner dimension (8-64); as dots per output it would be mostly horizontal sums, here
+// each weight is one FMA. Threaded over output columns.
+void matmul_kn(const WeightView& w, const float* x, int64_t n, float* y);
+void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
+
 // Dequantize row r of w into out[cols] (embedding lookup, tests).
 void dequantize_row(const WeightView& w, int64_t r, float* out);
 

@@ -3,6 +3,8 @@
 // not take (MLX affine with group_size < 32): dequantize a block of rows to f32, then the F32 kernel.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -143,8 +145,10 @@ int64_t rows_per_block(size_t row_bytes) {
 
 template <class L>
 void float_matmul(const WeightView& w, const float* x, int64_t n, float* y) {
-  const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
-  const int64_t rb = n == 1 ? 64 : rows_per_block(w.row_bytes);
+  const int threads = threads_for_float(w, n);
+  int64_t rb = n == 1 ? 64 : rows_per_block(w.row_bytes);
+  // At least a chunk per thread (an A has only `rank` rows).
+  if (threads > 1) rb = std::clamp<int64_t>(((w.rows + threads - 1) / threads + 1) & ~int64_t(1), 2, rb);
   parallel_chunks(w.rows, rb, threads, [&](int64_t r0, int64_t r1) {
     float_rows<L>(w.data, w.row_bytes, r0, r1, x, n, w.cols, y, w.rows);
   });
@@ -164,7 +168,56 @@ void dequant_fallback(const WeightView& w, const float* x, int64_t n, float* y) 
   });
 }
 
+// Columns [c0, c1) of y[n, cols] = x[n, rows] · W: 32 columns at a time in four accumulators per x row,
+// summed over the rows in order (the reference's order; FMA rounding only).
+template <class L>
+void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_t c0, int64_t c1) {
+  const int64_t rows = w.rows, cols = w.cols;
+  int64_t c = c0;
+  for (; c + 32 <= c1; c += 32)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x + i * rows;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t k = 0; k < rows; ++k) {
+        const uint8_t* row = w.data + size_t(k) * w.row_bytes;
+        const __m256 xv = _mm256_broadcast_ss(xi + k);
+        a0 = _mm256_fmadd_ps(xv, L::load8(row, c), a0);
+        a1 = _mm256_fmadd_ps(xv, L::load8(row, c + 8), a1);
+        a2 = _mm256_fmadd_ps(xv, L::load8(row, c + 16), a2);
+        a3 = _mm256_fmadd_ps(xv, L::load8(row, c + 24), a3);
+      }
+      float* yi = y + i * cols + c;
+      _mm256_storeu_ps(yi, a0);
+      _mm256_storeu_ps(yi + 8, a1);
+      _mm256_storeu_ps(yi + 16, a2);
+      _mm256_storeu_ps(yi + 24, a3);
+    }
+  for (; c < c1; ++c)
+    for (int64_t i = 0; i < n; ++i) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < rows; ++k) acc = std::fma(x[i * rows + k], L::load1(w.data + size_t(k) * w.row_bytes, c), acc);
+      y[i * cols + c] = acc;
+    }
+}
+
+template <class L>
+void float_matmul_kn(const WeightView& w, const float* x, int64_t n, float* y) {
+  const int threads = threads_for_float(w, n);
+  // Chunks of 32 columns or more, at least one per thread.
+  const int64_t chunk = std::max<int64_t>(32, ((w.cols + threads - 1) / threads + 31) & ~int64_t(31));
+  parallel_chunks(w.cols, chunk, threads, [&](int64_t c0, int64_t c1) { kn_columns<L>(w, x, n, y, c0, c1); });
+}
+
 }  // namespace
+
+void matmul_kn_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
+  switch (w.format) {
+    case WeightFormat::F32: return float_matmul_kn<LoadF32>(w, x, n, y);
+    case WeightFormat::F16: return float_matmul_kn<LoadF16>(w, x, n, y);
+    case WeightFormat::BF16: return float_matmul_kn<LoadBF16>(w, x, n, y);
+    default: return;
+  }
+}
 
 void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
   switch (w.format) {

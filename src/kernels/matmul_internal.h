@@ -22,6 +22,7 @@ void dequantize_row_scalar(const WeightView& w, int64_t r, float* out);
 
 // AVX2 implementation. Only call when detected_isa() == Avx2.
 void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);    // matmul_avx2.cpp
+void matmul_kn_avx2(const WeightView& w, const float* x, int64_t n, float* y); // matmul_avx2.cpp
 bool qmatmul_avx2_supported(const WeightView& w);                             // qmatmul_avx2.cpp
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
 
@@ -30,6 +31,14 @@ inline int threads_for(double macs) {
   if (omp_in_parallel()) return 1;
   if (macs < 65536.0) return 1;
   return std::max(1, compute_threads());
+}
+
+// Threads for a float weight read once per x row: memory-bound, so 32 KB of weights at one row are worth
+// every thread (a LoRA adapter's A and B are that small).
+inline int threads_for_float(const WeightView& w, int64_t n) {
+  if (n == 1 && !omp_in_parallel() && int64_t(w.rows) * int64_t(w.row_bytes) >= 32 * 1024)
+    return std::max(1, compute_threads());
+  return threads_for(double(w.rows) * double(w.cols) * double(n));
 }
 
 // Runs f(begin, end) over [0, count) split in chunks of `chunk`, OpenMP static over chunks.

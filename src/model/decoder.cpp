@@ -61,21 +61,18 @@ void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
       for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
       xg = xs.data();
     }
-    // t = x A^T [G, R], u = t B^T [G, out] through the matmul kernel (vectorized and threaded), at the
-    // precision the adapter file stores.
+    // t = x A^T [G, R], u = t B^T [G, out] (vectorized and threaded), in the 16 bits pack_for_decode chose.
     kernels::WeightView A, B;
-    const bool half = d.store != DType::F32;
-    A.format = B.format = !half ? kernels::WeightFormat::F32 : d.store == DType::F16 ? kernels::WeightFormat::F16 : kernels::WeightFormat::BF16;
-    const size_t eb = half ? 2 : 4;
-    A.rows = R, A.cols = in, A.row_bytes = size_t(in) * eb;
-    B.rows = out, B.cols = R, B.row_bytes = size_t(R) * eb;
-    A.data = half ? reinterpret_cast<const uint8_t*>(d.a16.data()) : reinterpret_cast<const uint8_t*>(d.a.data());
-    B.data = half ? reinterpret_cast<const uint8_t*>(d.b16.data()) : reinterpret_cast<const uint8_t*>(d.b.data());
+    A.format = B.format = d.packed == DType::BF16 ? kernels::WeightFormat::BF16 : kernels::WeightFormat::F16;
+    A.rows = R, A.cols = in, A.row_bytes = size_t(in) * 2;
+    B.rows = R, B.cols = out, B.row_bytes = size_t(out) * 2;  // Bᵀ, for matmul_kn
+    A.data = reinterpret_cast<const uint8_t*>(d.a16.data());
+    B.data = reinterpret_cast<const uint8_t*>(d.b16.data());
     t.resize(size_t(G * R));
     u.resize(size_t(G * out));
     kernels::matmul(A, xg, G, t.data());
-    kernels::matmul(B, t.data(), G, u.data());
-    const float s = d.scale;
+    kernels::matmul_kn(B, t.data(), G, u.data());
+    const float s = d.scale * d.unit;
     const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
     const float* bs = bias.empty() ? nullptr : bias.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)

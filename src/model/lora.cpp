@@ -160,7 +160,37 @@ std::shared_ptr<LoraDelta> make_delta(const formats::TensorRef& ta, const format
   return d;
 }
 
+// The power of two 2^k that puts max|v| in [2^14, 2^15) (1 for an all-zero v).
+float f16_range_scale(const std::vector<float>& v) {
+  float m = 0.0f;
+  for (float x : v) m = std::max(m, std::fabs(x));
+  if (m == 0.0f) return 1.0f;
+  int e = 0;
+  std::frexp(m, &e);  // m in [2^(e-1), 2^e)
+  return std::ldexp(1.0f, 15 - e);
+}
+
 }  // namespace
+
+void pack_for_decode(LoraDelta& d) {
+  d.packed = d.store == DType::BF16 ? DType::BF16 : DType::F16;
+  float sa = 1.0f, sb = 1.0f;
+  if (d.store == DType::F32) sa = f16_range_scale(d.a), sb = f16_range_scale(d.b);
+  d.unit = 1.0f / (sa * sb);  // exact: powers of two
+  auto pack = [&](std::vector<float>& v, float s, std::vector<uint16_t>& out) {
+    out.resize(v.size());
+    for (size_t i = 0; i < v.size(); ++i) {
+      out[i] = d.packed == DType::F16 ? f32_to_f16(v[i] * s) : f32_to_bf16(v[i]);
+      v[i] = d.packed == DType::F16 ? f16_to_f32(out[i]) : bf16_to_f32(out[i]);
+    }
+  };
+  pack(d.a, sa, d.a16);
+  std::vector<uint16_t> b;
+  pack(d.b, sb, b);
+  d.b16.resize(b.size());  // Bᵀ [rank, out]
+  for (int o = 0; o < d.out; ++o)
+    for (int k = 0; k < d.rank; ++k) d.b16[size_t(k) * size_t(d.out) + size_t(o)] = b[size_t(o) * size_t(d.rank) + size_t(k)];
+}
 
 std::string Adapter::summary() const {
   int modules = 0, rmin = 1 << 30, rmax = 0;

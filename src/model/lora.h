@@ -35,12 +35,22 @@ struct LoraDelta {
   std::vector<float> b;          // [out, rank]
   std::vector<float> magnitude;  // DoRA m [out]; empty for plain LoRA
   std::vector<float> dora_gain;  // DoRA g [out], set by Model::mount_adapter
-  // The precision the file stores A and B at (F32, F16 or BF16). Adapters saved in 16 bits are applied
-  // in 16 bits (half the bytes per token, no rounding beyond the file's): Model::mount_adapter then keeps
-  // them in a16/b16 and frees a and b.
+  // The precision the file stores A and B at (F32, F16 or BF16).
   DType store = DType::F32;
+  // What decode reads, set by pack_for_decode (Model::mount_adapter), which frees a and b: A [rank, in] and
+  // Bᵀ [rank, out] in 16 bits (`packed` F16 or BF16), times `unit` = 2^-k folded into the scale. 16-bit files keep their own values.
+  // F32 files are applied in f16, half the bytes per token (peers do the same: llama.cpp's LoRA converter
+  // writes f16, vLLM casts adapters to the model's 16-bit dtype); each matrix is first scaled by the power
+  // of two that puts its largest magnitude in [2^14, 2^15), exactly, so every value down to 2^-28 of the
+  // largest keeps f16's full relative precision (2^-11).
+  DType packed = DType::F32;
+  float unit = 1.0f;
   std::vector<uint16_t> a16, b16;
 };
+
+// Rounds the delta to what decode applies (see LoraDelta::packed): a16/b16 filled; a and b hold the same
+// rounded values as f32 (times the power of two), for callers that need them before freeing (DoRA's gain).
+void pack_for_decode(LoraDelta& d);
 
 struct Adapter {
   std::string name;

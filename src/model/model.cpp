@@ -348,16 +348,9 @@ int Model::mount_adapter(Adapter a) {
       auto& slot = a.layers[size_t(l)][size_t(p)];
       if (!slot) continue;
       auto d = std::make_shared<LoraDelta>(*slot);
-      const bool half = d->store == DType::F16 || d->store == DType::BF16;
-      if (half) {  // exact: the values came from 16-bit tensors
-        auto to16 = [&](float x) { return d->store == DType::F16 ? f32_to_f16(x) : f32_to_bf16(x); };
-        d->a16.resize(d->a.size());
-        d->b16.resize(d->b.size());
-        for (size_t i = 0; i < d->a.size(); ++i) d->a16[i] = to16(d->a[i]);
-        for (size_t i = 0; i < d->b.size(); ++i) d->b16[i] = to16(d->b[i]);
-      }
+      pack_for_decode(*d);
       if (d->magnitude.empty()) {
-        if (half) d->a = {}, d->b = {};
+        d->a = {}, d->b = {};
         slot = std::move(d);
         continue;
       }
@@ -370,7 +363,7 @@ int Model::mount_adapter(Adapter a) {
         std::vector<float> row(static_cast<size_t>(d->in));
         kernels::dequantize_row(w, o, row.data());
         for (int k = 0; k < d->rank; ++k) {
-          const float c = d->scale * d->b[size_t(o * d->rank + k)];
+          const float c = d->scale * d->unit * d->b[size_t(o * d->rank + k)];
           const float* ak = d->a.data() + size_t(k) * size_t(d->in);
           for (int64_t i = 0; i < d->in; ++i) row[size_t(i)] += c * ak[i];
         }
@@ -378,7 +371,7 @@ int Model::mount_adapter(Adapter a) {
         for (float v : row) n2 += double(v) * v;
         d->dora_gain[size_t(o)] = n2 > 0 ? float(d->magnitude[size_t(o)] / std::sqrt(n2)) : 0.0f;
       }
-      if (half) d->a = {}, d->b = {};
+      d->a = {}, d->b = {};
       slot = std::move(d);
     }
   std::lock_guard<std::mutex> lock(adapters_mu_);

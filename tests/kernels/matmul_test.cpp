@@ -290,6 +290,46 @@ TEST(Matmul, InsideParallelRegion) {
   EXPECT_EQ(y0, y2);
 }
 
+// matmul_kn: W stored [in, out]. A hand-computed case, then AVX2 against the reference for every float
+// format over inner sizes 1-64 (a LoRA rank), outputs with tails and outputs split over threads.
+TEST(MatmulKn, AgreesWithTheDefinitionAndTheReference) {
+  const std::vector<float> w = {1, 2, 3, 4, 5, 6}, x = {1, 10, -1, 0.5f};
+  WeightView v;
+  v.format = WeightFormat::F32, v.rows = 2, v.cols = 3, v.row_bytes = 12;
+  v.data = reinterpret_cast<const uint8_t*>(w.data());
+  std::vector<float> y(6, -1.0f), want = {41, 52, 63, 1, 0.5f, 0};
+  matmul_kn(v, x.data(), 2, y.data());
+  EXPECT_EQ(y, want);
+  matmul_kn_ref(v, x.data(), 2, y.data());
+  EXPECT_EQ(y, want);
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  uint32_t seed = 300;
+  for (const Spec sp : {Spec{WeightFormat::F32}, Spec{WeightFormat::F16}, Spec{WeightFormat::BF16}})
+    for (int64_t in : {1, 16, 64})
+      for (int64_t out : {5, 37, 2053})
+        for (int64_t n : {1, 3, 8}) {
+          SCOPED_TRACE(sp.name() + " in=" + std::to_string(in) + " out=" + std::to_string(out) + " n=" + std::to_string(n));
+          TestWeight tw = make_weight(sp, in, out, seed++);
+          std::mt19937 rng(seed);
+          std::normal_distribution<float> nd(0.0f, 1.0f);
+          std::vector<float> xs(size_t(n * in));
+          for (auto& e : xs) e = nd(rng);
+          std::vector<float> yref(size_t(n * out)), yfast(size_t(n * out), -7.0f), mag(size_t(n * out), 0.0f);
+          std::vector<float> row(static_cast<size_t>(out));
+          matmul_kn_ref(tw.view, xs.data(), n, yref.data());
+          matmul_kn(tw.view, xs.data(), n, yfast.data());
+          for (int64_t k = 0; k < in; ++k) {
+            dequantize_row(tw.view, k, row.data());
+            for (int64_t i = 0; i < n; ++i)
+              for (int64_t c = 0; c < out; ++c) mag[size_t(i * out + c)] += std::fabs(xs[size_t(i * in + k)] * row[size_t(c)]);
+          }
+          int bad = 0;
+          for (size_t j = 0; j < yref.size(); ++j)
+            if (!(std::fabs(yfast[j] - yref[j]) <= 1e-6f * mag[j] + 1e-30f) && bad++ < 3)
+              ADD_FAILURE() << "at " << j << ": " << yfast[j] << " vs " << yref[j];
+        }
+}
+
 TEST(Matmul, DequantizeRowMatchesQuantModule) {
   Spec sp{WeightFormat::MlxAffine, 5, 32, DType::F16};
   TestWeight tw = make_weight(sp, 3, 64, 9);

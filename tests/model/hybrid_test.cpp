@@ -19,6 +19,7 @@
 #include "test_paths.h"
 #include "util/cpu.h"
 #include "util/error.h"
+#include "util/half.h"
 
 using namespace optiq;
 
@@ -238,8 +239,9 @@ TEST(HybridModel, AdapterOnGatedAttentionEqualsMergedWeights) {
     std::normal_distribution<float> n(0.0f, 0.2f);
     d.a.resize(size_t(r * d.in));
     d.b.resize(size_t(d.out * r));
-    for (auto& x : d.a) x = n(rng);
-    for (auto& x : d.b) x = n(rng);
+    // f16 values: an F32 adapter is applied in f16 (LoraDelta::packed), so these are applied exactly.
+    for (auto& x : d.a) x = f16_to_f32(f32_to_f16(n(rng)));
+    for (auto& x : d.b) x = f16_to_f32(f32_to_f16(n(rng)));
   }
   const float alpha = 4.0f, scale = alpha / float(r);
   auto write_peft = [&](const std::string& name, const std::vector<D>& v) {

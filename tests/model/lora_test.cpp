@@ -51,7 +51,9 @@ class Lora : public ::testing::Test {
     spec_ = model::synthetic_shape("tiny-qwen3");
     model::write_synthetic_model(spec_, "f32", base_);
   }
-  // Deltas on several projections, with ranks that differ per layer (as OptiQ's adapters have).
+  // Deltas on several projections, with ranks that differ per layer (as OptiQ's adapters have). Their values
+  // are f16 values: F32 files are applied in f16 (LoraDelta::packed), so these are applied exactly and the
+  // merged weights are the oracle to f32 rounding (F32RoundingIsF16s tests other values).
   static std::vector<Delta> deltas(float scale, bool zero_b = false) {
     const auto& s = spec_;
     const int q = s.num_attention_heads * s.head_dim, kv = s.num_key_value_heads * s.head_dim;
@@ -64,6 +66,8 @@ class Lora : public ::testing::Test {
     for (auto& d : out) {
       d.a = randn(size_t(d.rank * d.in), seed++, 0.3f);
       d.b = zero_b ? std::vector<float>(size_t(d.out * d.rank), 0.0f) : randn(size_t(d.out * d.rank), seed++, 0.3f);
+      for (auto* v : {&d.a, &d.b})
+        for (auto& x : *v) x = f16_to_f32(f32_to_f16(x));
     }
     return out;
   }
@@ -271,6 +275,29 @@ TEST_F(Lora, SixteenBitAdaptersApplyTheirOwnValues) {
   const int b = m->mount_adapter(model::load_adapter(dir, m->config(), "bf16"));
   EXPECT_EQ(m->adapter(b)->delta(0, model::Proj::Q)->store, DType::BF16);
   EXPECT_LT(rel_diff(logits(*m, tokens_, m->adapter_set({b})), logits(*m, tokens_, m->adapter_set({a}))), 1e-5);
+}
+
+// An F32 adapter file is applied in f16 (half the bytes per token), each matrix first scaled by a power of two,
+// so any value range keeps f16's relative precision: values that are not f16 values, and a B of magnitude
+// 1e-7 (f16 subnormals, a few bits of precision, without the scaling) with its scale 1e6 times larger, both
+// stay within f16 rounding of the merged f32 weights.
+TEST_F(Lora, F32AdaptersApplyInF16AtAnyMagnitude) {
+  auto m = model::Model::load(base_);
+  for (const float tiny : {1.0f, 1e-6f}) {
+    auto ds = deltas(2.0f / tiny);
+    uint32_t seed = 900;
+    for (auto& d : ds) {
+      d.a = randn(d.a.size(), seed++, 0.3f);
+      d.b = randn(d.b.size(), seed++, 0.3f * tiny);
+    }
+    const auto want = logits(*model::Model::load(write_merged("lora-f32-merged", ds)), tokens_);
+    const int a = m->mount_adapter(model::load_adapter(write_mlx("lora-f32-values", ds, 2.0f / tiny), m->config(),
+                                                       tiny == 1.0f ? "f32" : "f32-tiny"));
+    EXPECT_EQ(m->adapter(a)->delta(0, model::Proj::Q)->packed, DType::F16);
+    const double diff = rel_diff(logits(*m, tokens_, m->adapter_set({a})), want);
+    EXPECT_LT(diff, 2e-3) << "B magnitude " << tiny;
+    std::printf("B magnitude %g: relative difference to the merged f32 weights %.2e\n", double(tiny), diff);
+  }
 }
 
 // Adapters over a quantized base: an MLX 4-bit base with the adapter mounted equals an f32 model holding the
