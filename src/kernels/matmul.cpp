@@ -136,15 +136,17 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
 }
 
 namespace {
-void check_kn(const WeightView& w) {
-  detail::check_view(w);
-  OPTIQ_CHECK(w.format == WeightFormat::F32 || w.format == WeightFormat::F16 || w.format == WeightFormat::BF16,
-              "matmul_kn takes F32, F16 or BF16 weights");
-}
-}  // namespace
 
+void check_lowrank(const WeightView& a, const WeightView& b) {
+  detail::check_view(a);
+  detail::check_view(b);
+  OPTIQ_CHECK(a.format == b.format && (a.format == WeightFormat::F32 || a.format == WeightFormat::F16 || a.format == WeightFormat::BF16),
+              "lowrank_add: a and b must be F32, F16 or BF16 alike");
+  OPTIQ_CHECK(a.rows == b.rows, "lowrank_add: a and b disagree on the rank");
+}
+
+// y[n, w.cols] = x[n, w.rows] · w, summed over the rows in order.
 void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y) {
-  check_kn(w);
   const int64_t rows = w.rows, cols = w.cols;
   std::vector<float> buf(static_cast<size_t>(cols));
   for (int64_t i = 0; i < n; ++i) std::fill(y + i * cols, y + (i + 1) * cols, 0.0f);
@@ -158,10 +160,20 @@ void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y) {
   }
 }
 
-void matmul_kn(const WeightView& w, const float* x, int64_t n, float* y) {
-  if (active_isa() != Isa::Avx2) return matmul_kn_ref(w, x, n, y);
-  check_kn(w);
-  if (n > 0) detail::matmul_kn_avx2(w, x, n, y);
+}  // namespace
+
+void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
+  check_lowrank(a, b);
+  std::vector<float> t(static_cast<size_t>(n * a.rows)), u(static_cast<size_t>(n * b.cols));
+  matmul_ref(a, x, n, t.data());
+  matmul_kn_ref(b, t.data(), n, u.data());
+  for (size_t i = 0; i < u.size(); ++i) y[i] += alpha * u[i];
+}
+
+void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
+  if (active_isa() != Isa::Avx2) return lowrank_add_ref(a, b, x, n, alpha, y);
+  check_lowrank(a, b);
+  if (n > 0 && a.rows > 0) detail::lowrank_add_avx2(a, b, x, n, alpha, y);
 }
 
 void dequantize_row(const WeightView& w, int64_t r, float* out) {

@@ -23,12 +23,13 @@ namespace optiq::kernels {
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
 
-// The other layout, for a short inner dimension: y[n, w.cols] = x[n, w.rows] · W with W stored [rows = in,
-// cols = out] (F32, F16 or BF16), each output a sum over the rows in row order, f32 accumulation. A LoRA B
-// has the rank as its inner dimension (8-64); as dots per output it would be mostly horizontal sums, here
-// each weight is one FMA. Threaded over output columns.
-void matmul_kn(const WeightView& w, const float* x, int64_t n, float* y);
-void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
+// A low-rank update (a LoRA delta), y[n, b.cols] += alpha · (x[n, a.cols] · aᵀ) · b: a [r, in] as for
+// matmul (a = A), b stored [r, out] (b = Bᵀ), a and b alike F32, F16 or BF16. The inner dimension of the
+// second product is the rank (8-64): as dots per output it would be mostly horizontal sums, so b is read
+// the other way, each weight one FMA, summed over r in order. Both products in one parallel region
+// (threaded from 32 KB of weights: memory-bound), the second added straight into y.
+void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
+void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 
 // Dequantize row r of w into out[cols] (embedding lookup, tests).
 void dequantize_row(const WeightView& w, int64_t r, float* out);

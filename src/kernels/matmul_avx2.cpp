@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -171,7 +172,7 @@ void dequant_fallback(const WeightView& w, const float* x, int64_t n, float* y) 
 // Columns [c0, c1) of y[n, cols] = x[n, rows] · W: 32 columns at a time in four accumulators per x row,
 // summed over the rows in order (the reference's order; FMA rounding only).
 template <class L>
-void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_t c0, int64_t c1) {
+void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_t c0, int64_t c1, float alpha) {
   const int64_t rows = w.rows, cols = w.cols;
   int64_t c = c0;
   for (; c + 32 <= c1; c += 32)
@@ -187,35 +188,55 @@ void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_
         a3 = _mm256_fmadd_ps(xv, L::load8(row, c + 24), a3);
       }
       float* yi = y + i * cols + c;
-      _mm256_storeu_ps(yi, a0);
-      _mm256_storeu_ps(yi + 8, a1);
-      _mm256_storeu_ps(yi + 16, a2);
-      _mm256_storeu_ps(yi + 24, a3);
+      const __m256 av = _mm256_set1_ps(alpha);
+      _mm256_storeu_ps(yi, _mm256_fmadd_ps(av, a0, _mm256_loadu_ps(yi)));
+      _mm256_storeu_ps(yi + 8, _mm256_fmadd_ps(av, a1, _mm256_loadu_ps(yi + 8)));
+      _mm256_storeu_ps(yi + 16, _mm256_fmadd_ps(av, a2, _mm256_loadu_ps(yi + 16)));
+      _mm256_storeu_ps(yi + 24, _mm256_fmadd_ps(av, a3, _mm256_loadu_ps(yi + 24)));
     }
   for (; c < c1; ++c)
     for (int64_t i = 0; i < n; ++i) {
       float acc = 0.0f;
       for (int64_t k = 0; k < rows; ++k) acc = std::fma(x[i * rows + k], L::load1(w.data + size_t(k) * w.row_bytes, c), acc);
-      y[i * cols + c] = acc;
+      y[i * cols + c] = std::fma(alpha, acc, y[i * cols + c]);
     }
 }
 
+// One thread's share of range [0, count) in pieces of `align`.
+inline std::pair<int64_t, int64_t> share(int64_t count, int64_t align, int t, int nt) {
+  const int64_t units = (count + align - 1) / align;
+  return {std::min(count, units * t / nt * align), std::min(count, units * (t + 1) / nt * align)};
+}
+
 template <class L>
-void float_matmul_kn(const WeightView& w, const float* x, int64_t n, float* y) {
-  const int threads = threads_for_float(w, n);
-  // Chunks of 32 columns or more, at least one per thread.
-  const int64_t chunk = std::max<int64_t>(32, ((w.cols + threads - 1) / threads + 31) & ~int64_t(31));
-  parallel_chunks(w.cols, chunk, threads, [&](int64_t c0, int64_t c1) { kn_columns<L>(w, x, n, y, c0, c1); });
+void float_lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
+  thread_local std::vector<float> t;
+  t.resize(size_t(n * a.rows));
+  const int threads = std::max(threads_for_float(a, n), threads_for_float(b, n));
+  if (threads <= 1) {
+    float_rows<L>(a.data, a.row_bytes, 0, a.rows, x, n, a.cols, t.data(), a.rows);
+    kn_columns<L>(b, t.data(), n, y, 0, b.cols, alpha);
+    return;
+  }
+  float* tp = t.data();
+#pragma omp parallel num_threads(threads)
+  {
+    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
+    const auto [r0, r1] = share(a.rows, 2, ti, nt);
+    if (r0 < r1) float_rows<L>(a.data, a.row_bytes, r0, r1, x, n, a.cols, tp, a.rows);
+#pragma omp barrier
+    const auto [c0, c1] = share(b.cols, 32, ti, nt);
+    if (c0 < c1) kn_columns<L>(b, tp, n, y, c0, c1, alpha);
+  }
 }
 
 }  // namespace
 
-void matmul_kn_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
-  switch (w.format) {
-    case WeightFormat::F32: return float_matmul_kn<LoadF32>(w, x, n, y);
-    case WeightFormat::F16: return float_matmul_kn<LoadF16>(w, x, n, y);
-    case WeightFormat::BF16: return float_matmul_kn<LoadBF16>(w, x, n, y);
-    default: return;
+void lowrank_add_avx2(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
+  switch (a.format) {
+    case WeightFormat::F32: return float_lowrank_add<LoadF32>(a, b, x, n, alpha, y);
+    case WeightFormat::F16: return float_lowrank_add<LoadF16>(a, b, x, n, alpha, y);
+    default: return float_lowrank_add<LoadBF16>(a, b, x, n, alpha, y);
   }
 }
 

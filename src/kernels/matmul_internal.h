@@ -22,7 +22,7 @@ void dequantize_row_scalar(const WeightView& w, int64_t r, float* out);
 
 // AVX2 implementation. Only call when detected_isa() == Avx2.
 void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);    // matmul_avx2.cpp
-void matmul_kn_avx2(const WeightView& w, const float* x, int64_t n, float* y); // matmul_avx2.cpp
+void lowrank_add_avx2(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);  // matmul_avx2.cpp
 bool qmatmul_avx2_supported(const WeightView& w);                             // qmatmul_avx2.cpp
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
 

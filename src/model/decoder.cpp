@@ -54,26 +54,28 @@ void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
       if (rows[r] && std::find(rows[r]->begin(), rows[r]->end(), a) != rows[r]->end()) group.push_back(int64_t(r));
     const int64_t G = int64_t(group.size()), R = d.rank;
     // The group's rows of x, contiguous (x itself when every row is in it).
-    thread_local std::vector<float> xs, t, u;
+    thread_local std::vector<float> xs, u;
     const float* xg = x;
     if (G != int64_t(rows.size())) {
       xs.resize(size_t(G * in));
       for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
       xg = xs.data();
     }
-    // t = x A^T [G, R], u = t B^T [G, out] (vectorized and threaded), in the 16 bits pack_for_decode chose.
+    // scale · (x Aᵀ) Bᵀ in the 16 bits pack_for_decode chose, one low-rank kernel call.
     kernels::WeightView A, B;
     A.format = B.format = d.packed == DType::BF16 ? kernels::WeightFormat::BF16 : kernels::WeightFormat::F16;
     A.rows = R, A.cols = in, A.row_bytes = size_t(in) * 2;
-    B.rows = R, B.cols = out, B.row_bytes = size_t(out) * 2;  // Bᵀ, for matmul_kn
+    B.rows = R, B.cols = out, B.row_bytes = size_t(out) * 2;  // Bᵀ
     A.data = reinterpret_cast<const uint8_t*>(d.a16.data());
     B.data = reinterpret_cast<const uint8_t*>(d.b16.data());
-    t.resize(size_t(G * R));
-    u.resize(size_t(G * out));
-    kernels::matmul(A, xg, G, t.data());
-    kernels::matmul_kn(B, t.data(), G, u.data());
     const float s = d.scale * d.unit;
     const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
+    if (!gain && G == int64_t(rows.size())) {  // every row: straight into y
+      kernels::lowrank_add(A, B, xg, G, s, y);
+      continue;
+    }
+    u.assign(size_t(G * out), 0.0f);
+    kernels::lowrank_add(A, B, xg, G, 1.0f, u.data());
     const float* bs = bias.empty() ? nullptr : bias.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)
     for (int64_t g = 0; g < G; ++g) {

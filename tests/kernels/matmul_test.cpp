@@ -290,42 +290,53 @@ TEST(Matmul, InsideParallelRegion) {
   EXPECT_EQ(y0, y2);
 }
 
-// matmul_kn: W stored [in, out]. A hand-computed case, then AVX2 against the reference for every float
-// format over inner sizes 1-64 (a LoRA rank), outputs with tails and outputs split over threads.
-TEST(MatmulKn, AgreesWithTheDefinitionAndTheReference) {
-  const std::vector<float> w = {1, 2, 3, 4, 5, 6}, x = {1, 10, -1, 0.5f};
-  WeightView v;
-  v.format = WeightFormat::F32, v.rows = 2, v.cols = 3, v.row_bytes = 12;
-  v.data = reinterpret_cast<const uint8_t*>(w.data());
-  std::vector<float> y(6, -1.0f), want = {41, 52, 63, 1, 0.5f, 0};
-  matmul_kn(v, x.data(), 2, y.data());
-  EXPECT_EQ(y, want);
-  matmul_kn_ref(v, x.data(), 2, y.data());
-  EXPECT_EQ(y, want);
+// lowrank_add (a LoRA delta): a hand-computed case, then AVX2 against the reference for every float format
+// over ranks 1-64, outputs with tails and outputs split over threads, and n = 1, 3, 8 rows.
+TEST(LowrankAdd, AgreesWithTheDefinitionAndTheReference) {
+  const std::vector<float> aw = {1, 0, 0, 1}, bw = {1, 2, 3, 4, 5, 6}, x = {1, 10, -1, 0.5f};
+  WeightView a, b;
+  a.format = b.format = WeightFormat::F32;
+  a.rows = 2, a.cols = 2, a.row_bytes = 8, a.data = reinterpret_cast<const uint8_t*>(aw.data());
+  b.rows = 2, b.cols = 3, b.row_bytes = 12, b.data = reinterpret_cast<const uint8_t*>(bw.data());
+  const std::vector<float> want = {182, 104, 126, 3, 1, -1};  // y0 + 2 · x · a · b
+  for (bool ref : {false, true}) {
+    std::vector<float> y = {100, 0, 0, 1, 0, -1};
+    (ref ? lowrank_add_ref : lowrank_add)(a, b, x.data(), 2, 2.0f, y.data());
+    EXPECT_EQ(y, want) << (ref ? "reference" : "dispatch");
+  }
   if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
   uint32_t seed = 300;
   for (const Spec sp : {Spec{WeightFormat::F32}, Spec{WeightFormat::F16}, Spec{WeightFormat::BF16}})
-    for (int64_t in : {1, 16, 64})
+    for (int64_t r : {1, 16, 64})
       for (int64_t out : {5, 37, 2053})
         for (int64_t n : {1, 3, 8}) {
-          SCOPED_TRACE(sp.name() + " in=" + std::to_string(in) + " out=" + std::to_string(out) + " n=" + std::to_string(n));
-          TestWeight tw = make_weight(sp, in, out, seed++);
+          const int64_t in = 1000;
+          SCOPED_TRACE(sp.name() + " r=" + std::to_string(r) + " out=" + std::to_string(out) + " n=" + std::to_string(n));
+          TestWeight ta = make_weight(sp, r, in, seed++), tb = make_weight(sp, r, out, seed++);
           std::mt19937 rng(seed);
           std::normal_distribution<float> nd(0.0f, 1.0f);
-          std::vector<float> xs(size_t(n * in));
+          std::vector<float> xs(size_t(n * in)), y0(size_t(n * out));
           for (auto& e : xs) e = nd(rng);
-          std::vector<float> yref(size_t(n * out)), yfast(size_t(n * out), -7.0f), mag(size_t(n * out), 0.0f);
-          std::vector<float> row(static_cast<size_t>(out));
-          matmul_kn_ref(tw.view, xs.data(), n, yref.data());
-          matmul_kn(tw.view, xs.data(), n, yfast.data());
-          for (int64_t k = 0; k < in; ++k) {
-            dequantize_row(tw.view, k, row.data());
+          for (auto& e : y0) e = nd(rng);
+          std::vector<float> yref = y0, yfast = y0;
+          lowrank_add_ref(ta.view, tb.view, xs.data(), n, 0.75f, yref.data());
+          lowrank_add(ta.view, tb.view, xs.data(), n, 0.75f, yfast.data());
+          // Tolerance: f32 rounding of Σ_k |t_k b_kc| with t = x aᵀ (summation order and FMA differ).
+          std::vector<float> t(size_t(n * r)), arow(static_cast<size_t>(in)), brow(static_cast<size_t>(out));
+          matmul_ref(ta.view, xs.data(), n, t.data());
+          std::vector<double> mag(size_t(n * out), 0.0);
+          for (int64_t k = 0; k < r; ++k) {
+            dequantize_row(ta.view, k, arow.data());
+            dequantize_row(tb.view, k, brow.data());
+            double asum = 0;
+            for (int64_t i = 0; i < in; ++i) asum += std::fabs(arow[size_t(i)]);
             for (int64_t i = 0; i < n; ++i)
-              for (int64_t c = 0; c < out; ++c) mag[size_t(i * out + c)] += std::fabs(xs[size_t(i * in + k)] * row[size_t(c)]);
+              for (int64_t c = 0; c < out; ++c)
+                mag[size_t(i * out + c)] += (std::fabs(t[size_t(i * r + k)]) + 4.0 * asum) * std::fabs(brow[size_t(c)]);
           }
           int bad = 0;
           for (size_t j = 0; j < yref.size(); ++j)
-            if (!(std::fabs(yfast[j] - yref[j]) <= 1e-6f * mag[j] + 1e-30f) && bad++ < 3)
+            if (!(std::fabs(yfast[j] - yref[j]) <= 1e-6 * mag[j] + 1e-6 * std::fabs(y0[j])) && bad++ < 3)
               ADD_FAILURE() << "at " << j << ": " << yfast[j] << " vs " << yref[j];
         }
 }
