@@ -38,11 +38,11 @@ struct LoraDelta {
   // The precision the file stores A and B at (F32, F16 or BF16).
   DType store = DType::F32;
   // What decode reads, set by pack_for_decode (Model::mount_adapter), which frees a and b: A [rank, in] and
-  // Bᵀ [rank, out] in 16 bits (`packed` F16 or BF16), times `unit` = 2^-k folded into the scale. 16-bit files keep their own values.
-  // F32 files are applied in f16, half the bytes per token (peers do the same: llama.cpp's LoRA converter
-  // writes f16, vLLM casts adapters to the model's 16-bit dtype); each matrix is first scaled by the power
-  // of two that puts its largest magnitude in [2^14, 2^15), exactly, so every value down to 2^-28 of the
-  // largest keeps f16's full relative precision (2^-11).
+  // Bᵀ [rank, out] in 16 bits (`packed` F16 or BF16), times `unit` = 2^-k folded into the scale. 16-bit
+  // files keep their own values. F32 files are applied in f16, half the bytes per token (peers do the same:
+  // llama.cpp's LoRA converter writes f16, vLLM casts adapters to the model's 16-bit dtype); each matrix is
+  // first scaled by the power of two that puts its largest magnitude in [2^14, 2^15), exactly, so every
+  // value down to 2^-28 of the largest keeps f16's full relative precision (2^-11).
   DType packed = DType::F32;
   float unit = 1.0f;
   std::vector<uint16_t> a16, b16;
