@@ -135,6 +135,16 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
   matmul_ref(w, x, n, y);
 }
 
+void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n) {
+  if (count <= 0) return;
+  if (n == 1 && active_isa() == Isa::Avx2) {
+    bool rows = true;
+    for (int i = 0; i < count; ++i) detail::check_view(ws[i]), rows = rows && ws[i].rows > 0;
+    if (rows && detail::qmatmul_avx2_decode_shared(ws, ys, count, x)) return;
+  }
+  for (int i = 0; i < count; ++i) matmul(ws[i], x, n, ys[i]);
+}
+
 namespace {
 
 void check_lowrank(const WeightView& a, const WeightView& b) {

@@ -23,6 +23,11 @@ namespace optiq::kernels {
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
 
+// y_i = W_i x for i < count, weights that read the same x (q, k and v; gate and up). At one row in the
+// 4-bit formats (MLX 4-bit, Q4_0) x is quantized once and the rows of all of them are split over the
+// threads in one parallel region; otherwise one matmul each. The same numbers as matmul, each.
+void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n);
+
 // A low-rank update (a LoRA delta), y[n, b.cols] += alpha · (x[n, a.cols] · aᵀ) · b: a [r, in] as for
 // matmul (a = A), b stored [r, out] (b = Bᵀ), a and b alike F32, F16 or BF16. The inner dimension of the
 // second product is the rank (8-64): as dots per output it would be mostly horizontal sums, so b is read

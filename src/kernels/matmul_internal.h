@@ -25,6 +25,8 @@ void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);    /
 void lowrank_add_avx2(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);  // matmul_avx2.cpp
 bool qmatmul_avx2_supported(const WeightView& w);                             // qmatmul_avx2.cpp
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
+// One row, several weights over it (matmul_shared_x); false when they do not all take the 4-bit decode path.
+bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x);
 
 // Threads to use for `macs` multiply-adds: 1 for tiny work or inside a parallel region.
 inline int threads_for(double macs) {

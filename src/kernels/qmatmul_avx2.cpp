@@ -718,28 +718,67 @@ OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int
   }
 }
 
+// y_i = W_i x for `count` weights of one format and shape of row (cols, group) over the same activations:
+// their rows form one range, split over the threads in one parallel region.
 template <int K>
-void nib_decode(const WeightView& w, const DecodeActs& a, float* y, int threads, int64_t pf_tiles) {
+void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeActs& a, int threads, int64_t pf_tiles) {
   constexpr bool mlx = K != 2;
-  const int64_t groups = mlx ? w.cols / w.group_size : 0;
+  const WeightView& w0 = ws[0];
+  const int64_t groups = mlx ? w0.cols / w0.group_size : 0;
   int gshift = 0;
   if (mlx)
-    while ((int64_t(64) << gshift) < w.group_size) ++gshift;
-  decode_rows(w.rows, kDecodeRows, threads, [&](int64_t r0, int64_t r1) {
+    while ((int64_t(64) << gshift) < w0.group_size) ++gshift;
+  int64_t total = 0;
+  for (int i = 0; i < count; ++i) total += ws[i].rows;
+  decode_rows(total, kDecodeRows, threads, [&](int64_t g0, int64_t g1) {
     thread_local std::vector<float> sc;
     sc.resize(size_t(kDecodeRows * groups));
-    const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift, w.scales, w.biases, w.scale_dtype};
-    const int64_t pf = pf_tiles * kDecodeRows * int64_t(w.row_bytes);
-    int64_t r = r0;
-    for (; r + kDecodeRows <= r1; r += kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, pf, y + r);
-    const int64_t rw = r1 - r;
-    if (rw == 3) nib_tile<K, 3>(d, r, a, pf, y + r);
-    if (rw == 2) nib_tile<K, 2>(d, r, a, pf, y + r);
-    if (rw == 1) nib_tile<K, 1>(d, r, a, pf, y + r);
+    int64_t off = 0;
+    for (int i = 0; i < count; off += ws[i].rows, ++i) {
+      const WeightView& w = ws[i];
+      const int64_t r0 = std::max(g0, off) - off, r1 = std::min(g1, off + w.rows) - off;
+      if (r0 >= r1) continue;
+      float* y = ys[i];
+      const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift, w.scales, w.biases, w.scale_dtype};
+      const int64_t pf = pf_tiles * kDecodeRows * int64_t(w.row_bytes);
+      int64_t r = r0;
+      for (; r + kDecodeRows <= r1; r += kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, pf, y + r);
+      const int64_t rw = r1 - r;
+      if (rw == 3) nib_tile<K, 3>(d, r, a, pf, y + r);
+      if (rw == 2) nib_tile<K, 2>(d, r, a, pf, y + r);
+      if (rw == 1) nib_tile<K, 1>(d, r, a, pf, y + r);
+    }
   });
 }
 
+// The one-row 4-bit path (MLX 4-bit with groups of 32 or more, Q4_0) for weights that share x; false when
+// they do not all take it alike.
+bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const float* x) {
+  const WeightView& w0 = ws[0];
+  const bool mlx4 = w0.format == WeightFormat::MlxAffine && w0.bits == 4 && w0.group_size >= 32;
+  if (!mlx4 && w0.format != WeightFormat::Q4_0) return false;
+  double macs = 0;
+  for (int i = 0; i < count; ++i) {
+    const WeightView& w = ws[i];
+    if (w.format != w0.format || w.cols != w0.cols || w.bits != w0.bits || w.group_size != w0.group_size) return false;
+    macs += double(w.rows) * double(w.cols);
+  }
+  thread_local DecodeActs da;
+  decode_acts(x, w0.cols, mlx4 ? Perm::Stride2 : Perm::None, true, mlx4 ? 0.0f : -8.0f, mlx4 ? w0.group_size : 0, da);
+  const int threads = threads_for(macs);
+  const int64_t pf_tiles = decode_prefetch_tiles();
+  if (!mlx4) nib_decode<2>(ws, ys, count, da, threads, pf_tiles);
+  else if (w0.group_size == 32) nib_decode<1>(ws, ys, count, da, threads, pf_tiles);
+  else if (w0.group_size == 64) nib_decode<0>(ws, ys, count, da, threads, pf_tiles);
+  else nib_decode<3>(ws, ys, count, da, threads, pf_tiles);
+  return true;
+}
+
 }  // namespace
+
+bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x) {
+  return nib_decode_all(ws, ys, count, x);
+}
 
 bool qmatmul_avx2_supported(const WeightView& w) {
   switch (w.format) {
@@ -758,18 +797,7 @@ void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
   Perm perm = Perm::None;
   if (w.format == WeightFormat::MlxAffine && w.bits == 4) perm = Perm::Stride2;
   if (w.format == WeightFormat::MlxAffine && w.bits == 2) perm = Perm::Stride4;
-  if (n == 1) {
-    const bool mlx4 = w.format == WeightFormat::MlxAffine && w.bits == 4;
-    if (mlx4 || w.format == WeightFormat::Q4_0) {
-      thread_local DecodeActs da;
-      decode_acts(x, w.cols, perm, true, mlx4 ? 0.0f : -8.0f, mlx4 ? w.group_size : 0, da);
-      const int64_t pf_tiles = decode_prefetch_tiles();
-      if (!mlx4) return nib_decode<2>(w, da, y, threads, pf_tiles);
-      if (w.group_size == 32) return nib_decode<1>(w, da, y, threads, pf_tiles);
-      if (w.group_size == 64) return nib_decode<0>(w, da, y, threads, pf_tiles);
-      return nib_decode<3>(w, da, y, threads, pf_tiles);
-    }
-  }
+  if (n == 1 && nib_decode_all(&w, &y, 1, x)) return;
   thread_local QActs acts;
   quantize_acts(x, n, w.cols, perm, threads, acts);
   switch (w.format) {

@@ -7,6 +7,7 @@
 #include "util/omp.h"
 
 #include <algorithm>
+#include <initializer_list>
 #include <cmath>
 #include <cstring>
 
@@ -23,13 +24,29 @@ namespace optiq::model {
 
 namespace {
 
+void add_bias(const Linear& l, int64_t n, float* y) {
+  if (l.bias.empty()) return;
+  const int64_t out = l.w.rows;
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t i = 0; i < out; ++i) y[r * out + i] += l.bias[size_t(i)];
+}
+
 void linear(const Linear& l, const float* x, int64_t n, float* y) {
   kernels::matmul(l.w, x, n, y);
-  if (!l.bias.empty()) {
-    const int64_t out = l.w.rows;
-    for (int64_t r = 0; r < n; ++r)
-      for (int64_t i = 0; i < out; ++i) y[r * out + i] += l.bias[size_t(i)];
+  add_bias(l, n, y);
+}
+
+// Projections that read the same x (q, k and v; gate and up): one kernel call for all of them.
+void linear_shared(std::initializer_list<std::pair<const Linear*, float*>> ls, const float* x, int64_t n) {
+  kernels::WeightView ws[4];
+  float* ys[4];
+  int c = 0;
+  for (const auto& l : ls) {
+    OPTIQ_CHECK(c < 4, "linear_shared takes up to 4 projections");
+    ws[c] = l.first->w, ys[c++] = l.second;
   }
+  kernels::matmul_shared_x(ws, ys, c, x, n);
+  for (const auto& l : ls) add_bias(*l.first, n, l.second);
 }
 
 // The adapters each batch row applies (null: none), resolved once per forward pass.
@@ -121,7 +138,7 @@ void attention(const kv::KvCache& cache, const Batch& batch, int layer, int n_he
   const bool any_rotated = std::any_of(views.begin(), views.end(), [](const kernels::KvLayerView& v) { return v.rotated; });
   auto rotate_rows = [&](float* x, int64_t stride) {
     if (!any_rotated) return;  // fp16 layers: no extra parallel region on the hot path
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r)
       if (views[size_t(view_of[size_t(r)])].rotated)
         for (int h = 0; h < n_heads; ++h) kernels::hadamard(x + r * stride + h * hd, int(hd));
@@ -214,16 +231,14 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
 
   for (int il = first; il < last; ++il) {
     const DecoderLayer& L = layers_[size_t(il)];
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     if (c.is_linear(il)) {
       delta_net(L.delta, batch, cache, il, h.data(), tmp.data());
     } else {
-      linear(L.q_proj, h.data(), N, q.data());
+      linear_shared({{&L.q_proj, q.data()}, {&L.k_proj, k.data()}, {&L.v_proj, v.data()}}, h.data(), N);
       apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_rows, L.q_proj.bias, threads);
-      linear(L.k_proj, h.data(), N, k.data());
       apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, L.k_proj.bias, threads);
-      linear(L.v_proj, h.data(), N, v.data());
       apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, L.v_proj.bias, threads);
       // Gated attention: q_proj rows are [query (hd) | gate (hd)] per head; split them apart in place.
       if (c.attn_output_gate) {
@@ -238,7 +253,7 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
         }
       }
       const int rot = c.rope_dims > 0 ? c.rope_dims : int(hd);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
       for (int64_t r = 0; r < N; ++r) {
         float* qr = q.data() + r * q_rows;
         float* kr = k.data() + r * kv_dim;
@@ -252,7 +267,7 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
       }
       attention(cache, batch, il, nh, q.data(), q_rows, att.data(), threads);
       if (c.attn_output_gate) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
         for (int64_t r = 0; r < N; ++r) {
           const float* g = q.data() + r * q_rows + q_dim;
           float* a = att.data() + r * q_dim;
@@ -264,18 +279,17 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     }
     add_in_place(x, tmp.data(), N * H);
 
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
     for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
     if (c.is_moe(il)) {
       moe(L.moe, N, h.data(), tmp.data());
     } else {
       gate.resize(size_t(N * I));
       up.resize(size_t(N * I));
-      linear(L.gate_proj, h.data(), N, gate.data());
+      linear_shared({{&L.gate_proj, gate.data()}, {&L.up_proj, up.data()}}, h.data(), N);
       apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, L.gate_proj.bias, threads);
-      linear(L.up_proj, h.data(), N, up.data());
       apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, L.up_proj.bias, threads);
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
       for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
       linear(L.down_proj, gate.data(), N, tmp.data());
       apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, L.down_proj.bias, threads);

@@ -129,7 +129,7 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
   // 3. Normalised q, k; beta and log decay per value head (permuted order).
   std::vector<float> beta(size_t(N * Hv)), g(size_t(N * Hv));
   const float q_scale = 1.0f / std::sqrt(float(Dk));
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
   for (int64_t i = 0; i < N; ++i) {
     float* yr = y.data() + i * C;
     for (int hk = 0; hk < Hk; ++hk) {
@@ -185,7 +185,7 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
 
   // 5. Gated RMS norm per value head, back in batch order; out_proj.
   std::vector<float> gated(size_t(N * vd));
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
   for (int64_t i = 0; i < N; ++i) {
     const int64_t r = perm[size_t(i)];
     for (int hv = 0; hv < Hv; ++hv) {

@@ -290,6 +290,36 @@ TEST(Matmul, InsideParallelRegion) {
   EXPECT_EQ(y0, y2);
 }
 
+// matmul_shared_x: the same numbers as one matmul per weight, bit for bit, on the shared one-row 4-bit
+// path (rows that are not multiples of the 4-row tile, ranges split across weights) and on the fallback.
+TEST(MatmulSharedX, EqualsOneMatmulEach) {
+  uint32_t seed = 700;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32},
+                         Spec{WeightFormat::Q8_0}, Spec{WeightFormat::F16}})
+    for (int64_t n : {1, 3}) {
+      SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
+      const int64_t cols = 256;
+      std::vector<TestWeight> tw;
+      for (int64_t rows : {7, 64, 33}) tw.push_back(make_weight(sp, rows, cols, seed++));
+      std::vector<float> x(size_t(n * cols));
+      std::mt19937 rng(seed);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      for (auto& e : x) e = nd(rng);
+      std::vector<std::vector<float>> want, got;
+      WeightView ws[3];
+      float* ys[3];
+      for (size_t i = 0; i < tw.size(); ++i) {
+        want.emplace_back(size_t(n * tw[i].view.rows));
+        got.emplace_back(size_t(n * tw[i].view.rows), -1.0f);
+        matmul(tw[i].view, x.data(), n, want[i].data());
+        ws[i] = tw[i].view, ys[i] = got[i].data();
+      }
+      matmul_shared_x(ws, ys, 3, x.data(), n);
+      for (size_t i = 0; i < tw.size(); ++i) EXPECT_EQ(got[i], want[i]) << "weight " << i;
+    }
+}
+
 // lowrank_add (a LoRA delta): a hand-computed case, then AVX2 against the reference for every float format
 // over ranks 1-64, outputs with tails and outputs split over threads, and n = 1, 3, 8 rows.
 TEST(LowrankAdd, AgreesWithTheDefinitionAndTheReference) {
