@@ -66,19 +66,6 @@ inline __m256 load8(const uint8_t* row, int i) {
   }
 }
 
-// The 32 codes of elements [c, c+32) of a 4-bit row (c a multiple of 32), split by nibble: even elements
-// c, c+2, ..., c+14 in x[0], c+16, ..., c+30 in x[1], the odd ones likewise in x[2] and x[3]. Fewer uops
-// per code than load8<4>; callers keep their accumulators in this order.
-inline void load32_q4_split(const uint8_t* row, int c, __m256 x[4]) {
-  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c / 2));
-  const __m128i m = _mm_set1_epi8(0x0F);
-  const __m128i lo = _mm_and_si128(b, m), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
-  x[0] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-  x[1] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-  x[2] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-  x[3] = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-}
-
 inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 constexpr int kPrefetch = 16;  // tokens ahead
@@ -347,34 +334,6 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
         for (int e = 0; e < gs; e += 8) _mm256_storeu_ps(acc + e, _mm256_add_ps(_mm256_loadu_ps(acc + e), vb));
       }
     w = ww;
-  }
-  if constexpr (BITS == 4 && SW == 32) {  // the nibble-split unpack (load32_q4_split), slab = 32 elements
-    for (int c = 0; c < d; c += 32) {
-      __m256 acc[NQ][4];
-      alignas(32) float tmp[32];
-      #pragma GCC unroll 8
-      for (int j = 0; j < NQ; ++j) {
-        for (int e = 0; e < 32; ++e) tmp[(e & 1) * 16 + e / 2] = parts[j].acc[c + e];
-        for (int k = 0; k < 4; ++k) acc[j][k] = _mm256_load_ps(tmp + 8 * k);
-      }
-      const float* wg = w + size_t(c / gs) * kChunk;
-      for (int i = 0; i < n; ++i) {
-        __m256 x[4];
-        load32_q4_split(row0 + size_t(i) * hb, c, x);
-        #pragma GCC unroll 8
-        for (int j = 0; j < NQ; ++j) {
-          const __m256 wv = _mm256_broadcast_ss(wg + size_t(j) * wstride + size_t(i));
-          #pragma GCC unroll 4
-          for (int k = 0; k < 4; ++k) acc[j][k] = _mm256_fmadd_ps(wv, x[k], acc[j][k]);
-        }
-      }
-      #pragma GCC unroll 8
-      for (int j = 0; j < NQ; ++j) {
-        for (int k = 0; k < 4; ++k) _mm256_store_ps(tmp + 8 * k, acc[j][k]);
-        for (int e = 0; e < 32; ++e) parts[j].acc[c + e] = tmp[(e & 1) * 16 + e / 2];
-      }
-    }
-    return;
   }
   for (int c = 0; c < d; c += SW) {
     __m256 acc[NQ][SW / 8];
