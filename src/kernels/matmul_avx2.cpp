@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <utility>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -202,12 +201,6 @@ void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_
     }
 }
 
-// One thread's share of range [0, count) in pieces of `align`.
-inline std::pair<int64_t, int64_t> share(int64_t count, int64_t align, int t, int nt) {
-  const int64_t units = (count + align - 1) / align;
-  return {std::min(count, units * t / nt * align), std::min(count, units * (t + 1) / nt * align)};
-}
-
 template <class L>
 void float_lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
   thread_local std::vector<float> t;
@@ -222,10 +215,10 @@ void float_lowrank_add(const WeightView& a, const WeightView& b, const float* x,
 #pragma omp parallel num_threads(threads)
   {
     const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
-    const auto [r0, r1] = share(a.rows, 2, ti, nt);
+    const auto [r0, r1] = thread_share(a.rows, 2, ti, nt);
     if (r0 < r1) float_rows<L>(a.data, a.row_bytes, r0, r1, x, n, a.cols, tp, a.rows);
 #pragma omp barrier
-    const auto [c0, c1] = share(b.cols, 32, ti, nt);
+    const auto [c0, c1] = thread_share(b.cols, 32, ti, nt);
     if (c0 < c1) kn_columns<L>(b, tp, n, y, c0, c1, alpha);
   }
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/weight.h"
 #include "util/cpu.h"
@@ -41,6 +42,12 @@ inline int threads_for_float(const WeightView& w, int64_t n) {
   if (n == 1 && !omp_in_parallel() && int64_t(w.rows) * int64_t(w.row_bytes) >= 32 * 1024)
     return std::max(1, compute_threads());
   return threads_for(double(w.rows) * double(w.cols) * double(n));
+}
+
+// Thread t's contiguous share of [0, count) among nt threads, in whole pieces of `align`.
+inline std::pair<int64_t, int64_t> thread_share(int64_t count, int64_t align, int t, int nt) {
+  const int64_t units = (count + align - 1) / align;
+  return {std::min(count, units * t / nt * align), std::min(count, units * (t + 1) / nt * align)};
 }
 
 // Runs f(begin, end) over [0, count) split in chunks of `chunk`, OpenMP static over chunks.

@@ -539,13 +539,6 @@ inline int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-inline float bf16_bits_to_f32(uint16_t h) {
-  const uint32_t u = uint32_t(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 // Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows.
 template <class F>
 void decode_rows(int64_t rows, int64_t align, int threads, F&& f) {
@@ -555,10 +548,7 @@ void decode_rows(int64_t rows, int64_t align, int threads, F&& f) {
   }
 #pragma omp parallel num_threads(threads)
   {
-    const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    const int64_t units = (rows + align - 1) / align;
-    const int64_t u0 = units * t / nt, u1 = units * (t + 1) / nt;
-    const int64_t r0 = std::min(rows, u0 * align), r1 = std::min(rows, u1 * align);
+    const auto [r0, r1] = thread_share(rows, align, omp_get_thread_num(), omp_get_num_threads());
     if (r0 < r1) f(r0, r1);
   }
 }
@@ -753,6 +743,13 @@ void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeA
   });
 }
 
+// The order activations are quantized in to meet a format's packed codes.
+Perm act_perm(const WeightView& w) {
+  if (w.format == WeightFormat::MlxAffine && w.bits == 4) return Perm::Stride2;
+  if (w.format == WeightFormat::MlxAffine && w.bits == 2) return Perm::Stride4;
+  return Perm::None;
+}
+
 // The one-row 4-bit path (MLX 4-bit with groups of 32 or more, Q4_0) for weights that share x; false when
 // they do not all take it alike.
 bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const float* x) {
@@ -766,7 +763,7 @@ bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const flo
     macs += double(w.rows) * double(w.cols);
   }
   thread_local DecodeActs da;
-  decode_acts(x, w0.cols, mlx4 ? Perm::Stride2 : Perm::None, true, mlx4 ? 0.0f : -8.0f, mlx4 ? w0.group_size : 0, da);
+  decode_acts(x, w0.cols, act_perm(w0), true, mlx4 ? 0.0f : -8.0f, mlx4 ? w0.group_size : 0, da);
   const int threads = threads_for(macs);
   const int64_t pf_tiles = decode_prefetch_tiles();
   if (!mlx4) nib_decode<2>(ws, ys, count, da, threads, pf_tiles);
@@ -796,9 +793,7 @@ bool qmatmul_avx2_supported(const WeightView& w) {
 
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
   const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
-  Perm perm = Perm::None;
-  if (w.format == WeightFormat::MlxAffine && w.bits == 4) perm = Perm::Stride2;
-  if (w.format == WeightFormat::MlxAffine && w.bits == 2) perm = Perm::Stride4;
+  const Perm perm = act_perm(w);
   if (n == 1 && nib_decode_all(&w, &y, 1, x)) return;
   thread_local QActs acts;
   quantize_acts(x, n, w.cols, perm, threads, acts);
