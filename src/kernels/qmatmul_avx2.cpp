@@ -10,6 +10,8 @@
 // sign trick (|q| × sign(xq, q)) so no i16 pair sum can saturate (2·128·127 < 32768).
 // Within a block the element order does not matter as long as q and xq agree, so for MLX 4-bit and
 // 2-bit the activations are permuted (even/odd, resp. stride-4) to make the weight unpack cheap.
+// The 4-bit formats (MLX 4-bit, Q4_0) take 64 weights per step in a "pair" path, for one row of x and for
+// several alike: each row of a batch gets bit for bit what it gets alone.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -152,17 +154,6 @@ void quantize_acts(const float* x, int64_t n, int64_t cols, Perm perm, int threa
 // ---- weight formats ---------------------------------------------------------------------------
 // Each format: params(ws, wb) fills per-32-block scale and bias for its row; load(b) gives the 32 q
 // bytes of block b (in the order of the activation permutation perm()).
-struct FmtQ4_0 {
-  static constexpr bool kSigned = false, kSubScale = false, kBias = true;
-  const uint8_t* row;
-  void params(int64_t nb, float* ws, float* wb) const {
-    strided_params(row, 18, nb, ws, wb, -8.0f, nullptr);
-  }
-  __m256i load(int64_t b) const { return nibbles_lo_hi(row + 18 * b + 2); }
-  const uint8_t* pf(int64_t b) const { return row + 18 * b; }
-  __m256i sub(int64_t) const { return _mm256_setzero_si256(); }
-};
-
 struct FmtQ4_1 {
   static constexpr bool kSigned = false, kSubScale = false, kBias = true;
   const uint8_t* row;
@@ -264,7 +255,8 @@ constexpr OddConsts make_odd_consts(int bits) {
   return k;
 }
 
-// MLX affine, group_size >= 32. BITS 2/4 expect permuted activations (Stride4/Stride2).
+// MLX affine, group_size >= 32, bits 2, 3, 5, 6, 8 (4 bits take the pair path below). BITS 2 expects
+// stride-4 permuted activations.
 template <int BITS>
 struct FmtMlx {
   static constexpr bool kSigned = BITS == 8, kSubScale = false, kBias = true;
@@ -311,9 +303,7 @@ struct FmtMlx {
   const uint8_t* pf(int64_t b) const { return row + 4 * BITS * b; }
   __m256i load(int64_t b) const {
     const uint8_t* p = row + 4 * BITS * b;
-    if constexpr (BITS == 4) {
-      return nibbles_lo_hi(p);
-    } else if constexpr (BITS == 2) {
+    if constexpr (BITS == 2) {
       int64_t u;
       std::memcpy(&u, p, 8);
       const __m256i v = _mm256_srlv_epi64(_mm256_set1_epi64x(u), _mm256_setr_epi64x(0, 2, 4, 6));
@@ -353,6 +343,7 @@ struct FmtMlx {
 // ---- kernel ------------------------------------------------------------------------------------
 // out[c] = Σ_b comb[c][b] * dot(q_b, xq[c]_b), for NX activation rows.
 #define OPTIQ_INLINE inline __attribute__((always_inline))
+#define OPTIQ_NOINLINE __attribute__((noinline))
 
 // Decode streams rows from DRAM; the L2 prefetchers stop at 4 KiB pages, so prefetch ahead in software.
 constexpr int kPrefetchBytes = 4096;
@@ -581,6 +572,17 @@ struct NibDesc {
   DType pdt;
 };
 
+// Σ_g bf_g * xsg_g as 8 lanes (groups in steps of 8, the rest summed into lane 0 by fma). mlx_row_params
+// does the same arithmetic, so the batched and the one-row paths round alike.
+OPTIQ_INLINE __m256 bias_lanes(const float* bf, const float* xsg, int64_t groups) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t g = 0;
+  for (; g + 8 <= groups; g += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(bf + g), _mm256_loadu_ps(xsg + g), acc);
+  __m128 tail = _mm_setzero_ps();  // explicit fma: the same rounding wherever this is inlined
+  for (; g < groups; ++g) tail = _mm_fmadd_ss(_mm_load_ss(bf + g), _mm_load_ss(xsg + g), tail);
+  return _mm256_add_ps(acc, _mm256_set_m128(_mm_setzero_ps(), tail));
+}
+
 OPTIQ_INLINE __m256 load_params8(const uint8_t* p, DType dt) {
   if (dt == DType::BF16)
     return _mm256_castsi256_ps(
@@ -589,30 +591,24 @@ OPTIQ_INLINE __m256 load_params8(const uint8_t* p, DType dt) {
   return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
 }
 
-// MLX row r: its group scales as f32 into sc[groups]; returns lanes summing to Σ_g bias_g * xsg_g
-// (bias_g + 128 * scale_g when bias128, for 8 bits fed as q - 128).
-OPTIQ_INLINE __m256 mlx_row_params(const NibDesc& d, int64_t r, const float* xsg, float* sc,
-                                   bool bias128 = false) {
-  const size_t pb = d.pdt == DType::F32 ? 4 : 2;
+// MLX row r: its group scales as f32 into sc[groups]; returns bias_lanes of its biases, read in place (the
+// same arithmetic as bias_lanes over f32 copies, without them: this runs once per row per token).
+OPTIQ_INLINE __m256 mlx_row_params(const NibDesc& d, int64_t r, const float* xsg, float* sc) {
+  const size_t pb = quant::param_bytes(d.pdt);
   const uint8_t* sp = d.scales + size_t(r * d.groups) * pb;
   const uint8_t* bp = d.biases + size_t(r * d.groups) * pb;
   __m256 acc = _mm256_setzero_ps();
   int64_t g = 0;
   for (; g + 8 <= d.groups; g += 8) {
-    const __m256 sv = load_params8(sp + g * pb, d.pdt);
-    __m256 bv = load_params8(bp + g * pb, d.pdt);
-    if (bias128) bv = _mm256_fmadd_ps(sv, _mm256_set1_ps(128.0f), bv);
-    _mm256_storeu_ps(sc + g, sv);
-    acc = _mm256_fmadd_ps(bv, _mm256_loadu_ps(xsg + g), acc);
+    _mm256_storeu_ps(sc + g, load_params8(sp + g * pb, d.pdt));
+    acc = _mm256_fmadd_ps(load_params8(bp + g * pb, d.pdt), _mm256_loadu_ps(xsg + g), acc);
   }
-  float tail = 0.0f;
+  __m128 tail = _mm_setzero_ps();
   for (; g < d.groups; ++g) {
     sc[g] = quant::load_param(sp, g, d.pdt);
-    float bv = quant::load_param(bp, g, d.pdt);
-    if (bias128) bv += 128.0f * sc[g];
-    tail += bv * xsg[g];
+    tail = _mm_fmadd_ss(_mm_set_ss(quant::load_param(bp, g, d.pdt)), _mm_load_ss(xsg + g), tail);
   }
-  return _mm256_add_ps(acc, _mm256_setr_ps(tail, 0, 0, 0, 0, 0, 0, 0));
+  return _mm256_add_ps(acc, _mm256_set_m128(_mm_setzero_ps(), tail));
 }
 
 // One 64-weight step of one row: acc += (scaled) dot of the row's pair p with the activations.
@@ -649,6 +645,24 @@ OPTIQ_INLINE __m256 nib_step(const uint8_t* row, const float* sc, int gshift, in
     const __m128i hh = _mm_cvtsi32_si128(int(uint32_t(h0) | (uint32_t(h1) << 16)));
     const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_cvtph_ps(hh)), perm01);
     return _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, offv), s, acc);
+  }
+}
+
+// The last block of a row with an odd number of blocks (block layout, not pair layout): its term of y.
+// s: MLX, the block's scale (group 32 here: a group per block).
+template <int K>
+OPTIQ_NOINLINE float odd_block(const uint8_t* row, float s, const DecodeActs& a) {
+  const int64_t b = a.nb - 1;
+  const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 32 * b));
+  const uint8_t* p = K == 2 ? row + 18 * b + 2 : row + 16 * b;
+  const int32_t isum =
+      hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_lo_hi(p), xv), _mm256_set1_epi16(1)));
+  const float v = a.dx[size_t(b)] * float(isum);
+  if constexpr (K == 2) {
+    const float dd = f16(row + 18 * b);
+    return dd * v - 8.0f * dd * a.xs[size_t(b)];
+  } else {
+    return s * v;
   }
 }
 
@@ -693,20 +707,8 @@ OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int
   if constexpr (RW > 2) out[2] = hsum(acc2);
   if constexpr (RW > 3) out[3] = hsum(acc3);
   if (2 * np < a.nb) {  // odd trailing block (block layout, not pair layout)
-    const int64_t b = a.nb - 1;
-    const __m256i xv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 32 * b));
     const uint8_t* rows[4] = {r0, r1, r2, r3};
-    for (int i = 0; i < RW; ++i) {
-      const uint8_t* p = K == 2 ? rows[i] + 18 * b + 2 : rows[i] + 16 * b;
-      const int32_t isum = hsum_i32(_mm256_madd_epi16(_mm256_maddubs_epi16(nibbles_lo_hi(p), xv), ones));
-      const float v = a.dx[size_t(b)] * float(isum);
-      if constexpr (K == 2) {
-        const float dd = f16(rows[i] + 18 * b);
-        out[i] += dd * v - 8.0f * dd * a.xs[size_t(b)];
-      } else {
-        out[i] += d.sc[i * d.groups + b] * v;  // group 32 here: a group per block
-      }
-    }
+    for (int i = 0; i < RW; ++i) out[i] += odd_block<K>(rows[i], K == 2 ? 0.0f : d.sc[i * d.groups + a.nb - 1], a);
   }
 }
 
@@ -773,6 +775,150 @@ bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const flo
   return true;
 }
 
+// ---- 4-bit, several rows of x (n >= 2) --------------------------------------------------------
+// The same arithmetic as nib_tile for each (weight row, x row): the same pair layout of the activations,
+// the same scale vector per pair, the same order of f32 operations. So a batch of rows gives bit for bit
+// what each row gives alone, and a sequence decoded in a batch continues exactly as it would alone.
+// Register tile: RW weight rows (unpacked once per pair) times NX x rows (loaded once per pair).
+
+// Row r's scale vector of each pair, as nib_step<k> forms it: sv[8p..8p+8).
+void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, float* sv) {
+  const uint8_t* row = d.data + size_t(r) * d.row_bytes;
+  if (k != 2) params_to_f32(d.scales + size_t(r * d.groups) * quant::param_bytes(d.pdt), d.groups, d.pdt, sc);
+  for (int64_t p = 0; p < np; ++p) {
+    const float lo = k == 2 ? f16(row + 36 * p) : k == 1 ? sc[2 * p] : sc[p >> d.gshift];
+    const float hi = k == 2 ? f16(row + 36 * p + 18) : k == 1 ? sc[2 * p + 1] : lo;
+    _mm256_storeu_ps(sv + 8 * p, _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)));
+  }
+}
+
+// K: 0 for MLX (any group size: the scales are in sv), 2 for Q4_0.
+template <int K, int RW, int NX>
+OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
+                                const DecodeActs* const* xs, float* y, int64_t y_stride) {
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  const int64_t np = xs[0]->np;
+  __m256 acc[RW][NX];
+  const uint8_t* rows[RW];
+#pragma GCC unroll 4
+  for (int i = 0; i < RW; ++i) {
+    rows[i] = d.data + size_t(r + i) * d.row_bytes;
+#pragma GCC unroll 4
+    for (int c = 0; c < NX; ++c)
+      acc[i][c] = K != 2 ? bias_lanes(sv + i * sv_stride + 8 * np + 1, xs[c]->xsg.data(), d.groups)
+                         : _mm256_setzero_ps();
+  }
+  for (int64_t p = 0; p < np; ++p) {
+    __m256i lo[RW], hi[RW];
+    __m256 s[RW];
+#pragma GCC unroll 4
+    for (int i = 0; i < RW; ++i) {
+      s[i] = _mm256_loadu_ps(sv + i * sv_stride + 8 * p);
+      const __m256i w = K == 2 ? _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 20),
+                                                    reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 2))
+                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + 32 * p));
+      lo[i] = _mm256_and_si256(w, m4);
+      hi[i] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+    }
+#pragma GCC unroll 4
+    for (int c = 0; c < NX; ++c) {
+      const DecodeActs& a = *xs[c];
+      const __m256i xa = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p));
+      const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q.data() + 64 * p + 32));
+      const __m256 dxv = _mm256_loadu_ps(a.dxv.data() + 8 * p);
+#pragma GCC unroll 4
+      for (int i = 0; i < RW; ++i) {
+        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xa), _mm256_maddubs_epi16(hi[i], xb));
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+        if constexpr (K == 2)
+          acc[i][c] = _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, _mm256_loadu_ps(a.offv.data() + 8 * p)), s[i], acc[i][c]);
+        else
+          acc[i][c] = _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), s[i], acc[i][c]);
+      }
+    }
+  }
+  for (int i = 0; i < RW; ++i)
+    for (int c = 0; c < NX; ++c) {
+      float o = hsum(acc[i][c]);
+      if (2 * np < xs[c]->nb) o += odd_block<K>(rows[i], sv[i * sv_stride + 8 * np], *xs[c]);
+      y[c * y_stride + r + i] = o;
+    }
+}
+
+constexpr int kGemmRW = 2, kGemmNX = 4, kGemmRB = 16;
+
+template <int K, int NX>
+void nib_gemm_rows(const NibDesc& d, int64_t r0, int64_t r1, const float* sv, int64_t sv_stride,
+                   const DecodeActs* const* xs, float* y, int64_t y_stride) {
+  int64_t r = r0;
+  for (; r + kGemmRW <= r1; r += kGemmRW)
+    nib_gemm_tile<K, kGemmRW, NX>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
+  for (; r < r1; ++r) nib_gemm_tile<K, 1, NX>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
+}
+
+// Rows [r0, r1) of w (their scale vectors at sv) times all n rows of x.
+template <int K>
+void nib_gemm_cols(const NibDesc& d, int64_t r0, int64_t r1, const float* sv, int64_t sv_stride,
+                   const DecodeActs* const* xs, int64_t n, float* y, int64_t rows) {
+  int64_t c = 0;
+  for (; c + kGemmNX <= n; c += kGemmNX) nib_gemm_rows<K, kGemmNX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  const int64_t rem = n - c;
+  if (rem == 3) nib_gemm_rows<K, 3>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  if (rem == 2) nib_gemm_rows<K, 2>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  if (rem == 1) nib_gemm_rows<K, 1>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+}
+
+// k: the format as nib_decode's K.
+void nib_gemm(int k, const WeightView& w, const std::vector<DecodeActs>& xs, float* y, int threads) {
+  const bool mlx = k != 2;
+  const int64_t n = int64_t(xs.size()), np = xs[0].np, nb = xs[0].nb;
+  const int64_t groups = mlx ? w.cols / w.group_size : 0;
+  int gshift = 0;
+  if (mlx)
+    while ((int64_t(64) << gshift) < w.group_size) ++gshift;
+  // Per row: 8 floats per pair, the last block's scale (MLX group 32, odd block count), the biases (MLX).
+  const int64_t sv_stride = 8 * np + 1 + groups;
+  std::vector<const DecodeActs*> ptrs(static_cast<size_t>(n));
+  for (int64_t c = 0; c < n; ++c) ptrs[size_t(c)] = &xs[size_t(c)];
+  decode_rows(w.rows, kGemmRB, threads, [&](int64_t g0, int64_t g1) {
+    thread_local std::vector<float> sv, sc;
+    sv.resize(size_t(kGemmRB * sv_stride));
+    sc.resize(size_t(std::max<int64_t>(groups, 1)));
+    const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift, w.scales, w.biases, w.scale_dtype};
+    for (int64_t b0 = g0; b0 < g1; b0 += kGemmRB) {
+      const int64_t b1 = std::min(g1, b0 + kGemmRB);
+      for (int64_t r = b0; r < b1; ++r) {
+        float* o = sv.data() + (r - b0) * sv_stride;
+        pair_scales(k, d, r, np, sc.data(), o);
+        o[8 * np] = mlx && 2 * np < nb ? sc[size_t(nb - 1)] : 0.0f;
+        if (mlx)
+          params_to_f32(w.biases + size_t(r * groups) * quant::param_bytes(w.scale_dtype), groups, w.scale_dtype,
+                        o + 8 * np + 1);
+      }
+      if (mlx) nib_gemm_cols<0>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+      else nib_gemm_cols<2>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+    }
+  });
+}
+
+// n rows of x through the 4-bit pair path; false when w does not take it (see nib_decode_all).
+bool nib_gemm_all(const WeightView& w, const float* x, int64_t n, float* y) {
+  const bool mlx4 = w.format == WeightFormat::MlxAffine && w.bits == 4 && w.group_size >= 32;
+  if (!mlx4 && w.format != WeightFormat::Q4_0) return false;
+  thread_local std::vector<DecodeActs> acts;
+  std::vector<DecodeActs>& xs = acts;  // the caller's, also inside the parallel region
+  xs.resize(size_t(n));
+  const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
+  const Perm perm = act_perm(w);
+  parallel_chunks(n, 1, n >= 8 ? threads : 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i)
+      decode_acts(x + i * w.cols, w.cols, perm, true, mlx4 ? 0.0f : -8.0f, mlx4 ? w.group_size : 0, xs[size_t(i)]);
+  });
+  nib_gemm(!mlx4 ? 2 : w.group_size == 32 ? 1 : w.group_size == 64 ? 0 : 3, w, xs, y, threads);
+  return true;
+}
+
 }  // namespace
 
 bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x) {
@@ -794,11 +940,10 @@ bool qmatmul_avx2_supported(const WeightView& w) {
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
   const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
   const Perm perm = act_perm(w);
-  if (n == 1 && nib_decode_all(&w, &y, 1, x)) return;
+  if (n == 1 ? nib_decode_all(&w, &y, 1, x) : nib_gemm_all(w, x, n, y)) return;
   thread_local QActs acts;
   quantize_acts(x, n, w.cols, perm, threads, acts);
   switch (w.format) {
-    case WeightFormat::Q4_0: return run_simple<FmtQ4_0>(w, acts, y, threads);
     case WeightFormat::Q4_1: return run_simple<FmtQ4_1>(w, acts, y, threads);
     case WeightFormat::Q8_0: return run_simple<FmtQ8_0>(w, acts, y, threads);
     case WeightFormat::Q4_K: return run_simple<FmtQ4_K>(w, acts, y, threads);
@@ -807,7 +952,6 @@ void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
       switch (w.bits) {
         case 2: return run_mlx<2>(w, acts, y, threads);
         case 3: return run_mlx<3>(w, acts, y, threads);
-        case 4: return run_mlx<4>(w, acts, y, threads);
         case 5: return run_mlx<5>(w, acts, y, threads);
         case 6: return run_mlx<6>(w, acts, y, threads);
         case 8: return run_mlx<8>(w, acts, y, threads);
