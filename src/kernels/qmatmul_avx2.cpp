@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
@@ -480,13 +481,26 @@ void run_mlx(const WeightView& w, const QActs& a, float* y, int threads) {
 // madd gives int32 lanes 0-3 for block 2p and 4-7 for block 2p+1; a per-pair vector
 // [dx_2p x4 | dx_2p+1 x4] rescales them. The arithmetic is exactly that of the general path (same
 // int8 activations, same integer dots); only the f32 summation order differs.
+// 64-byte aligned storage: the kernels' 32-byte loads of activations never straddle a cache line.
+template <class T>
+struct Aligned64 {
+  using value_type = T;
+  Aligned64() = default;
+  template <class U>
+  Aligned64(const Aligned64<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  template <class U>
+  bool operator==(const Aligned64<U>&) const { return true; }
+};
+
 struct DecodeActs {
   int64_t nb = 0, np = 0;   // blocks, blocks taken in pairs
-  std::vector<int8_t> q;    // nb*32; pairs [0, np) in pair layout, a trailing odd block as is
-  std::vector<float> dx, xs;  // per block: step, exact f32 sum
-  std::vector<float> dxv;   // per pair: [dx_2p x4 | dx_2p+1 x4]
-  std::vector<float> offv;  // per pair: off_mul * [xs_2p/4 x4 | xs_2p+1/4 x4]
-  std::vector<float> xsg;   // per weight group (group_size elements): Σx (MLX bias term)
+  std::vector<int8_t, Aligned64<int8_t>> q;    // nb*32; pairs [0, np) in pair layout, a trailing odd block as is
+  std::vector<float, Aligned64<float>> dx, xs;  // per block: step, exact f32 sum
+  std::vector<float, Aligned64<float>> dxv;   // per pair: [dx_2p x4 | dx_2p+1 x4]
+  std::vector<float, Aligned64<float>> offv;  // per pair: off_mul * [xs_2p/4 x4 | xs_2p+1/4 x4]
+  std::vector<float, Aligned64<float>> xsg;   // per weight group (group_size elements): Σx (MLX bias term)
 };
 
 void decode_acts(const float* x, int64_t cols, Perm perm, bool pairs, float off_mul, int group_size,
@@ -792,6 +806,9 @@ void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, floa
   }
 }
 
+// Weight rows are prefetched this many rows ahead (one 4-row step of 8 x rows went from 89 to 99 GFLOP/s
+// on MLX 4-bit, 89 to 96 on Q4_0, with a 32000x1024 matrix from DRAM and 2 threads).
+constexpr int64_t kGemmPf = 8;
 // K: 0 for MLX (any group size: the scales are in sv), 2 for Q4_0.
 template <int K, int RW, int NX>
 OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
@@ -815,6 +832,7 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
 #pragma GCC unroll 4
     for (int i = 0; i < RW; ++i) {
       s[i] = _mm256_loadu_ps(sv + i * sv_stride + 8 * p);
+      _mm_prefetch(reinterpret_cast<const char*>(rows[i] + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
       const __m256i w = K == 2 ? _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 20),
                                                     reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 2))
                                : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + 32 * p));
@@ -846,6 +864,7 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
     }
 }
 
+// Register tile: weight rows x rows of x (2x4 measured best for both formats against 1x4, 2x3, 2x2, 3x2, 4x2).
 constexpr int kGemmRW = 2, kGemmNX = 4, kGemmRB = 16;
 
 template <int K, int NX>
