@@ -322,12 +322,13 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
 
 // The 4-bit formats: each row of a batch of x rows gets bit for bit what it gets alone (the batched kernel and
 // the one-row kernel round alike), so a sequence decoded among others continues exactly as it would alone.
-// Odd block counts (MLX group 32), tail rows of the register tiles, row ranges split over threads.
+// Odd block counts (MLX group 32; one block alone), tail rows of the register tiles, row ranges split over
+// threads.
 TEST(Matmul, FourBitBatchRowsEqualRowsAlone) {
   uint32_t seed = 900;
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
                          Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32}})
-    for (int64_t cols : {int64_t(224), int64_t(256), int64_t(640)}) {
+    for (int64_t cols : {int64_t(32), int64_t(224), int64_t(256), int64_t(640)}) {
       if (sp.group_size > 0 && cols % sp.group_size != 0) continue;
       for (int64_t rows : {1, 5, 37, 300}) {
         const TestWeight tw = make_weight(sp, rows, cols, seed++);
