@@ -470,7 +470,7 @@ void run_mlx(const WeightView& w, const QActs& a, float* y, int threads) {
   });
 }
 
-// ---- decode (n == 1) ---------------------------------------------------------------------------
+// ---- 4-bit formats: decode (n == 1) and batches (n >= 2) ---------------------------------------
 // Matrix-vector products are streamed from memory, so the inner loops keep per-row state in
 // registers and process RW rows together (the activation loads are shared between them).
 //
@@ -479,8 +479,9 @@ void run_mlx(const WeightView& w, const QActs& a, float* y, int threads) {
 // high nibbles are matched with activations stored in "pair layout" ([lo16(2p) lo16(2p+1)]
 // [hi16(2p) hi16(2p+1)]), the two maddubs results are added in int16 (2*2*15*127 < 32768) and one
 // madd gives int32 lanes 0-3 for block 2p and 4-7 for block 2p+1; a per-pair vector
-// [dx_2p x4 | dx_2p+1 x4] rescales them. The arithmetic is exactly that of the general path (same
-// int8 activations, same integer dots); only the f32 summation order differs.
+// [dx_2p x4 | dx_2p+1 x4] rescales them. The int8 activations and integer dots are those of the general
+// path above; batches (nib_gemm) repeat the one-row arithmetic exactly, row by row.
+
 // 64-byte aligned storage: the kernels' 32-byte loads of activations never straddle a cache line.
 template <class T>
 struct Aligned64 {
