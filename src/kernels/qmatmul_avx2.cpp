@@ -319,7 +319,7 @@ struct FmtMlx {
   // 3/5/6 bits: 32 values in 4*BITS bytes; each 8 values start on a byte boundary. Lane 0 reads bytes
   // [0,16), lane 1 bytes [2*BITS, 2*BITS+16); a 16-bit window per value is shifted into place with a
   // multiply (left shift) and a fixed right shift.
-  static constexpr OddConsts kOdd = make_odd_consts(BITS == 2 || BITS == 4 || BITS == 8 ? 3 : BITS);
+  static constexpr OddConsts kOdd = make_odd_consts(BITS == 2 || BITS == 8 ? 3 : BITS);
   static __m256i load_odd(const uint8_t* p, bool last) {
     alignas(32) uint8_t pad[48];
     if (last) {  // do not read past the end of the row (and of the mapping)
@@ -958,11 +958,10 @@ bool qmatmul_avx2_supported(const WeightView& w) {
 }
 
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y) {
-  const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
-  const Perm perm = act_perm(w);
   if (n == 1 ? nib_decode_all(&w, &y, 1, x) : nib_gemm_all(w, x, n, y)) return;
+  const int threads = threads_for(double(w.rows) * double(w.cols) * double(n));
   thread_local QActs acts;
-  quantize_acts(x, n, w.cols, perm, threads, acts);
+  quantize_acts(x, n, w.cols, act_perm(w), threads, acts);
   switch (w.format) {
     case WeightFormat::Q4_1: return run_simple<FmtQ4_1>(w, acts, y, threads);
     case WeightFormat::Q8_0: return run_simple<FmtQ8_0>(w, acts, y, threads);
