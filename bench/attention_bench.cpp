@@ -1,6 +1,9 @@
-// Decode attention timing over one layer's KV cache (no weights): time per token-head and the bytes of
-// K/V read per second, per KV precision, at chosen depths. Shapes as Qwen3-0.6B (8 KV heads x 128, GQA 2).
+// Decode attention timing (no weights): time per token-head and the bytes of K/V read per second, per KV
+// precision, at chosen depths. Shapes as Qwen3-0.6B (8 KV heads x 128, GQA 2). By default one layer's cache
+// is timed and scaled by --layers (cache-resident at small depths: the kernel's arithmetic); --distinct
+// gives every layer its own cache and times a pass over all of them (streamed from DRAM, as in decode).
 // Usage: attention_bench [--depth 4096,16384] [--bits 16,8,4] [--group 64] [--heads 8] [--rep 2] [--layers 28]
+//                        [--distinct] [--reps N]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -30,13 +33,27 @@ std::vector<int> ints(const char* s) {
 int main(int argc, char** argv) {
   std::vector<int> depths{4096, 16384}, bits{16, 8, 4};
   int group = 64, heads = 8, rep = 2, layers = 28, hd = 128;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--depth")) depths = ints(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--bits")) bits = ints(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--group")) group = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--heads")) heads = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--rep")) rep = std::atoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--layers")) layers = std::atoi(argv[i + 1]);
+  bool distinct = false;
+  int reps_flag = 0;  // timed passes; 0: enough for about 200k token-heads
+  for (int i = 1; i < argc; ++i) {
+    const char* opt = argv[i];
+    const char* val = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (!std::strcmp(opt, "--distinct")) {
+      distinct = true;
+      continue;
+    }
+    if (val) ++i;
+    if (val && !std::strcmp(opt, "--depth")) depths = ints(val);
+    else if (val && !std::strcmp(opt, "--bits")) bits = ints(val);
+    else if (val && !std::strcmp(opt, "--group")) group = std::atoi(val);
+    else if (val && !std::strcmp(opt, "--heads")) heads = std::atoi(val);
+    else if (val && !std::strcmp(opt, "--rep")) rep = std::atoi(val);
+    else if (val && !std::strcmp(opt, "--layers")) layers = std::atoi(val);
+    else if (val && !std::strcmp(opt, "--reps")) reps_flag = std::atoi(val);
+    else {
+      std::fprintf(stderr, "attention_bench: unknown or incomplete option %s\n", opt);
+      return 2;
+    }
   }
   const int threads = compute_threads();
   std::printf("threads %d, isa %s, %d KV heads x %d, GQA %d, %d layers per token\n", threads, isa_name(active_isa()), heads, hd, rep, layers);
@@ -45,45 +62,56 @@ int main(int argc, char** argv) {
   std::normal_distribution<float> nd;
   for (int depth : depths)
     for (int b : bits) {
+      // --distinct: every layer has its own cache, so a pass over all layers streams them from DRAM as
+      // decode does; otherwise one layer is timed (cache-resident at small depths) and scaled by layers.
+      const int nl = distinct ? layers : 1;
       kv::KvShape sh;
-      sh.n_layers = 1;
+      sh.n_layers = nl;
       sh.n_kv_heads = heads;
       sh.head_dim = hd;
       kv::KvSpec spec = kv::kv_spec_from_flags("", b, group, 0);
       kv::KvCache cache(sh, spec);
       int32_t s = cache.create_sequence();
       cache.extend(s, depth);
-      std::vector<float> k(size_t(heads) * hd), v(k.size());
-      for (int t = 0; t < depth; ++t) {
-        for (auto& x : k) x = nd(rng);
-        for (auto& x : v) x = nd(rng);
-        cache.store(s, 0, t, k.data(), v.data());
-      }
-      kernels::KvLayerView view = cache.view(s, 0);
+      // Random rows, drawn once for the first layer's tokens and repeated for the other layers.
+      std::vector<float> k(size_t(depth) * heads * hd), v(k.size());
+      for (auto& x : k) x = nd(rng);
+      for (auto& x : v) x = nd(rng);
+      for (int l = 0; l < nl; ++l)
+        for (int t = 0; t < depth; ++t) {
+          const size_t o = size_t(t) * heads * hd;
+          cache.store(s, l, t, k.data() + o, v.data() + o);
+        }
+      std::vector<kernels::KvLayerView> views;
+      for (int l = 0; l < nl; ++l) views.push_back(cache.view(s, l));
       std::vector<float> q(size_t(heads) * rep * hd), out(q.size());
       for (auto& x : q) x = nd(rng);
       int limit = depth;
-      std::vector<kernels::AttentionTile> tiles;
-      for (int g = 0; g < heads; ++g) {
-        kernels::AttentionTile t;
-        t.kv = &view;
-        t.kv_head = g;
-        t.rep = rep;
-        t.q = q.data() + size_t(g) * rep * hd;
-        t.out = out.data() + size_t(g) * rep * hd;
-        t.limits = &limit;
-        t.scale = 0.088f;
-        tiles.push_back(t);
-      }
-      kernels::attention(tiles, threads);  // warm-up
-      const int reps = std::max(3, 200000 / depth);
+      std::vector<std::vector<kernels::AttentionTile>> tiles(static_cast<size_t>(nl));
+      for (int l = 0; l < nl; ++l)
+        for (int g = 0; g < heads; ++g) {
+          kernels::AttentionTile t;
+          t.kv = &views[size_t(l)];
+          t.kv_head = g;
+          t.rep = rep;
+          t.q = q.data() + size_t(g) * rep * hd;
+          t.out = out.data() + size_t(g) * rep * hd;
+          t.limits = &limit;
+          t.scale = 0.088f;
+          tiles[size_t(l)].push_back(t);
+        }
+      auto pass = [&] {
+        for (const auto& lt : tiles) kernels::attention(lt, threads);
+      };
+      pass();  // warm-up
+      const int reps = reps_flag > 0 ? reps_flag : std::max(3, 200000 / depth / nl);
       double best = 1e30;
       for (int r = 0; r < reps; ++r) {
         auto t0 = std::chrono::steady_clock::now();
-        kernels::attention(tiles, threads);
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        pass();
+        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / nl);
       }
-      const double bytes = double(spec.bytes_per_token(sh)) * depth;
+      const double bytes = double(spec.bytes_per_token(sh)) / nl * depth;
       std::printf("| %d | %d | %.2f | %.1f | %.2f |\n", b, depth, best * 1e3 * layers, best * 1e9 / (double(depth) * heads),
                   bytes / best / 1e9);
     }

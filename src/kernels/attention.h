@@ -94,11 +94,13 @@ void attention_reference(const AttentionTile& tile);
 // ---- internals shared by the ISA-specific files ----
 namespace attn {
 
-// 4-bit K with groups of 32 or more is dotted in integers (AVX2: maddubs of the codes with int8 q): the
+// 4-bit K with groups of 32, 64 or 128 is dotted in integers (AVX2: maddubs of the codes with int8 q): the
 // scaled query is rounded to int8 per K group, scale max|q_g| / 127, as llama.cpp rounds Q to q8 for its
 // quantized K. That rounding is part of the definition: every path (reference, scalar, AVX2) dots K with
 // the rounded q, so they agree to float rounding. V is unaffected.
-inline bool int8_q(const KvLayerView& kv) { return kv.bits == 4 && kv.group_size % 32 == 0 && kv.head_dim <= 512; }
+inline bool int8_q(const KvLayerView& kv) {
+  return kv.bits == 4 && (kv.group_size == 32 || kv.group_size == 64 || kv.group_size == 128) && kv.head_dim <= 512;
+}
 // q[d] (already scaled) -> its int8 rounding per group of gs: qi[e] and scale[gi]; q_hat = qi * scale.
 void round_q_int8(const float* q, int d, int gs, int8_t* qi, float* scale);
 // q[d] replaced by its int8 rounding (q_hat), when int8_q(kv).

@@ -70,6 +70,15 @@ inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 constexpr int kPrefetch = 16;  // tokens ahead
 
+// Software pipelining across blocks: while the V rows of one block are summed, the K rows of the next
+// block of the same head (another page) are asked for, one row per token, into L2; while the K rows are
+// dotted, the V rows of the same block are. Each pass then streams one array from DRAM while it computes
+// on one already near.
+inline int next_block_tokens(const KvLayerView& kv, int t1) { return t1 < kv.n_tokens ? std::min(kv.n_tokens - t1, kChunk) : 0; }
+inline void prefetch_row(const uint8_t* row, size_t bytes) {
+  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(row + off), _MM_HINT_T1);
+}
+
 // Per-block f32 copies of one head's group parameters: out[gi * kChunk + i] for token t0 + i.
 // Eight tokens at a time for one or two groups per head (head_dim up to 2 groups: 64 / g64, 128 / g64):
 // one f16 -> f32 conversion per 8 values and a lane permutation that separates the groups.
@@ -120,13 +129,13 @@ inline void dot_rows(const uint8_t* row, size_t hb, const float* q, int d, int e
 // Scores of NQ queries against tokens [t0, t1): s[j*kChunk + t - t0] = q_j · k_t. For quantized K the
 // dot runs over raw codes per group and the group's affine map is applied once per group:
 //   q·k = sum_g scale_g * (q_g · codes_g) + bias_g * sum(q_g).
-template <int NQ>
+template <int NQ, int CPG>
 void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work);
 
 template <int BITS, int NQ>
 void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work) {
   if constexpr (BITS == 4)
-    if (int8_q(kv)) return scores_q4<NQ>(kv, g, q, t0, t1, s, work);
+    if (int8_q(kv)) return kv.group_size == 128 ? scores_q4<NQ, 2>(kv, g, q, t0, t1, s, work) : scores_q4<NQ, 1>(kv, g, q, t0, t1, s, work);
   const int d = kv.head_dim, n = t1 - t0;
   const int gs = BITS == 16 ? d : kv.group_size, ng = d / gs;
   const size_t hb = kv.head_bytes();
@@ -178,14 +187,21 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
   }
 }
 
-// Scores of NQ queries against 4-bit K in integers (int8_q(kv)): each 16 bytes of a row hold 32 codes,
-// split into low nibbles (elements 2b) and high nibbles (2b+1) of one 256-bit register; q, rounded to int8
-// per group (attention.h), is stored in that order, so maddubs multiplies and pairs them in one uop. The
-// 16-bit pair sums of a group (at most 8 x 2 x 15 x 127 < 2^15) add up before one madd widens them.
+// Scores of NQ queries against 4-bit K in integers (int8_q(kv)). A row is read in chunks of 32 bytes, 64
+// codes (the last chunk holds 16 bytes when head_dim % 64 == 32): low nibbles are elements 2b, high
+// nibbles 2b+1, so q, rounded to int8 per group (attention.h), is stored per chunk as [32 even elements |
+// 32 odd elements] and two maddubs multiply and pair a whole chunk. Each 16-bit lane then sums 4 elements
+// of one group (at most 2 x 2 x 15 x 127 per chunk); lanes add up over the chunks of a group (groups of
+// at most 256, so below 2^15) before one madd widens them, and with groups of 32 each chunk holds two
+// groups, one per 128-bit half.
 //   q·k = sum_g sq_g (s_g (qi_g · c_g) + b_g sum(qi_g)),  sq_g the group's q scale.
-template <int NQ>
+// CPG: chunks per group (1 for groups of 32 or 64, 2 for 128).
+template <int NQ, int CPG>
 void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s, float* work) {
-  const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs, cpg = gs / 32;
+  const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs;
+  const int nch = (d + 63) / 64;
+  const bool halves = gs == 32;                       // two groups per chunk
+  const int nslot = halves ? nch : ng;                // int32 vectors per token and query
   const size_t hb = kv.head_bytes();
   alignas(32) int8_t qp[NQ][512];
   float qs[NQ][16], qsum[NQ][16];
@@ -215,10 +231,11 @@ void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, flo
       _mm256_store_si256(reinterpret_cast<__m256i*>(t), sum);
       qsum[j][gi] = float(t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7]) * qs[j][gi];
     }
-    for (int c = 0; c < d; c += 32)
-      for (int b = 0; b < 16; ++b) {
-        qp[j][c + b] = int8_t(qi[c + 2 * b]);
-        qp[j][c + 16 + b] = int8_t(qi[c + 2 * b + 1]);
+    for (int c = 0; c < nch; ++c)
+      for (int b = 0; b < 32; ++b) {
+        const int e = c * 64 + 2 * b;
+        qp[j][c * 64 + b] = e < d ? int8_t(qi[e]) : 0;
+        qp[j][c * 64 + 32 + b] = e < d ? int8_t(qi[e + 1]) : 0;
       }
   }
   float* sc = work;
@@ -229,48 +246,59 @@ void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, flo
   const uint8_t* row0 = kv.k_row(g, t0);
   const uint8_t* vrow0 = kv.v_row(g, t0);
   const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  // Eight tokens at a time: each (query, group) leaves one vector of 8 partial sums per token; the 8
+  const int full = d / 64;  // whole 32-byte chunks
+  // Eight tokens at a time: each (query, slot) leaves one vector of 8 partial sums per token; the 8
   // vectors are summed across lanes together (a transposed reduction), so the dots of 8 tokens come out
   // as one vector instead of 8 horizontal sums.
-  alignas(32) __m256i part[NQ][16][8];
+  alignas(32) __m256i part[NQ][8][8];
   for (int i0 = 0; i0 < n; i0 += 8) {
     const int nt = std::min(8, n - i0);
     for (int tt = 0; tt < 8; ++tt) {
-      const int i = i0 + tt;
       if (tt >= nt) {
         for (int j = 0; j < NQ; ++j)
-          for (int gi = 0; gi < ng; ++gi) part[j][gi][tt] = _mm256_setzero_si256();
+          for (int v = 0; v < nslot; ++v) part[j][v][tt] = _mm256_setzero_si256();
         continue;
       }
-      const uint8_t* row = row0 + size_t(i) * hb;
+      const uint8_t* row = row0 + size_t(i0 + tt) * hb;
       for (size_t off = 0; off < hb; off += 64) {
         _mm_prefetch(reinterpret_cast<const char*>(row + size_t(kPrefetch) * hb + off), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i) * hb + off), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i0 + tt) * hb + off), _MM_HINT_T1);
       }
-      for (int gi = 0; gi < ng; ++gi) {
+      for (int v = 0; v < nslot; ++v) {
         __m256i p16[NQ];
-        #pragma GCC unroll 8
-        for (int j = 0; j < NQ; ++j) p16[j] = _mm256_setzero_si256();
-        for (int c = 0; c < cpg; ++c) {
-          const int e = gi * gs + c * 32;
-          const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + e / 2));
-          const __m256i codes = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x, 4), x), low4);
+        #pragma GCC unroll 2
+        for (int k = 0; k < CPG; ++k) {
+          const int c = v * CPG + k;
+          const __m256i x = c < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32))
+                                     : _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32)));
+          const __m256i lo = _mm256_and_si256(x, low4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
           #pragma GCC unroll 8
-          for (int j = 0; j < NQ; ++j)
-            p16[j] = _mm256_add_epi16(p16[j], _mm256_maddubs_epi16(codes, _mm256_load_si256(reinterpret_cast<const __m256i*>(qp[j] + e))));
+          for (int j = 0; j < NQ; ++j) {
+            const __m256i* qc = reinterpret_cast<const __m256i*>(qp[j] + c * 64);
+            const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(qc)),
+                                                _mm256_maddubs_epi16(hi, _mm256_load_si256(qc + 1)));
+            p16[j] = k == 0 ? pr : _mm256_add_epi16(p16[j], pr);
+          }
         }
         #pragma GCC unroll 8
-        for (int j = 0; j < NQ; ++j) part[j][gi][tt] = _mm256_madd_epi16(p16[j], ones);
+        for (int j = 0; j < NQ; ++j) part[j][v][tt] = _mm256_madd_epi16(p16[j], ones);
       }
     }
     for (int j = 0; j < NQ; ++j)
-      for (int gi = 0; gi < ng; ++gi) {
-        const __m256i* v = part[j][gi];
-        const __m256i h01 = _mm256_hadd_epi32(v[0], v[1]), h23 = _mm256_hadd_epi32(v[2], v[3]);
-        const __m256i h45 = _mm256_hadd_epi32(v[4], v[5]), h67 = _mm256_hadd_epi32(v[6], v[7]);
+      for (int v = 0; v < nslot; ++v) {
+        const __m256i* pv = part[j][v];
+        const __m256i h01 = _mm256_hadd_epi32(pv[0], pv[1]), h23 = _mm256_hadd_epi32(pv[2], pv[3]);
+        const __m256i h45 = _mm256_hadd_epi32(pv[4], pv[5]), h67 = _mm256_hadd_epi32(pv[6], pv[7]);
         const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
-        const __m256i sum = _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
-        _mm256_storeu_ps(dots + (size_t(j) * ng + size_t(gi)) * kChunk + size_t(i0), _mm256_cvtepi32_ps(sum));
+        // lanes 0-3 of a (b) are the low 128 bits of tokens 0-3 (4-7), lanes 4-7 the high 128 bits
+        const __m256i lo128 = _mm256_permute2x128_si256(a, b, 0x20), hi128 = _mm256_permute2x128_si256(a, b, 0x31);
+        float* dst = dots + size_t(j) * ng * kChunk + size_t(i0);
+        if (!halves) {
+          _mm256_storeu_ps(dst + size_t(v) * kChunk, _mm256_cvtepi32_ps(_mm256_add_epi32(lo128, hi128)));
+        } else {
+          _mm256_storeu_ps(dst + size_t(2 * v) * kChunk, _mm256_cvtepi32_ps(lo128));
+          if (2 * v + 1 < ng) _mm256_storeu_ps(dst + size_t(2 * v + 1) * kChunk, _mm256_cvtepi32_ps(hi128));
+        }
       }
   }
   // s_j = sum_g scale_g * sq_g * dot_g + bias_g * sum(q_hat_g), 8 tokens per vector (the tail lanes of
@@ -291,9 +319,45 @@ void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, flo
   }
 }
 
-// acc_j += sum_t p_j[t] * v_t for NQ queries. Quantized V: with w = p*scale per token and group,
+// Quantized V, once per block: with w = p*scale per token and group,
 //   sum_t p_t (scale_t c_t + bias_t) = sum_t w_t c_t + [sum_t p_t bias_t],
-// the bracket once per group. Columns go in slabs of SW (inside one group) so the NQ*SW/8 accumulators
+// this writes w to work + 2*ng*kChunk as [NQ][ng][kChunk] and adds the bracket to each query's
+// accumulators, once per group.
+template <int NQ>
+void v_weights(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts, float* work) {
+  const int n = t1 - t0, gs = kv.group_size, ng = kv.head_dim / gs;
+  float* sc = work;
+  float* bi = work + size_t(ng) * kChunk;
+  float* ww = work + size_t(2 * ng) * kChunk;
+  const size_t wstride = size_t(ng) * kChunk;
+  load_params(kv.v_scale(g, t0), ng, n, sc);
+  load_params(kv.v_bias(g, t0), ng, n, bi);
+  #pragma GCC unroll 8
+  for (int j = 0; j < NQ; ++j)
+    for (int gi = 0; gi < ng; ++gi) {
+      const float* pj = p + size_t(j) * kChunk;
+      float* wj = ww + size_t(j) * wstride + size_t(gi) * kChunk;
+      const float* scg = sc + size_t(gi) * kChunk;
+      const float* big = bi + size_t(gi) * kChunk;
+      __m256 bsum = _mm256_setzero_ps();
+      int i = 0;
+      for (; i + 8 <= n; i += 8) {
+        const __m256 pv = _mm256_loadu_ps(pj + i);
+        _mm256_storeu_ps(wj + i, _mm256_mul_ps(pv, _mm256_loadu_ps(scg + i)));
+        bsum = _mm256_fmadd_ps(pv, _mm256_loadu_ps(big + i), bsum);
+      }
+      float b = hsum(bsum);
+      for (; i < n; ++i) {
+        wj[i] = pj[i] * scg[i];
+        b += pj[i] * big[i];
+      }
+      const __m256 vb = _mm256_set1_ps(b);
+      float* acc = parts[j].acc + gi * gs;
+      for (int e = 0; e < gs; e += 8) _mm256_storeu_ps(acc + e, _mm256_add_ps(_mm256_loadu_ps(acc + e), vb));
+    }
+}
+
+// acc_j += sum_t p_j[t] * v_t for NQ queries (quantized V through v_weights). Columns go in slabs of SW (inside one group) so the NQ*SW/8 accumulators
 // stay in registers while the tokens stream past.
 template <int BITS, int NQ, int SW>
 void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts, float* work) {
@@ -304,36 +368,9 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
   const float* w = p;  // weights per query: w[j * wstride + gi * kChunk + i]
   size_t wstride = kChunk;
   if constexpr (BITS != 16) {
-    float* sc = work;
-    float* bi = work + size_t(ng) * kChunk;
-    float* ww = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
-    load_params(kv.v_scale(g, t0), ng, n, sc);
-    load_params(kv.v_bias(g, t0), ng, n, bi);
+    v_weights<NQ>(kv, g, p, t0, t1, parts, work);
+    w = work + size_t(2 * ng) * kChunk;
     wstride = size_t(ng) * kChunk;
-    #pragma GCC unroll 8
-    for (int j = 0; j < NQ; ++j)
-      for (int gi = 0; gi < ng; ++gi) {
-        const float* pj = p + size_t(j) * kChunk;
-        float* wj = ww + size_t(j) * wstride + size_t(gi) * kChunk;
-        const float* scg = sc + size_t(gi) * kChunk;
-        const float* big = bi + size_t(gi) * kChunk;
-        __m256 bsum = _mm256_setzero_ps();
-        int i = 0;
-        for (; i + 8 <= n; i += 8) {
-          const __m256 pv = _mm256_loadu_ps(pj + i);
-          _mm256_storeu_ps(wj + i, _mm256_mul_ps(pv, _mm256_loadu_ps(scg + i)));
-          bsum = _mm256_fmadd_ps(pv, _mm256_loadu_ps(big + i), bsum);
-        }
-        float b = hsum(bsum);
-        for (; i < n; ++i) {
-          wj[i] = pj[i] * scg[i];
-          b += pj[i] * big[i];
-        }
-        const __m256 vb = _mm256_set1_ps(b);
-        float* acc = parts[j].acc + gi * gs;
-        for (int e = 0; e < gs; e += 8) _mm256_storeu_ps(acc + e, _mm256_add_ps(_mm256_loadu_ps(acc + e), vb));
-      }
-    w = ww;
   }
   for (int c = 0; c < d; c += SW) {
     __m256 acc[NQ][SW / 8];
@@ -342,7 +379,10 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
       #pragma GCC unroll 8
       for (int k = 0; k < SW / 8; ++k) acc[j][k] = _mm256_loadu_ps(parts[j].acc + c + 8 * k);
     const float* wg = w + size_t(c / gs) * kChunk;
+    const int nk = c == 0 ? next_block_tokens(kv, t1) : 0;
+    const uint8_t* knext = nk ? kv.k_row(g, t1) : nullptr;
     for (int i = 0; i < n; ++i) {
+      if (i < nk) prefetch_row(knext + size_t(i) * hb, hb);
       const uint8_t* row = row0 + size_t(i) * hb;
       __m256 x[SW / 8];
       #pragma GCC unroll 8
@@ -358,6 +398,69 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
     for (int j = 0; j < NQ; ++j)
       #pragma GCC unroll 8
       for (int k = 0; k < SW / 8; ++k) _mm256_storeu_ps(parts[j].acc + c + 8 * k, acc[j][k]);
+  }
+}
+
+// weighted_sum for 4-bit V (groups of 16 or more): the bytes of a row are widened straight to 32-bit
+// lanes (vpmovzxbd), so one load and two masks give 8 even elements (low nibbles) and 8 odd elements
+// (high nibbles, kept as 16 x code). The accumulators hold a slab of SW columns split the same way, odd
+// ones times 16, and are put back in order and scale after the block; the factor 16 is exact, so every
+// sum rounds as in weighted_sum.
+template <int NQ, int SW>
+void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts, float* work) {
+  const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.v_row(g, t0);
+  const size_t wstride = size_t(ng) * kChunk;
+  v_weights<NQ>(kv, g, p, t0, t1, parts, work);
+  const float* w = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
+  const __m256i lo4 = _mm256_set1_epi32(0x0F), hi4 = _mm256_set1_epi32(0xF0);
+  const __m256 sixteen = _mm256_set1_ps(16.0f), sixteenth = _mm256_set1_ps(1.0f / 16.0f);
+  constexpr int H = SW / 16;  // 16-column halves of a slab: one 8-byte load each
+  for (int c = 0; c < d; c += SW) {
+    __m256 ev[NQ][H], od[NQ][H];
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 4
+      for (int h = 0; h < H; ++h) {
+        const float* a = parts[j].acc + c + 16 * h;
+        const __m256 n0 = _mm256_loadu_ps(a), n1 = _mm256_loadu_ps(a + 8);
+        ev[j][h] = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(n0, n1, 0x88)), 0xD8));
+        od[j][h] = _mm256_mul_ps(_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(n0, n1, 0xDD)), 0xD8)), sixteen);
+      }
+    const float* wg = w + size_t(c / gs) * kChunk;
+    const int nk = c == 0 ? next_block_tokens(kv, t1) : 0;
+    const uint8_t* knext = nk ? kv.k_row(g, t1) : nullptr;
+    for (int i = 0; i < n; ++i) {
+      if (i < nk) prefetch_row(knext + size_t(i) * hb, hb);
+      const uint8_t* row = row0 + size_t(i) * hb + c / 2;
+      __m256 xe[H], xo[H];
+      #pragma GCC unroll 4
+      for (int h = 0; h < H; ++h) {
+        const __m256i b = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(row + 8 * h)));
+        xe[h] = _mm256_cvtepi32_ps(_mm256_and_si256(b, lo4));
+        xo[h] = _mm256_cvtepi32_ps(_mm256_and_si256(b, hi4));
+      }
+      #pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) {
+        const __m256 wv = _mm256_broadcast_ss(wg + size_t(j) * wstride + size_t(i));
+        #pragma GCC unroll 4
+        for (int h = 0; h < H; ++h) {
+          ev[j][h] = _mm256_fmadd_ps(wv, xe[h], ev[j][h]);
+          od[j][h] = _mm256_fmadd_ps(wv, xo[h], od[j][h]);
+        }
+      }
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 4
+      for (int h = 0; h < H; ++h) {
+        const __m256 o = _mm256_mul_ps(od[j][h], sixteenth);
+        const __m256 l = _mm256_unpacklo_ps(ev[j][h], o), u = _mm256_unpackhi_ps(ev[j][h], o);
+        float* a = parts[j].acc + c + 16 * h;
+        _mm256_storeu_ps(a, _mm256_permute2f128_ps(l, u, 0x20));
+        _mm256_storeu_ps(a + 8, _mm256_permute2f128_ps(l, u, 0x31));
+      }
   }
 }
 
@@ -412,6 +515,15 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
   #pragma GCC unroll 8
   for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, kv.head_dim);
   const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
+  if constexpr (BITS == 4) {
+    if (gs % 16 == 0) {
+      if (NQ <= 2 && gs % 32 == 0)
+        weighted_sum_q4<NQ, 32>(kv, g, scratch, t0, tmax, parts, work);
+      else
+        weighted_sum_q4<NQ, 16>(kv, g, scratch, t0, tmax, parts, work);
+      return;
+    }
+  }
   if (NQ <= 2 && gs % 32 == 0)
     weighted_sum<BITS, NQ, 32>(kv, g, scratch, t0, tmax, parts, work);
   else if (gs % 16 == 0)
@@ -420,9 +532,22 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
     weighted_sum<BITS, NQ, 8>(kv, g, scratch, t0, tmax, parts, work);
 }
 
+// Asks for the group parameters of the next block of KV head g (four short arrays in another page, too
+// short for the hardware prefetcher to pick up before they are read).
+void prefetch_params(const KvLayerView& kv, int g, int t1) {
+  const int n = next_block_tokens(kv, t1);
+  if (!kv.quantized() || n == 0) return;
+  const size_t pb = size_t(n) * size_t(kv.head_groups()) * sizeof(uint16_t);
+  prefetch_row(reinterpret_cast<const uint8_t*>(kv.k_scale(g, t1)), pb);
+  prefetch_row(reinterpret_cast<const uint8_t*>(kv.k_bias(g, t1)), pb);
+  prefetch_row(reinterpret_cast<const uint8_t*>(kv.v_scale(g, t1)), pb);
+  prefetch_row(reinterpret_cast<const uint8_t*>(kv.v_bias(g, t1)), pb);
+}
+
 template <int BITS>
 void block_bits(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts, float* scratch) {
   const int d = kv.head_dim;
+  prefetch_params(kv, g, t1);
   for (int j = 0; j < nq; j += 4) {
     const float* qj = q + size_t(j) * d;
     float* sj = scratch + size_t(j) * kChunk;

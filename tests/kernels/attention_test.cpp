@@ -126,8 +126,9 @@ TEST(Attention, QuantizedEqualsDequantizedReference) {
       for (int gs : {8, 32, 64, 128}) {
         if (bits == 16 && gs != 64) continue;
         for (Case c : {Case{bits, gs, 128, 2, 2, 1, 300}, Case{bits, gs, 128, 1, 4, 1, 1}, Case{bits, gs, 64, 2, 1, 3, 257},
-                       Case{bits, gs, 8, 4, 2, 2, 33}, Case{bits, gs, 128, 2, 8, 1, 1100}}) {
-          if (c.bits != 16 && c.gs > c.hd) continue;
+                       Case{bits, gs, 8, 4, 2, 2, 33}, Case{bits, gs, 128, 2, 8, 1, 1100}, Case{bits, gs, 96, 1, 2, 1, 70},
+                       Case{bits, gs, 256, 1, 2, 2, 300}}) {
+          if (c.bits != 16 && (c.gs > c.hd || c.hd % c.gs != 0)) continue;
           for (int threads : {1, 2, 3}) {
             double err = run_case(c, isa, threads);
             ASSERT_LT(err, 2e-5) << "isa=" << isa_name(isa) << " bits=" << bits << " gs=" << gs << " hd=" << c.hd
