@@ -532,22 +532,9 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
     weighted_sum<BITS, NQ, 8>(kv, g, scratch, t0, tmax, parts, work);
 }
 
-// Asks for the group parameters of the next block of KV head g (four short arrays in another page, too
-// short for the hardware prefetcher to pick up before they are read).
-void prefetch_params(const KvLayerView& kv, int g, int t1) {
-  const int n = next_block_tokens(kv, t1);
-  if (!kv.quantized() || n == 0) return;
-  const size_t pb = size_t(n) * size_t(kv.head_groups()) * sizeof(uint16_t);
-  prefetch_row(reinterpret_cast<const uint8_t*>(kv.k_scale(g, t1)), pb);
-  prefetch_row(reinterpret_cast<const uint8_t*>(kv.k_bias(g, t1)), pb);
-  prefetch_row(reinterpret_cast<const uint8_t*>(kv.v_scale(g, t1)), pb);
-  prefetch_row(reinterpret_cast<const uint8_t*>(kv.v_bias(g, t1)), pb);
-}
-
 template <int BITS>
 void block_bits(const KvLayerView& kv, int g, const float* q, int nq, const int* limits, int t0, int t1, Partial* parts, float* scratch) {
   const int d = kv.head_dim;
-  prefetch_params(kv, g, t1);
   for (int j = 0; j < nq; j += 4) {
     const float* qj = q + size_t(j) * d;
     float* sj = scratch + size_t(j) * kChunk;
