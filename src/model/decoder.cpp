@@ -39,7 +39,7 @@ void linear(const Linear& l, const float* x, int64_t n, float* y) {
 // Projections that read the same x (q, k and v; gate and up): one kernel call for all of them.
 void linear_shared(std::initializer_list<std::pair<const Linear*, float*>> ls, const float* x, int64_t n) {
   kernels::WeightView ws[4];
-  float* ys[4];
+  float* ys[4] = {};
   int c = 0;
   for (const auto& l : ls) {
     OPTIQ_CHECK(c < 4, "linear_shared takes up to 4 projections");

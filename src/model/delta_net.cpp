@@ -45,7 +45,7 @@ void Model::delta_net(const DeltaNetBlock& d, const Batch& batch, kv::KvCache& c
   const int64_t N = int64_t(batch.size()), kd = la.key_dim(), vd = la.value_dim(), C = la.conv_dim();
   const int Hk = la.num_key_heads, Hv = la.num_value_heads, Dk = la.key_head_dim, Dv = la.value_head_dim;
   const int K = la.conv_kernel, rep = Hv / Hk;
-  const int threads = compute_threads();
+  [[maybe_unused]] const int threads = compute_threads();  // unused where OpenMP is off (the TSan build)
 
   // 1. Projections, in batch order.
   std::vector<float> mixed(size_t(N * C)), z(size_t(N * vd)), bb(size_t(N * Hv)), aa(size_t(N * Hv));
