@@ -70,14 +70,28 @@ inline float f16(uint16_t h) { return _cvtsh_ss(h); }
 
 constexpr int kPrefetch = 16;  // tokens ahead
 
-// Software pipelining across blocks: while the V rows of one block are summed, the K rows of the next
-// block of the same head (another page) are asked for, one row per token, into L2; while the K rows are
-// dotted, the V rows of the same block are. Each pass then streams one array from DRAM while it computes
-// on one already near.
-inline int next_block_tokens(const KvLayerView& kv, int t1) { return t1 < kv.n_tokens ? std::min(kv.n_tokens - t1, kChunk) : 0; }
-inline void prefetch_row(const uint8_t* row, size_t bytes) {
-  for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(row + off), _MM_HINT_T1);
-}
+// Software pipelining across blocks: while the V rows of one block are summed, the K rows of the same
+// head's next block (another page) are asked for into L2, one row per token (ask(i) for row i); while
+// the K rows are dotted, the V rows of the same block are. Each pass then streams one array from DRAM
+// while it computes on one already near. Blocks start at multiples of kChunk, so the next one starts at
+// t0 + kChunk whatever the queries' limits cut from this one.
+class NextKRows {
+ public:
+  NextKRows(const KvLayerView& kv, int g, int t0) : hb_(kv.head_bytes()) {
+    const int t = t0 + kChunk;
+    if (t < kv.n_tokens) n_ = std::min(kv.n_tokens - t, kChunk), row0_ = kv.k_row(g, t);
+  }
+  void ask(int i) const {
+    if (i >= n_) return;
+    const uint8_t* row = row0_ + size_t(i) * hb_;
+    for (size_t off = 0; off < hb_; off += 64) _mm_prefetch(reinterpret_cast<const char*>(row + off), _MM_HINT_T1);
+  }
+
+ private:
+  size_t hb_;
+  int n_ = 0;
+  const uint8_t* row0_ = nullptr;
+};
 
 // Per-block f32 copies of one head's group parameters: out[gi * kChunk + i] for token t0 + i.
 // Eight tokens at a time for one or two groups per head (head_dim up to 2 groups: 64 / g64, 128 / g64):
@@ -191,8 +205,8 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
 // codes (the last chunk holds 16 bytes when head_dim % 64 == 32): low nibbles are elements 2b, high
 // nibbles 2b+1, so q, rounded to int8 per group (attention.h), is stored per chunk as [32 even elements |
 // 32 odd elements] and two maddubs multiply and pair a whole chunk. Each 16-bit lane then sums 4 elements
-// of one group (at most 2 x 2 x 15 x 127 per chunk); lanes add up over the chunks of a group (groups of
-// at most 256, so below 2^15) before one madd widens them, and with groups of 32 each chunk holds two
+// of one group (at most 2 x 2 x 15 x 127 per chunk); lanes add up over the chunks of a group (at most
+// 2, groups of 128, so below 2^15) before one madd widens them, and with groups of 32 each chunk holds two
 // groups, one per 128-bit half.
 //   q·k = sum_g sq_g (s_g (qi_g · c_g) + b_g sum(qi_g)),  sq_g the group's q scale.
 // CPG: chunks per group (1 for groups of 32 or 64, 2 for 128).
@@ -357,8 +371,8 @@ void v_weights(const KvLayerView& kv, int g, const float* p, int t0, int t1, Par
     }
 }
 
-// acc_j += sum_t p_j[t] * v_t for NQ queries (quantized V through v_weights). Columns go in slabs of SW (inside one group) so the NQ*SW/8 accumulators
-// stay in registers while the tokens stream past.
+// acc_j += sum_t p_j[t] * v_t for NQ queries (quantized V through v_weights). Columns go in slabs of SW
+// (inside one group) so the NQ*SW/8 accumulators stay in registers while the tokens stream past.
 template <int BITS, int NQ, int SW>
 void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts, float* work) {
   const int d = kv.head_dim, n = t1 - t0;
@@ -372,6 +386,7 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
     w = work + size_t(2 * ng) * kChunk;
     wstride = size_t(ng) * kChunk;
   }
+  const NextKRows next_k(kv, g, t0);
   for (int c = 0; c < d; c += SW) {
     __m256 acc[NQ][SW / 8];
     #pragma GCC unroll 8
@@ -379,10 +394,8 @@ void weighted_sum(const KvLayerView& kv, int g, const float* p, int t0, int t1, 
       #pragma GCC unroll 8
       for (int k = 0; k < SW / 8; ++k) acc[j][k] = _mm256_loadu_ps(parts[j].acc + c + 8 * k);
     const float* wg = w + size_t(c / gs) * kChunk;
-    const int nk = c == 0 ? next_block_tokens(kv, t1) : 0;
-    const uint8_t* knext = nk ? kv.k_row(g, t1) : nullptr;
     for (int i = 0; i < n; ++i) {
-      if (i < nk) prefetch_row(knext + size_t(i) * hb, hb);
+      if (c == 0) next_k.ask(i);
       const uint8_t* row = row0 + size_t(i) * hb;
       __m256 x[SW / 8];
       #pragma GCC unroll 8
@@ -417,6 +430,7 @@ void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t
   const __m256i lo4 = _mm256_set1_epi32(0x0F), hi4 = _mm256_set1_epi32(0xF0);
   const __m256 sixteen = _mm256_set1_ps(16.0f), sixteenth = _mm256_set1_ps(1.0f / 16.0f);
   constexpr int H = SW / 16;  // 16-column halves of a slab: one 8-byte load each
+  const NextKRows next_k(kv, g, t0);
   for (int c = 0; c < d; c += SW) {
     __m256 ev[NQ][H], od[NQ][H];
     #pragma GCC unroll 8
@@ -429,10 +443,8 @@ void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t
         od[j][h] = _mm256_mul_ps(_mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(n0, n1, 0xDD)), 0xD8)), sixteen);
       }
     const float* wg = w + size_t(c / gs) * kChunk;
-    const int nk = c == 0 ? next_block_tokens(kv, t1) : 0;
-    const uint8_t* knext = nk ? kv.k_row(g, t1) : nullptr;
     for (int i = 0; i < n; ++i) {
-      if (i < nk) prefetch_row(knext + size_t(i) * hb, hb);
+      if (c == 0) next_k.ask(i);
       const uint8_t* row = row0 + size_t(i) * hb + c / 2;
       __m256 xe[H], xo[H];
       #pragma GCC unroll 4
