@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Decode cost of mounted LoRA adapters (issue 7): `optiq generate` decode tok/s on MODEL alone, with one
-// rank-R adapter on every attention and MLP projection of every layer, in one run on one machine; then one
+// Decode cost of mounted LoRA adapters (issue 7): one rank-R adapter on every attention and MLP projection of
+// every layer against MODEL alone, measured by `optiq bench --adapter` (decode steps of the base and of the
+// adapter alternate in one process; the overhead is the median of the pairs' ratios), --reps times; then one
 // server batch of 8 streams on 8 different adapters against 8 streams on the base.
 // The adapters are random (mlx-lm layout, F32), written to a temporary folder from MODEL's config.json.
 //
-//   node bench/lora_overhead.mjs MODEL_DIR [--rank 16] [--tokens 64] [--threads 2] [--reps 5] [--dtype F32|BF16]
+//   node bench/lora_overhead.mjs MODEL_DIR [--rank 16] [--tokens 256] [--threads 2] [--reps 5] [--dtype F32|BF16]
 // (--dtype: how the adapter files store A and B; optiq applies F32 files in f16, BF16 files in BF16)
 //
 // MODEL_DIR needs a tokenizer, e.g. `optiq make-model --shape qwen3-0.6b --vocab 50257 --format mlx4 -o M`
@@ -16,7 +17,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { bin, startServer, writeMlxAdapter } from '../tests/js/harness.mjs';
 
-const opts = { model: '', rank: 16, tokens: 64, threads: 2, reps: 5, dtype: 'F32' };
+const opts = { model: '', rank: 16, tokens: 256, threads: 2, reps: 5, dtype: 'F32' };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -49,26 +50,21 @@ function writeAdapter(dir, name, seed) {
   return writeMlxAdapter(path.join(dir, name), tensors, { rank: r, scale: 2.0 });
 }
 
-function decodeTokS(extra) {
-  const r = spawnSync(bin, ['generate', opts.model, '--prompt', 'Once upon a time', '--max-tokens', String(opts.tokens), ...extra],
+// One `optiq bench` run: decode tok/s of the base and with the adapter, and the median step overhead.
+function benchPair(adapter) {
+  const r = spawnSync(bin, ['bench', opts.model, '--gen', String(opts.tokens), '--prompt-len', '0', '--no-bandwidth', '--adapter', adapter],
     { encoding: 'utf8', env });
   if (r.status !== 0) throw new Error(r.stderr);
-  return Number(/generation: (\d+) tokens, ([\d.]+) tokens\/s/.exec(r.stderr)[2]);
+  const [base, one] = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+  return { base: base.decode_tok_s, one: one.decode_tok_s, overhead: one.adapter_overhead };
 }
 
-// Base and adapter runs alternate, so that a noisy neighbour slows both sides of a pair alike; the
-// overhead is the median over the pairs (and the best of each side is printed too).
-function pairedOverhead(extra) {
-  const base = [], one = [], ratios = [];
-  for (let i = 0; i < opts.reps; i++) {
-    base.push(decodeTokS([]));
-    one.push(decodeTokS(extra));
-    ratios.push(base[i] / one[i] - 1);
-  }
-  ratios.sort((a, b) => a - b);
-  const mid = ratios.length >> 1;
-  const median = ratios.length % 2 ? ratios[mid] : (ratios[mid - 1] + ratios[mid]) / 2;
-  return { base: Math.max(...base), one: Math.max(...one), median };
+function pairedOverhead(adapter) {
+  const runs = Array.from({ length: opts.reps }, () => benchPair(adapter));
+  const ov = runs.map((r) => r.overhead).sort((a, b) => a - b);
+  const mid = ov.length >> 1;
+  const median = ov.length % 2 ? ov[mid] : (ov[mid - 1] + ov[mid]) / 2;
+  return { base: Math.max(...runs.map((r) => r.base)), one: Math.max(...runs.map((r) => r.one)), median, all: ov };
 }
 
 async function streams(base, models) {
@@ -84,10 +80,10 @@ async function streams(base, models) {
 const dir = mkdtempSync(path.join(os.tmpdir(), 'optiq-lora-bench-'));
 try {
   const adapters = Array.from({ length: 8 }, (_, i) => writeAdapter(dir, `a${i}`, 17 + i));
-  const { base, one, median } = pairedOverhead(['--adapter', adapters[0]]);
-  console.log(`decode, one stream (optiq generate, ${opts.tokens} tokens, ${opts.reps} alternating pairs): best base ${base.toFixed(2)} tok/s, ` +
-    `best with one rank-${opts.rank} adapter on all 7 projections ${one.toFixed(2)} tok/s: overhead ${((base / one - 1) * 100).toFixed(1)}% ` +
-    `(best vs best), ${(median * 100).toFixed(1)}% (median of the pairs)`);
+  const { base, one, median, all } = pairedOverhead(adapters[0]);
+  console.log(`decode, one stream (optiq bench --adapter, ${opts.tokens} step pairs, ${opts.reps} runs): best base ${base.toFixed(2)} tok/s, ` +
+    `best with one rank-${opts.rank} adapter on all 7 projections ${one.toFixed(2)} tok/s; step overhead ${(median * 100).toFixed(1)}% ` +
+    `(median of the runs' medians; runs: ${all.map((o) => (o * 100).toFixed(1)).join(', ')}%)`);
   const server = await startServer(['--model', opts.model, '--max-concurrency', '8', ...adapters.flatMap((a, i) => ['--adapter', `a${i}=${a}`])],
     { OPTIQ_THREADS: String(opts.threads) });
   try {

@@ -2,12 +2,14 @@
 // the implied bandwidth, against this machine's read bandwidth measured in the same run.
 #include "util/omp.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <vector>
 
+#include "cli/adapters.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "hub/hub.h"
@@ -114,7 +116,9 @@ int run_bench(int argc, char** argv) {
   std::string model_path, depths_s = "0", kv_bits, kv_configs, rotation = "auto";
   int gen = 64, prompt_len = 512, chunk = 512, kv_group = 0;
   bool no_bandwidth = false;
-  Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512] [--kv-bits 16,8,4] [--kv-config A.json,B.json]");
+  std::vector<std::string> adapters;
+  Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512] [--kv-bits 16,8,4] [--kv-config A.json,B.json] "
+          "[--adapter PATH]");
   f.add("model", &model_path, "model folder or .gguf file (or the first argument)");
   f.add("depth", &depths_s, "comma-separated context depths for decode (default 0)");
   f.add("gen", &gen, "tokens to decode at each depth (default 64)");
@@ -124,6 +128,8 @@ int run_bench(int argc, char** argv) {
   f.add("kv-config", &kv_configs, "comma-separated kv_config.json files to measure side by side");
   f.add("kv-group-size", &kv_group, "KV quantization group size (default 64)");
   f.add("kv-rotation", &rotation, "Hadamard rotation of quantized K/V: auto | on | off (default auto)");
+  f.add("adapter", &adapters,
+        "also decode with this LoRA adapter (PATH or NAME=PATH; repeat to stack), step by step alternating with the base");
   f.add_bool("no-bandwidth", &no_bandwidth, "skip measuring the machine's read bandwidth");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
   model_path = f.model_arg(model_path, "optiq bench MODEL");
@@ -133,6 +139,15 @@ int run_bench(int argc, char** argv) {
 
   model_path = hub::resolve(model_path, hub::Kind::Model);
   auto model = model::Model::load(model_path);
+  // With adapters, every decode step of the base is followed by one of a second sequence under the adapters,
+  // so that a noisy machine slows both alike; the two are timed apart.
+  const int32_t adapter_set = adapters.empty() ? 0 : model->adapter_set(mount_adapters(*model, adapters));
+  const int arms = adapter_set ? 2 : 1;
+  int64_t adapter_bytes = 0;  // what decode reads of them per token: A and B in 16 bits
+  for (const auto& a : model->adapters())
+    for (const auto& layer : a->layers)
+      for (const auto& d : layer)
+        if (d) adapter_bytes += int64_t(d->a16.size() + d->b16.size()) * 2;
   const auto& c = model->config();
   const kv::KvShape shape = model->kv_shape();
   for (auto& v : variants) v.spec.validate(shape);
@@ -172,31 +187,59 @@ int run_bench(int argc, char** argv) {
     const int64_t kv_row_bytes = var.spec.bytes_per_token(shape);
     for (int depth : depths) {
       auto cache = model->make_cache(var.spec);
-      int32_t seq = cache->create_sequence();
-      fill_cache(*cache, seq, depth);
+      int32_t seqs[2];
       model::Batch b;
-      b.add(tok(rng), depth, seq, true);
-      model->forward(b, *cache, logits.data());  // warm-up step at this depth
-      double t0 = now_s();
-      for (int i = 1; i <= gen; ++i) {
+      for (int a = 0; a < arms; ++a) {
+        seqs[a] = cache->create_sequence();
+        fill_cache(*cache, seqs[a], depth);
         b.clear();
-        b.add(tok(rng), depth + i, seq, true);
-        model->forward(b, *cache, logits.data());
+        b.add(tok(rng), depth, seqs[a], true, a ? adapter_set : 0);
+        model->forward(b, *cache, logits.data());  // warm-up step at this depth
       }
-      double dt = now_s() - t0;
-      double tps = gen / dt;
-      int64_t bytes = model->weight_bytes_per_token() + kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
-      double gbs = double(bytes) * tps / 1e9;
-      std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
-                  var.label.c_str(), depth, prefill_tps, gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
-      std::fflush(stdout);
-      nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
-                                  {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
-                                  {"threads", threads}, {"isa", isa_name(active_isa())}, {"depth", depth},
-                                  {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
-                                  {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
-                                  {"read_bandwidth_gb_s", bw}};
-      rows.push_back(j);
+      double dt[2] = {0, 0};
+      std::vector<double> ratio;  // adapter step time / the base step just before it
+      for (int i = 1; i <= gen; ++i) {
+        double step[2] = {0, 0};
+        for (int a = 0; a < arms; ++a) {
+          b.clear();
+          b.add(tok(rng), depth + i, seqs[a], true, a ? adapter_set : 0);
+          const double t0 = now_s();
+          model->forward(b, *cache, logits.data());
+          step[a] = now_s() - t0;
+          dt[a] += step[a];
+        }
+        if (arms == 2) ratio.push_back(step[1] / step[0]);
+      }
+      // The overhead is the median of the step pairs' ratios: a burst of noise on this shared machine moves
+      // a few pairs, not the median.
+      double overhead = 0;
+      if (!ratio.empty()) {
+        std::sort(ratio.begin(), ratio.end());
+        const size_t m = ratio.size() / 2;
+        overhead = (ratio.size() % 2 ? ratio[m] : 0.5 * (ratio[m - 1] + ratio[m])) - 1;
+      }
+      for (int a = 0; a < arms; ++a) {
+        const double tps = gen / dt[a];
+        const int64_t bytes = model->weight_bytes_per_token() + (a ? adapter_bytes : 0) + kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
+        const double gbs = double(bytes) * tps / 1e9;
+        const std::string label = a ? var.label + " +lora" : var.label;
+        std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
+                    label.c_str(), depth, prefill_tps, gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
+        std::fflush(stdout);
+        nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
+                                    {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
+                                    {"threads", threads}, {"isa", isa_name(active_isa())}, {"depth", depth},
+                                    {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
+                                    {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
+                                    {"read_bandwidth_gb_s", bw}};
+        if (a) j["adapters"] = adapters, j["adapter_overhead"] = overhead;
+        rows.push_back(j);
+      }
+      if (arms == 2)
+        std::fprintf(stderr,
+                     "%s, depth %d: a decode step with the adapters takes %.1f%% longer than the base step before it "
+                     "(median of %d pairs; %.1f%% in total time)\n",
+                     var.label.c_str(), depth, 100.0 * overhead, gen, 100.0 * (dt[1] / dt[0] - 1));
     }
   }
   for (auto& j : rows) std::printf("%s\n", j.dump().c_str());

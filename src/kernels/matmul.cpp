@@ -135,16 +135,6 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
   matmul_ref(w, x, n, y);
 }
 
-void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n) {
-  if (count <= 0) return;
-  if (n == 1 && active_isa() == Isa::Avx2) {
-    bool rows = true;
-    for (int i = 0; i < count; ++i) detail::check_view(ws[i]), rows = rows && ws[i].rows > 0;
-    if (rows && detail::qmatmul_avx2_decode_shared(ws, ys, count, x)) return;
-  }
-  for (int i = 0; i < count; ++i) matmul(ws[i], x, n, ys[i]);
-}
-
 namespace {
 
 void check_lowrank(const WeightView& a, const WeightView& b) {
@@ -181,9 +171,43 @@ void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, i
 }
 
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
-  if (active_isa() != Isa::Avx2) return lowrank_add_ref(a, b, x, n, alpha, y);
-  check_lowrank(a, b);
-  if (n > 0 && a.rows > 0) detail::lowrank_add_avx2(a, b, x, n, alpha, y);
+  LowRank l;
+  l.a = a, l.b = b, l.alpha = alpha;
+  matmul_shared_x(nullptr, &y, 0, x, n, &l, 1);
+}
+
+void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRank* lr,
+                     int lr_count) {
+  for (int i = 0; i < count; ++i) detail::check_view(ws[i]);
+  for (int t = 0; t < lr_count; ++t) {
+    const LowRank& l = lr[t];
+    check_lowrank(l.a, l.b);
+    OPTIQ_CHECK(l.out >= 0 && (l.out < count || (count == 0 && l.out == 0)), "low-rank term: no such output");
+    OPTIQ_CHECK(count == 0 || (l.a.cols == ws[l.out].cols && l.b.cols == ws[l.out].rows),
+                "low-rank term: shape does not fit its weight");
+    for (int64_t j = 0; l.rows && j < l.n_rows; ++j)
+      OPTIQ_CHECK(l.rows[j] >= 0 && l.rows[j] < n, "low-rank term: row out of range");
+  }
+  if (n <= 0) return;
+  if (active_isa() != Isa::Avx2) {
+    for (int i = 0; i < count; ++i) matmul_ref(ws[i], x, n, ys[i]);
+    for (int t = 0; t < lr_count; ++t) {
+      const LowRank& l = lr[t];
+      const int64_t in = l.a.cols, out = l.b.cols;
+      if (!l.rows) lowrank_add_ref(l.a, l.b, x, n, l.alpha, ys[l.out]);
+      for (int64_t j = 0; l.rows && j < l.n_rows; ++j)
+        lowrank_add_ref(l.a, l.b, x + l.rows[j] * in, 1, l.alpha, ys[l.out] + l.rows[j] * out);
+    }
+    return;
+  }
+  const detail::LowRankRun run(lr, lr_count, ws, ys, x, n);
+  if (n == 1 && count > 0) {
+    bool rows = true;
+    for (int i = 0; i < count; ++i) rows = rows && ws[i].rows > 0;
+    if (rows && detail::qmatmul_avx2_decode_shared(ws, ys, count, x, run.empty() ? nullptr : &run)) return;
+  }
+  for (int i = 0; i < count; ++i) matmul(ws[i], x, n, ys[i]);
+  run.run();
 }
 
 void dequantize_row(const WeightView& w, int64_t r, float* out) {

@@ -23,16 +23,29 @@ namespace optiq::kernels {
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
 
-// y_i = W_i x for i < count, weights that read the same x (q, k and v; gate and up). At one row in the
-// 4-bit formats (MLX 4-bit, Q4_0) x is quantized once and the rows of all of them are split over the
-// threads in one parallel region; otherwise one matmul each. The same numbers as matmul, each.
-void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n);
+// A low-rank update (a LoRA delta) of one output of matmul_shared_x, y[i] += alpha · (x[i] · aᵀ) · b for the
+// listed rows i of x (all of them when rows is null): a [r, in] as for matmul (a = A), b stored [r, out]
+// (b = Bᵀ), a and b alike F32, F16 or BF16. The inner dimension of the second product is the rank (8-64): as
+// dots per output it would be mostly horizontal sums, so b is read the other way, each weight one FMA,
+// summed over r in order.
+struct LowRank {
+  WeightView a, b;
+  float alpha = 1.0f;
+  int out = 0;                    // the output (index into ys) it adds to
+  const int64_t* rows = nullptr;  // the rows of x (and of y) it applies to, or null for all
+  int64_t n_rows = 0;
+};
 
-// A low-rank update (a LoRA delta), y[n, b.cols] += alpha · (x[n, a.cols] · aᵀ) · b: a [r, in] as for
-// matmul (a = A), b stored [r, out] (b = Bᵀ), a and b alike F32, F16 or BF16. The inner dimension of the
-// second product is the rank (8-64): as dots per output it would be mostly horizontal sums, so b is read
-// the other way, each weight one FMA, summed over r in order. Both products in one parallel region
-// (threaded from 32 KB of weights: memory-bound), the second added straight into y.
+// y_i = W_i x for i < count, weights that read the same x (q, k and v; gate and up), plus the low-rank
+// terms lr[0..lr_count). At one row in the 4-bit formats (MLX 4-bit, Q4_0) x is quantized once, and the
+// rows of all the weights and then all the terms are split over the threads in one parallel region;
+// otherwise one matmul each, then the terms together in one region. The same numbers as matmul and
+// lowrank_add, each (the terms are added in order, before any bias the caller adds).
+void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
+                     const LowRank* lr = nullptr, int lr_count = 0);
+
+// One low-rank update of all n rows: y[n, b.cols] += alpha · (x[n, a.cols] · aᵀ) · b, both products in one
+// parallel region (threaded from 32 KB of weights: memory-bound), the second added straight into y.
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 

@@ -119,18 +119,20 @@ inline void rows_x_tile(const uint8_t* base, size_t row_bytes, int64_t r0, int64
   }
 }
 
-// y[c, r] for r in [r0, r1) and every x row; weights are rows of `base` with stride row_bytes.
+// y[c, r] for r in [r0, r1) and every x row; weights are rows of `base` with stride row_bytes. x row c is
+// x + xrow(c) * cols, with xrow(c) = xrows[c] when xrows is given, c otherwise.
 template <class L>
 void float_rows(const uint8_t* base, size_t row_bytes, int64_t r0, int64_t r1, const float* x,
-                int64_t n, int64_t cols, float* y, int64_t rows_total) {
+                int64_t n, int64_t cols, float* y, int64_t rows_total, const int64_t* xrows = nullptr) {
+  auto xrow = [&](int64_t c) { return x + (xrows ? xrows[c] : c) * cols; };
   int64_t c = 0;
   const float* xs[4];
   for (; c + 4 <= n; c += 4) {
-    for (int j = 0; j < 4; ++j) xs[j] = x + (c + j) * cols;
+    for (int j = 0; j < 4; ++j) xs[j] = xrow(c + j);
     rows_x_tile<L, 4>(base, row_bytes, r0, r1, xs, cols, y + c * rows_total, rows_total);
   }
   const int64_t rem = n - c;
-  for (int j = 0; j < rem; ++j) xs[j] = x + (c + j) * cols;
+  for (int j = 0; j < rem; ++j) xs[j] = xrow(c + j);
   float* yc = y + c * rows_total;
   if (rem == 3) rows_x_tile<L, 3>(base, row_bytes, r0, r1, xs, cols, yc, rows_total);
   if (rem == 2) rows_x_tile<L, 2>(base, row_bytes, r0, r1, xs, cols, yc, rows_total);
@@ -168,11 +170,14 @@ void dequant_fallback(const WeightView& w, const float* x, int64_t n, float* y) 
   });
 }
 
-// Columns [c0, c1) of y[n, cols] = x[n, rows] · W: 32 columns at a time in four accumulators per x row,
-// summed over the rows in order (the reference's order; FMA rounding only).
+// Columns [c0, c1) of y[n, cols] += alpha · x[n, rows] · W: 32 columns at a time in four accumulators per
+// x row, summed over the rows in order (the reference's order; FMA rounding only). Row i of the product goes
+// to y row yrows[i] when yrows is given, row i otherwise.
 template <class L>
-void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_t c0, int64_t c1, float alpha) {
+void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_t c0, int64_t c1, float alpha,
+                const int64_t* yrows) {
   const int64_t rows = w.rows, cols = w.cols;
+  auto yrow = [&](int64_t i) { return y + (yrows ? yrows[i] : i) * cols; };
   int64_t c = c0;
   for (; c + 32 <= c1; c += 32)
     for (int64_t i = 0; i < n; ++i) {
@@ -186,7 +191,7 @@ void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_
         a2 = _mm256_fmadd_ps(xv, L::load8(row, c + 16), a2);
         a3 = _mm256_fmadd_ps(xv, L::load8(row, c + 24), a3);
       }
-      float* yi = y + i * cols + c;
+      float* yi = yrow(i) + c;
       const __m256 av = _mm256_set1_ps(alpha);
       _mm256_storeu_ps(yi, _mm256_fmadd_ps(av, a0, _mm256_loadu_ps(yi)));
       _mm256_storeu_ps(yi + 8, _mm256_fmadd_ps(av, a1, _mm256_loadu_ps(yi + 8)));
@@ -197,39 +202,91 @@ void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_
     for (int64_t i = 0; i < n; ++i) {
       float acc = 0.0f;
       for (int64_t k = 0; k < rows; ++k) acc = std::fma(x[i * rows + k], L::load1(w.data + size_t(k) * w.row_bytes, c), acc);
-      y[i * cols + c] = std::fma(alpha, acc, y[i * cols + c]);
+      float* yi = yrow(i) + c;
+      *yi = std::fma(alpha, acc, *yi);
     }
 }
 
-template <class L>
-void float_lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
-  thread_local std::vector<float> t;
-  t.resize(size_t(n * a.rows));
-  const int threads = std::max(threads_for_float(a, n), threads_for_float(b, n));
-  if (threads <= 1) {
-    float_rows<L>(a.data, a.row_bytes, 0, a.rows, x, n, a.cols, t.data(), a.rows);
-    kn_columns<L>(b, t.data(), n, y, 0, b.cols, alpha);
-    return;
-  }
-  float* tp = t.data();
-#pragma omp parallel num_threads(threads)
-  {
-    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
-    const auto [r0, r1] = thread_share(a.rows, 2, ti, nt);
-    if (r0 < r1) float_rows<L>(a.data, a.row_bytes, r0, r1, x, n, a.cols, tp, a.rows);
-#pragma omp barrier
-    const auto [c0, c1] = thread_share(b.cols, 32, ti, nt);
-    if (c0 < c1) kn_columns<L>(b, tp, n, y, c0, c1, alpha);
+// The loader of a low-rank pair's format, as an argument: f(LoadF16{}).
+template <class F>
+void with_loader(const LowRank& l, F&& f) {
+  switch (l.a.format) {
+    case WeightFormat::F32: return f(LoadF32{});
+    case WeightFormat::F16: return f(LoadF16{});
+    default: return f(LoadBF16{});
   }
 }
 
 }  // namespace
 
-void lowrank_add_avx2(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
-  switch (a.format) {
-    case WeightFormat::F32: return float_lowrank_add<LoadF32>(a, b, x, n, alpha, y);
-    case WeightFormat::F16: return float_lowrank_add<LoadF16>(a, b, x, n, alpha, y);
-    default: return float_lowrank_add<LoadBF16>(a, b, x, n, alpha, y);
+LowRankRun::LowRankRun(const LowRank* lr, int lr_count, const WeightView* ws, float* const* ys, const float* x,
+                       int64_t n)
+    : x_(x) {
+  int64_t t_size = 0;
+  for (int i = 0; i < lr_count; ++i) {
+    const LowRank& l = lr[i];
+    const int64_t rows = l.rows ? l.n_rows : n;
+    if (rows <= 0 || l.a.rows == 0) continue;
+    int64_t y_row0 = 0;
+    for (int j = 0; ws && j < l.out; ++j) y_row0 += ws[j].rows;
+    terms_.push_back({&l, ys[l.out], rows, a_rows_, t_size, y_row0});
+    a_rows_ += l.a.rows;
+    t_size += rows * l.a.rows;
+    if (std::max(threads_for_float(l.a, rows), threads_for_float(l.b, rows)) > 1) threads_ = compute_threads();
+  }
+  thread_local std::vector<float> t;  // x aᵀ of every term (the constructing thread's; the region shares it)
+  t.resize(size_t(t_size));
+  t_ = t.data();
+}
+
+void LowRankRun::phase_a(int ti, int nt) const {
+  const auto [g0, g1] = thread_share(a_rows_, 2, ti, nt);
+  for (const Term& tm : terms_) {
+    const WeightView& a = tm.lr->a;
+    const int64_t r0 = std::max(g0, tm.a_row0) - tm.a_row0, r1 = std::min(g1, tm.a_row0 + a.rows) - tm.a_row0;
+    if (r0 >= r1) continue;
+    with_loader(*tm.lr, [&](auto l) {
+      float_rows<decltype(l)>(a.data, a.row_bytes, r0, r1, x_, tm.rows, a.cols, t_ + tm.t0, a.rows, tm.lr->rows);
+    });
+  }
+  a_done_.fetch_add(1, std::memory_order_release);
+}
+
+void LowRankRun::wait_a(int nt) const {
+  while (a_done_.load(std::memory_order_acquire) < nt) _mm_pause();
+}
+
+void LowRankRun::add_columns(const Term& tm, int64_t c0, int64_t c1) const {
+  if (c0 >= c1) return;
+  with_loader(*tm.lr, [&](auto l) { kn_columns<decltype(l)>(tm.lr->b, t_ + tm.t0, tm.rows, tm.y, c0, c1, tm.lr->alpha, tm.lr->rows); });
+}
+
+void LowRankRun::phase_b(int ti, int nt) const {
+  wait_a(nt);
+  for (const Term& tm : terms_) {
+    const auto [c0, c1] = thread_share(tm.lr->b.cols, 32, ti, nt);
+    add_columns(tm, c0, c1);
+  }
+}
+
+void LowRankRun::phase_b_rows(int nt, int64_t g0, int64_t g1) const {
+  wait_a(nt);
+  for (const Term& tm : terms_)
+    add_columns(tm, std::max(g0, tm.y_row0) - tm.y_row0, std::min(g1, tm.y_row0 + tm.lr->b.cols) - tm.y_row0);
+}
+
+void LowRankRun::run() const {
+  if (terms_.empty()) return;
+  if (threads_ <= 1 || omp_in_parallel()) {
+    phase_a(0, 1);
+    phase_b(0, 1);
+    return;
+  }
+#pragma omp parallel num_threads(threads_)
+  {
+    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
+    phase_a(ti, nt);
+    phase_b(ti, nt);
   }
 }
 

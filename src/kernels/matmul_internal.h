@@ -3,9 +3,12 @@
 #include "util/omp.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <utility>
+#include <vector>
 
+#include "kernels/matmul.h"
 #include "kernels/weight.h"
 #include "util/cpu.h"
 
@@ -23,11 +26,48 @@ void dequantize_row_scalar(const WeightView& w, int64_t r, float* out);
 
 // AVX2 implementation. Only call when detected_isa() == Avx2.
 void matmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);    // matmul_avx2.cpp
-void lowrank_add_avx2(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);  // matmul_avx2.cpp
 bool qmatmul_avx2_supported(const WeightView& w);                             // qmatmul_avx2.cpp
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
+
+// The low-rank terms of one matmul_shared_x call (AVX2, matmul_avx2.cpp), in two phases so that they can share
+// the parallel region of the weights they add to. Thread ti of nt first computes its share of every x·aᵀ
+// (phase_a). Then either phase_b, its share of every b's columns, or, inside the weights' region,
+// phase_b_rows: the columns that are its own rows [g0, g1) of the weights' outputs (stacked in order), so that
+// it adds only to outputs it has already written. Both first wait until all nt threads are through phase_a;
+// that is not a barrier: no thread waits for another's rows of the weights. run() is phase_a and phase_b in a
+// region of their own. The x·aᵀ scratch is the constructing thread's: one run at a time per thread.
+class LowRankRun {
+ public:
+  // ws: the count weights the terms add to (their outputs' rows), or null.
+  LowRankRun(const LowRank* lr, int lr_count, const WeightView* ws, float* const* ys, const float* x, int64_t n);
+  bool empty() const { return terms_.empty(); }
+  void phase_a(int ti, int nt) const;
+  void phase_b(int ti, int nt) const;
+  void phase_b_rows(int nt, int64_t g0, int64_t g1) const;
+  void run() const;
+
+ private:
+  struct Term {
+    const LowRank* lr;
+    float* y;
+    int64_t rows;    // rows of x it applies to
+    int64_t a_row0;  // its first row among all terms' rows of a
+    int64_t t0;      // its x·aᵀ in t_
+    int64_t y_row0;  // its output's first row among all the weights' rows
+  };
+  void wait_a(int nt) const;
+  void add_columns(const Term& tm, int64_t c0, int64_t c1) const;
+  std::vector<Term> terms_;
+  mutable std::atomic<int> a_done_{0};  // threads through phase_a
+  const float* x_;
+  float* t_ = nullptr;
+  int64_t a_rows_ = 0;
+  int threads_ = 1;
+};
+
 // One row, several weights over it (matmul_shared_x); false when they do not all take the 4-bit decode path.
-bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x);
+// The low-rank terms (may be null) run in the same parallel region, after the weights' rows.
+bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x, const LowRankRun* lr);
 
 // Threads to use for `macs` multiply-adds: 1 for tiny work or inside a parallel region.
 inline int threads_for(double macs) {

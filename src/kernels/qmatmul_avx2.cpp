@@ -18,6 +18,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <numeric>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
@@ -545,17 +546,24 @@ inline int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows.
+// Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows. Low-rank terms
+// (lr, may be null) that add to those rows run in the same region: each thread's share of x·aᵀ first, then
+// the terms' columns that are its own rows (in whole 32-column steps of the low-rank kernel).
 template <class F>
-void decode_rows(int64_t rows, int64_t align, int threads, F&& f) {
+void decode_rows(int64_t rows, int64_t align, int threads, F&& f, const LowRankRun* lr = nullptr) {
   if (threads <= 1 || rows < 2 * align) {
     f(int64_t(0), rows);
+    if (lr) lr->run();
     return;
   }
+  if (lr) align = std::lcm(align, int64_t(32));
 #pragma omp parallel num_threads(threads)
   {
-    const auto [r0, r1] = thread_share(rows, align, omp_get_thread_num(), omp_get_num_threads());
+    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
+    if (lr) lr->phase_a(ti, nt);
+    const auto [r0, r1] = thread_share(rows, align, ti, nt);
     if (r0 < r1) f(r0, r1);
+    if (lr) lr->phase_b_rows(nt, r0, r1);
   }
 }
 
@@ -730,7 +738,8 @@ OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int
 // y_i = W_i x for `count` weights of one format and shape of row (cols, group) over the same activations:
 // their rows form one range, split over the threads in one parallel region.
 template <int K>
-void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeActs& a, int threads, int64_t pf_tiles) {
+void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeActs& a, int threads, int64_t pf_tiles,
+                const LowRankRun* lr) {
   constexpr bool mlx = K != 2;
   const WeightView& w0 = ws[0];
   const int64_t groups = mlx ? w0.cols / w0.group_size : 0;
@@ -757,7 +766,7 @@ void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeA
       if (rw == 2) nib_tile<K, 2>(d, r, a, pf, y + r);
       if (rw == 1) nib_tile<K, 1>(d, r, a, pf, y + r);
     }
-  });
+  }, lr);
 }
 
 // The order activations are quantized in to meet a format's packed codes.
@@ -769,7 +778,7 @@ Perm act_perm(const WeightView& w) {
 
 // The one-row 4-bit path (MLX 4-bit with groups of 32 or more, Q4_0) for weights that share x; false when
 // they do not all take it alike.
-bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const float* x) {
+bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const float* x, const LowRankRun* lr = nullptr) {
   const WeightView& w0 = ws[0];
   const bool mlx4 = w0.format == WeightFormat::MlxAffine && w0.bits == 4 && w0.group_size >= 32;
   if (!mlx4 && w0.format != WeightFormat::Q4_0) return false;
@@ -783,10 +792,10 @@ bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const flo
   decode_acts(x, w0.cols, act_perm(w0), true, mlx4 ? 0.0f : -8.0f, mlx4 ? w0.group_size : 0, da);
   const int threads = threads_for(macs);
   const int64_t pf_tiles = decode_prefetch_tiles();
-  if (!mlx4) nib_decode<2>(ws, ys, count, da, threads, pf_tiles);
-  else if (w0.group_size == 32) nib_decode<1>(ws, ys, count, da, threads, pf_tiles);
-  else if (w0.group_size == 64) nib_decode<0>(ws, ys, count, da, threads, pf_tiles);
-  else nib_decode<3>(ws, ys, count, da, threads, pf_tiles);
+  if (!mlx4) nib_decode<2>(ws, ys, count, da, threads, pf_tiles, lr);
+  else if (w0.group_size == 32) nib_decode<1>(ws, ys, count, da, threads, pf_tiles, lr);
+  else if (w0.group_size == 64) nib_decode<0>(ws, ys, count, da, threads, pf_tiles, lr);
+  else nib_decode<3>(ws, ys, count, da, threads, pf_tiles, lr);
   return true;
 }
 
@@ -941,8 +950,8 @@ bool nib_gemm_all(const WeightView& w, const float* x, int64_t n, float* y) {
 
 }  // namespace
 
-bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x) {
-  return nib_decode_all(ws, ys, count, x);
+bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x, const LowRankRun* lr) {
+  return nib_decode_all(ws, ys, count, x, lr);
 }
 
 bool qmatmul_avx2_supported(const WeightView& w) {

@@ -31,82 +31,113 @@ void add_bias(const Linear& l, int64_t n, float* y) {
     for (int64_t i = 0; i < out; ++i) y[r * out + i] += l.bias[size_t(i)];
 }
 
-void linear(const Linear& l, const float* x, int64_t n, float* y) {
-  kernels::matmul(l.w, x, n, y);
-  add_bias(l, n, y);
-}
-
-// Projections that read the same x (q, k and v; gate and up): one kernel call for all of them.
-void linear_shared(std::initializer_list<std::pair<const Linear*, float*>> ls, const float* x, int64_t n) {
-  kernels::WeightView ws[4];
-  float* ys[4] = {};
-  int c = 0;
-  for (const auto& l : ls) {
-    OPTIQ_CHECK(c < 4, "linear_shared takes up to 4 projections");
-    ws[c] = l.first->w, ys[c++] = l.second;
-  }
-  kernels::matmul_shared_x(ws, ys, c, x, n);
-  for (const auto& l : ls) add_bias(*l.first, n, l.second);
-}
-
 // The adapters each batch row applies (null: none), resolved once per forward pass.
 using RowAdapters = std::vector<const std::vector<const Adapter*>*>;
 
-// Rows whose adapters adapt this projection get scale * B (A x) added to y = W x, one adapter after another.
-// Rows are grouped by adapter, so each A and B is read once per group, not once per row.
-// DoRA deltas also rescale each output: y = g * (y - bias + delta) + bias.
-void apply_lora(const RowAdapters& rows, int layer, Proj p, const float* x, int64_t in, float* y, int64_t out,
-                const std::vector<float>& bias, int threads) {
-  if (rows.empty()) return;
+// A projection's weights in the 16 bits pack_for_decode chose, as the kernels' low-rank pair.
+kernels::LowRank low_rank(const LoraDelta& d) {
+  kernels::LowRank t;
+  t.a.format = t.b.format = d.packed == DType::BF16 ? kernels::WeightFormat::BF16 : kernels::WeightFormat::F16;
+  t.a.rows = d.rank, t.a.cols = d.in, t.a.row_bytes = size_t(d.in) * 2;
+  t.b.rows = d.rank, t.b.cols = d.out, t.b.row_bytes = size_t(d.out) * 2;  // Bᵀ
+  t.a.data = reinterpret_cast<const uint8_t*>(d.a16.data());
+  t.b.data = reinterpret_cast<const uint8_t*>(d.b16.data());
+  t.alpha = d.scale * d.unit;
+  return t;
+}
+
+// The distinct adapters among the rows that adapt projection p of `layer`, in the order rows first name them.
+std::vector<const Adapter*> adapters_of(const RowAdapters& rows, int layer, Proj p) {
   std::vector<const Adapter*> seen;
   for (auto* list : rows)
     if (list)
       for (const Adapter* a : *list)
         if (std::find(seen.begin(), seen.end(), a) == seen.end() && a->delta(layer, p)) seen.push_back(a);
-  for (const Adapter* a : seen) {
+  return seen;
+}
+
+// The rows that apply adapter a.
+std::vector<int64_t> rows_of(const RowAdapters& rows, const Adapter* a) {
+  std::vector<int64_t> group;
+  for (size_t r = 0; r < rows.size(); ++r)
+    if (rows[r] && std::find(rows[r]->begin(), rows[r]->end(), a) != rows[r]->end()) group.push_back(int64_t(r));
+  return group;
+}
+
+// DoRA: rows whose adapters adapt this projection get y = g * (y - bias + scale * B (A x)) + bias, one
+// adapter after another, each over the group of rows that apply it.
+void apply_dora(const RowAdapters& rows, int layer, Proj p, const float* x, int64_t in, float* y, int64_t out,
+                const std::vector<float>& bias, int threads) {
+  for (const Adapter* a : adapters_of(rows, layer, p)) {
     const LoraDelta& d = *a->delta(layer, p);
     OPTIQ_CHECK(d.in == in && d.out == out, "adapter does not fit the projection");
-    std::vector<int64_t> group;
-    for (size_t r = 0; r < rows.size(); ++r)
-      if (rows[r] && std::find(rows[r]->begin(), rows[r]->end(), a) != rows[r]->end()) group.push_back(int64_t(r));
-    const int64_t G = int64_t(group.size()), R = d.rank;
-    // The group's rows of x, contiguous (x itself when every row is in it).
+    const std::vector<int64_t> group = rows_of(rows, a);
+    const int64_t G = int64_t(group.size());
+    kernels::LowRank t = low_rank(d);
+    const float s = t.alpha;
+    t.alpha = 1.0f;
     thread_local std::vector<float> xs, u;
-    const float* xg = x;
-    if (G != int64_t(rows.size())) {
-      xs.resize(size_t(G * in));
-      for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
-      xg = xs.data();
-    }
-    // scale · (x Aᵀ) Bᵀ in the 16 bits pack_for_decode chose, one low-rank kernel call.
-    kernels::WeightView A, B;
-    A.format = B.format = d.packed == DType::BF16 ? kernels::WeightFormat::BF16 : kernels::WeightFormat::F16;
-    A.rows = R, A.cols = in, A.row_bytes = size_t(in) * 2;
-    B.rows = R, B.cols = out, B.row_bytes = size_t(out) * 2;  // Bᵀ
-    A.data = reinterpret_cast<const uint8_t*>(d.a16.data());
-    B.data = reinterpret_cast<const uint8_t*>(d.b16.data());
-    const float s = d.scale * d.unit;
-    const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
-    if (!gain && G == int64_t(rows.size())) {  // every row: straight into y
-      kernels::lowrank_add(A, B, xg, G, s, y);
-      continue;
-    }
+    xs.resize(size_t(G * in));
+    for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
     u.assign(size_t(G * out), 0.0f);
-    kernels::lowrank_add(A, B, xg, G, 1.0f, u.data());
+    kernels::lowrank_add(t.a, t.b, xs.data(), G, 1.0f, u.data());
+    const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
     const float* bs = bias.empty() ? nullptr : bias.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)
     for (int64_t g = 0; g < G; ++g) {
       float* yr = y + group[size_t(g)] * out;
       const float* ur = u.data() + g * out;
-      if (!gain) {
-        for (int64_t o = 0; o < out; ++o) yr[o] += s * ur[o];
-      } else {
-        for (int64_t o = 0; o < out; ++o) {
-          const float b = bs ? bs[o] : 0.0f;
-          yr[o] = gain[o] * (yr[o] - b + s * ur[o]) + b;
+      for (int64_t o = 0; o < out; ++o) {
+        if (!gain) {
+          yr[o] += s * ur[o];
+          continue;
         }
+        const float b = bs ? bs[o] : 0.0f;
+        yr[o] = gain[o] * (yr[o] - b + s * ur[o]) + b;
       }
     }
+  }
+}
+
+// One output of project(): a layer's projection and where its rows go.
+struct Out {
+  const Linear* l;
+  float* y;
+  Proj p;
+};
+
+// y = W x (+ bias) for projections that read the same x (q, k and v; gate and up; o; down), in one kernel call
+// with the low-rank deltas of the rows' adapters: scale * B (A x) per adapter, over the rows that apply it,
+// so each A and B is read once per step however many rows share it. A projection that a DoRA adapter adapts
+// takes its deltas afterwards (apply_dora), since they rescale the whole output.
+void project(std::initializer_list<Out> outs, const float* x, int64_t n, const RowAdapters& rows, int layer, int threads) {
+  kernels::WeightView ws[4];
+  float* ys[4] = {};
+  int c = 0;
+  std::vector<kernels::LowRank> terms;
+  std::vector<std::vector<int64_t>> groups;  // the terms' row lists (moved, never copied: data() stays put)
+  bool dora[4] = {};
+  for (const Out& o : outs) {
+    OPTIQ_CHECK(c < 4, "project takes up to 4 projections");
+    ws[c] = o.l->w, ys[c] = o.y;
+    const std::vector<const Adapter*> seen = adapters_of(rows, layer, o.p);
+    for (const Adapter* a : seen) dora[c] = dora[c] || !a->delta(layer, o.p)->dora_gain.empty();
+    for (const Adapter* a : dora[c] ? std::vector<const Adapter*>{} : seen) {
+      const LoraDelta& d = *a->delta(layer, o.p);
+      OPTIQ_CHECK(d.in == ws[c].cols && d.out == ws[c].rows, "adapter does not fit the projection");
+      kernels::LowRank t = low_rank(d);
+      t.out = c;
+      groups.push_back(rows_of(rows, a));
+      if (int64_t(groups.back().size()) != n) t.rows = groups.back().data(), t.n_rows = int64_t(groups.back().size());
+      terms.push_back(t);
+    }
+    ++c;
+  }
+  kernels::matmul_shared_x(ws, ys, c, x, n, terms.data(), int(terms.size()));
+  c = 0;
+  for (const Out& o : outs) {
+    add_bias(*o.l, n, o.y);
+    if (dora[c++]) apply_dora(rows, layer, o.p, x, o.l->w.cols, o.y, o.l->w.rows, o.l->bias, threads);
   }
 }
 
@@ -236,10 +267,8 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     if (c.is_linear(il)) {
       delta_net(L.delta, batch, cache, il, h.data(), tmp.data());
     } else {
-      linear_shared({{&L.q_proj, q.data()}, {&L.k_proj, k.data()}, {&L.v_proj, v.data()}}, h.data(), N);
-      apply_lora(row_adapters, il, Proj::Q, h.data(), H, q.data(), q_rows, L.q_proj.bias, threads);
-      apply_lora(row_adapters, il, Proj::K, h.data(), H, k.data(), kv_dim, L.k_proj.bias, threads);
-      apply_lora(row_adapters, il, Proj::V, h.data(), H, v.data(), kv_dim, L.v_proj.bias, threads);
+      project({{&L.q_proj, q.data(), Proj::Q}, {&L.k_proj, k.data(), Proj::K}, {&L.v_proj, v.data(), Proj::V}}, h.data(), N,
+              row_adapters, il, threads);
       // Gated attention: q_proj rows are [query (hd) | gate (hd)] per head; split them apart in place.
       if (c.attn_output_gate) {
         for (int64_t r = 0; r < N; ++r) {
@@ -274,8 +303,7 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
           for (int64_t i = 0; i < q_dim; ++i) a[i] *= 1.0f / (1.0f + std::exp(-g[i]));
         }
       }
-      linear(L.o_proj, att.data(), N, tmp.data());
-      apply_lora(row_adapters, il, Proj::O, att.data(), q_dim, tmp.data(), H, L.o_proj.bias, threads);
+      project({{&L.o_proj, tmp.data(), Proj::O}}, att.data(), N, row_adapters, il, threads);
     }
     add_in_place(x, tmp.data(), N * H);
 
@@ -286,13 +314,11 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
     } else {
       gate.resize(size_t(N * I));
       up.resize(size_t(N * I));
-      linear_shared({{&L.gate_proj, gate.data()}, {&L.up_proj, up.data()}}, h.data(), N);
-      apply_lora(row_adapters, il, Proj::Gate, h.data(), H, gate.data(), I, L.gate_proj.bias, threads);
-      apply_lora(row_adapters, il, Proj::Up, h.data(), H, up.data(), I, L.up_proj.bias, threads);
+      project({{&L.gate_proj, gate.data(), Proj::Gate}, {&L.up_proj, up.data(), Proj::Up}}, h.data(), N, row_adapters, il,
+              threads);
 #pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
       for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
-      linear(L.down_proj, gate.data(), N, tmp.data());
-      apply_lora(row_adapters, il, Proj::Down, gate.data(), I, tmp.data(), H, L.down_proj.bias, threads);
+      project({{&L.down_proj, tmp.data(), Proj::Down}}, gate.data(), N, row_adapters, il, threads);
     }
     add_in_place(x, tmp.data(), N * H);
   }

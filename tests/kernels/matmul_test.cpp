@@ -320,6 +320,75 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
     }
 }
 
+// matmul_shared_x with low-rank terms (LoRA deltas, fused into the weights' parallel region at one row):
+// bit for bit what matmul per weight and then lowrank_add per term, in order, over the term's rows give.
+// Terms stack on one output, cover some rows only, and come in every float format.
+TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
+  uint32_t seed = 1700;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::F16}})
+    for (int64_t n : {1, 3}) {
+      SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
+      const int64_t cols = 1024;
+      std::vector<TestWeight> tw;
+      for (int64_t rows : {70, 256, 33}) tw.push_back(make_weight(sp, rows, cols, seed++));
+      std::vector<float> x(size_t(n * cols));
+      std::mt19937 rng(seed);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      for (auto& e : x) e = nd(rng);
+      // (output, format, rank, rows): all rows of 0 in f16, some rows of 2 in bf16, all rows of 0 again in f32.
+      const std::vector<int64_t> some = n == 1 ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 2};
+      struct T { int out; Spec sp; int64_t rank; bool some; };
+      const std::vector<T> ts = {{0, Spec{WeightFormat::F16}, 16, false}, {2, Spec{WeightFormat::BF16}, 8, true},
+                                 {0, Spec{WeightFormat::F32}, 4, false}};
+      std::vector<TestWeight> ab;
+      std::vector<LowRank> terms;
+      for (const T& t : ts) {
+        ab.push_back(make_weight(t.sp, t.rank, cols, seed++));
+        ab.push_back(make_weight(t.sp, t.rank, tw[size_t(t.out)].view.rows, seed++));
+      }
+      for (size_t i = 0; i < ts.size(); ++i) {
+        LowRank l;
+        l.a = ab[2 * i].view, l.b = ab[2 * i + 1].view, l.alpha = 0.5f + float(i), l.out = ts[i].out;
+        if (ts[i].some) l.rows = some.data(), l.n_rows = int64_t(some.size());
+        terms.push_back(l);
+      }
+      std::vector<std::vector<float>> want, got;
+      WeightView ws[3];
+      float* ys[3];
+      for (size_t i = 0; i < tw.size(); ++i) {
+        want.emplace_back(size_t(n * tw[i].view.rows));
+        got.emplace_back(size_t(n * tw[i].view.rows), -1.0f);
+        matmul(tw[i].view, x.data(), n, want[i].data());
+        ws[i] = tw[i].view, ys[i] = got[i].data();
+      }
+      for (const LowRank& l : terms) {
+        const int64_t out = l.b.cols;
+        std::vector<float>& y = want[size_t(l.out)];
+        if (!l.rows) {
+          lowrank_add(l.a, l.b, x.data(), n, l.alpha, y.data());
+          continue;
+        }
+        std::vector<float> xs, ys_;  // the term's rows, gathered, then scattered back
+        for (int64_t j = 0; j < l.n_rows; ++j) {
+          xs.insert(xs.end(), x.begin() + l.rows[j] * cols, x.begin() + (l.rows[j] + 1) * cols);
+          ys_.insert(ys_.end(), y.begin() + l.rows[j] * out, y.begin() + (l.rows[j] + 1) * out);
+        }
+        lowrank_add(l.a, l.b, xs.data(), l.n_rows, l.alpha, ys_.data());
+        for (int64_t j = 0; j < l.n_rows; ++j) std::copy_n(ys_.begin() + j * out, out, y.begin() + l.rows[j] * out);
+      }
+      matmul_shared_x(ws, ys, 3, x.data(), n, terms.data(), int(terms.size()));
+      for (size_t i = 0; i < tw.size(); ++i) EXPECT_EQ(got[i], want[i]) << "weight " << i;
+      // The rows no term lists keep the weights' product alone.
+      if (n == 3) {
+        std::vector<float> plain(size_t(n * tw[2].view.rows));
+        matmul(tw[2].view, x.data(), n, plain.data());
+        const int64_t r2 = tw[2].view.rows;
+        EXPECT_TRUE(std::equal(plain.begin() + r2, plain.begin() + 2 * r2, got[2].begin() + r2));
+        EXPECT_FALSE(std::equal(plain.begin(), plain.begin() + r2, got[2].begin()));
+      }
+    }
+}
+
 // The 4-bit formats: each row of a batch of x rows gets bit for bit what it gets alone (the batched kernel and
 // the one-row kernel round alike), so a sequence decoded among others continues exactly as it would alone.
 // Odd block counts (MLX group 32; one block alone), tail rows of the register tiles, row ranges split over
