@@ -1,0 +1,79 @@
+// optiq bench --adapter as a user meets it: a second row per depth decoded under the adapter, whose bytes per
+// token are the base's plus exactly the adapter's A and B in 16 bits, with the median step overhead; a bad
+// adapter stops start-up with exit code 1 (as in generate) and the path.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "formats/safetensors.h"
+#include "run_optiq.h"
+#include "test_paths.h"
+
+namespace optiq {
+namespace {
+
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+  std::vector<nlohmann::json> rows;
+  std::istringstream in(out);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty() && line[0] == '{') rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+TEST(BenchCommand, AdapterRowsAlternateWithTheBase) {
+  const std::string model = test::shared_path("models/stories260K-hf");
+  OPTIQ_REQUIRE_SHARED(model);
+  // stories260K-hf: hidden 64, intermediate 172, 5 layers, 8 heads and 4 KV heads of 8. A rank-4 mlx-lm adapter
+  // on q_proj (64 -> 64) and down_proj (172 -> 64) of every layer.
+  const int64_t H = 64, I = 172, L = 5, r = 4;
+  const std::string dir = test::scratch_dir("bench_cmd_adapter");
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 0.3f);
+  auto randv = [&](int64_t n) {
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = nd(rng);
+    return v;
+  };
+  formats::SafetensorsWriter w;
+  for (int l = 0; l < L; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    w.add_f32(p + "self_attn.q_proj.lora_a", {H, r}, randv(H * r));
+    w.add_f32(p + "self_attn.q_proj.lora_b", {r, H}, randv(r * H));
+    w.add_f32(p + "mlp.down_proj.lora_a", {I, r}, randv(I * r));
+    w.add_f32(p + "mlp.down_proj.lora_b", {r, H}, randv(r * H));
+  }
+  w.write(dir + "/adapters.safetensors");
+  std::ofstream(dir + "/adapter_config.json") << R"({"fine_tune_type": "lora", "lora_parameters": {"rank": 4, "scale": 2.0}})";
+
+  CmdResult b = run_optiq({"bench", model, "--depth", "0,16", "--gen", "8", "--prompt-len", "0", "--no-bandwidth", "--adapter", dir},
+                          "bench_cmd");
+  ASSERT_EQ(b.rc, 0) << b.err;
+  const std::vector<nlohmann::json> rows = json_lines(b.out);
+  ASSERT_EQ(rows.size(), 4u) << b.out;
+  const int64_t adapter_bytes = L * r * ((H + H) + (I + H)) * 2;
+  for (int d = 0; d < 2; ++d) {
+    const nlohmann::json &base = rows[size_t(2 * d)], &ad = rows[size_t(2 * d + 1)];
+    EXPECT_EQ(base["depth"], d == 0 ? 0 : 16);
+    EXPECT_EQ(ad["depth"], base["depth"]);
+    EXPECT_FALSE(base.contains("adapters"));
+    EXPECT_EQ(ad["adapters"], nlohmann::json::array({dir}));
+    EXPECT_EQ(ad["bytes_per_token"].get<int64_t>(), base["bytes_per_token"].get<int64_t>() + adapter_bytes);
+    EXPECT_GT(ad["decode_tok_s"].get<double>(), 0.0);
+    const double ov = ad["adapter_overhead"].get<double>();
+    EXPECT_TRUE(std::isfinite(ov) && ov > -1.0) << ov;
+  }
+  EXPECT_NE(b.out.find("| fp16 +lora     |"), std::string::npos) << b.out;
+  EXPECT_NE(b.err.find("fp16, depth 16: a decode step with the adapters takes "), std::string::npos) << b.err;
+
+  CmdResult bad = run_optiq({"bench", model, "--gen", "4", "--prompt-len", "0", "--no-bandwidth", "--adapter", dir + "/missing"},
+                            "bench_cmd");
+  EXPECT_EQ(bad.rc, 1) << bad.err;
+  EXPECT_NE(bad.err.find(dir + "/missing"), std::string::npos) << bad.err;
+}
+
+}  // namespace
+}  // namespace optiq
