@@ -2,8 +2,11 @@
 // precision, at chosen depths. Shapes as Qwen3-0.6B (8 KV heads x 128, GQA 2). By default one layer's cache
 // is timed and scaled by --layers (cache-resident at small depths: the kernel's arithmetic); --distinct
 // gives every layer its own cache and times a pass over all of them (streamed from DRAM, as in decode).
+// --avx512-ab (CPUs with AVX-512): the 256-bit and the 512-bit kernels alternate pass by pass in one process,
+// one row each (a noisy machine slows both alike); the median pass is printed beside the best.
 // Usage: attention_bench [--depth 4096,16384] [--bits 16,8,4] [--group 64] [--heads 8] [--rep 2] [--layers 28]
-//                        [--distinct] [--reps N]
+//                        [--distinct] [--reps N] [--avx512-ab]
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -33,13 +36,13 @@ std::vector<int> ints(const char* s) {
 int main(int argc, char** argv) {
   std::vector<int> depths{4096, 16384}, bits{16, 8, 4};
   int group = 64, heads = 8, rep = 2, layers = 28, hd = 128;
-  bool distinct = false;
+  bool distinct = false, ab = false;
   int reps_flag = 0;  // timed passes; 0: enough for about 200k token-heads
   for (int i = 1; i < argc; ++i) {
     const char* opt = argv[i];
     const char* val = i + 1 < argc ? argv[i + 1] : nullptr;
-    if (!std::strcmp(opt, "--distinct")) {
-      distinct = true;
+    if (!std::strcmp(opt, "--distinct") || !std::strcmp(opt, "--avx512-ab")) {
+      (opt[2] == 'd' ? distinct : ab) = true;
       continue;
     }
     if (val) ++i;
@@ -56,8 +59,15 @@ int main(int argc, char** argv) {
     }
   }
   const int threads = compute_threads();
-  std::printf("threads %d, isa %s, %d KV heads x %d, GQA %d, %d layers per token\n", threads, isa_name(active_isa()), heads, hd, rep, layers);
-  std::printf("| bits | depth | ms/token (all layers) | ns/token-head | GB/s of K/V |\n|---|---|---|---|---|\n");
+  std::printf("threads %d, isa %s%s, %d KV heads x %d, GQA %d, %d layers per token\n", threads, isa_name(active_isa()),
+              avx512_active() ? " (+avx512)" : "", heads, hd, rep, layers);
+  if (ab && !avx512_active()) {
+    std::fprintf(stderr, "attention_bench: --avx512-ab needs a CPU with AVX-512 (and no OPTIQ_FORCE_ISA)\n");
+    return 2;
+  }
+  std::vector<int> arms = ab ? std::vector<int>{0, 1} : std::vector<int>{-1};  // avx512 off / on; -1: as set
+  std::printf("| bits | depth | kernels | ms/token (all layers) | ns/token-head | median ns/token-head | GB/s of K/V |\n"
+              "|---|---|---|---|---|---|---|\n");
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   for (int depth : depths)
@@ -105,15 +115,23 @@ int main(int argc, char** argv) {
       };
       pass();  // warm-up
       const int reps = reps_flag > 0 ? reps_flag : std::max(3, 200000 / depth / nl);
-      double best = 1e30;
-      for (int r = 0; r < reps; ++r) {
-        auto t0 = std::chrono::steady_clock::now();
-        pass();
-        best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / nl);
-      }
+      std::vector<std::vector<double>> times(arms.size());
+      for (int r = 0; r < reps; ++r)
+        for (size_t a = 0; a < arms.size(); ++a) {
+          if (arms[a] >= 0) set_avx512_active(arms[a] == 1);
+          auto t0 = std::chrono::steady_clock::now();
+          pass();
+          times[a].push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / nl);
+        }
       const double bytes = double(spec.bytes_per_token(sh)) / nl * depth;
-      std::printf("| %d | %d | %.2f | %.1f | %.2f |\n", b, depth, best * 1e3 * layers, best * 1e9 / (double(depth) * heads),
-                  bytes / best / 1e9);
+      for (size_t a = 0; a < arms.size(); ++a) {
+        std::vector<double>& t = times[a];
+        std::sort(t.begin(), t.end());
+        const double best = t.front(), median = t[t.size() / 2];
+        const char* label = arms[a] < 0 ? (avx512_active() ? "avx512" : isa_name(active_isa())) : arms[a] ? "avx512" : "avx2";
+        std::printf("| %d | %d | %s | %.2f | %.1f | %.1f | %.2f |\n", b, depth, label, best * 1e3 * layers,
+                    best * 1e9 / (double(depth) * heads), median * 1e9 / (double(depth) * heads), bytes / best / 1e9);
+      }
     }
   return 0;
 }

@@ -155,7 +155,8 @@ int run_bench(int argc, char** argv) {
   const double bw = no_bandwidth ? 0.0 : measure_read_bandwidth();
   std::fprintf(stderr, "model: %s (%s, %d layers, hidden %d), weights: %s\n", model_path.c_str(), c.model_type.c_str(),
                c.num_hidden_layers, c.hidden_size, model->weight_summary().c_str());
-  std::fprintf(stderr, "threads: %d, isa: %s, read bandwidth: %.1f GB/s\n", threads, isa_name(active_isa()), bw);
+  const std::string isa = std::string(isa_name(active_isa())) + (avx512_active() ? "+avx512" : "");
+  std::fprintf(stderr, "threads: %d, isa: %s, read bandwidth: %.1f GB/s\n", threads, isa.c_str(), bw);
   for (auto& v : variants) std::fprintf(stderr, "KV %s:\n%s\n", v.label.c_str(), v.spec.describe(shape).c_str());
 
   std::mt19937 rng(1);
@@ -228,7 +229,7 @@ int run_bench(int argc, char** argv) {
         std::fflush(stdout);
         nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
                                     {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
-                                    {"threads", threads}, {"isa", isa_name(active_isa())}, {"depth", depth},
+                                    {"threads", threads}, {"isa", isa}, {"depth", depth},
                                     {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
                                     {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
                                     {"read_bandwidth_gb_s", bw}};

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "kernels/attention.h"
+#include "util/cpu.h"
 #include "util/half.h"
 
 namespace optiq::kernels::attn {
@@ -201,6 +202,139 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
   }
 }
 
+// What the integer dots of scores_q4 read and write (see there): K rows (and V rows, to prefetch), the
+// packed queries qp[NQ][512] as [32 even | 32 odd] int8 per 32-byte chunk, and dots [NQ][ng][kChunk].
+template <int NQ>
+struct Q4Dots {
+  const uint8_t* row0;
+  const uint8_t* vrow0;
+  size_t hb;
+  int nch, nslot;
+  bool halves;
+  int ng;
+  const int8_t (*qp)[512];
+  float* dots;
+};
+
+// The int32 sums of 8 tokens, part[j][v][tt] (8 lanes each), summed across lanes together (a transposed
+// reduction), so the dots of 8 tokens come out as one vector instead of 8 horizontal sums.
+template <int NQ>
+inline void store_dots8(const Q4Dots<NQ>& qd, __m256i (*part)[8][8], int i0) {
+  for (int j = 0; j < NQ; ++j)
+    for (int v = 0; v < qd.nslot; ++v) {
+      const __m256i* pv = part[j][v];
+      const __m256i h01 = _mm256_hadd_epi32(pv[0], pv[1]), h23 = _mm256_hadd_epi32(pv[2], pv[3]);
+      const __m256i h45 = _mm256_hadd_epi32(pv[4], pv[5]), h67 = _mm256_hadd_epi32(pv[6], pv[7]);
+      const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
+      // lanes 0-3 of a (b) are the low 128 bits of tokens 0-3 (4-7), lanes 4-7 the high 128 bits
+      const __m256i lo128 = _mm256_permute2x128_si256(a, b, 0x20), hi128 = _mm256_permute2x128_si256(a, b, 0x31);
+      float* dst = qd.dots + size_t(j) * qd.ng * kChunk + size_t(i0);
+      if (!qd.halves) {
+        _mm256_storeu_ps(dst + size_t(v) * kChunk, _mm256_cvtepi32_ps(_mm256_add_epi32(lo128, hi128)));
+      } else {
+        _mm256_storeu_ps(dst + size_t(2 * v) * kChunk, _mm256_cvtepi32_ps(lo128));
+        if (2 * v + 1 < qd.ng) _mm256_storeu_ps(dst + size_t(2 * v + 1) * kChunk, _mm256_cvtepi32_ps(hi128));
+      }
+    }
+}
+
+inline void prefetch_kv_row(const uint8_t* krow_ahead, const uint8_t* vrow, size_t hb) {
+  for (size_t off = 0; off < hb; off += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(krow_ahead + off), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(vrow + off), _MM_HINT_T1);
+  }
+}
+
+// The integer dots of n tokens, 8 at a time, in 256-bit vectors: one 32-byte chunk (64 codes) per step.
+template <int NQ, int CPG>
+void q4_dots(const Q4Dots<NQ>& qd, int n) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
+  const int full = int(qd.hb / 32);  // whole 32-byte chunks
+  alignas(32) __m256i part[NQ][8][8];
+  for (int i0 = 0; i0 < n; i0 += 8) {
+    const int nt = std::min(8, n - i0);
+    for (int tt = 0; tt < 8; ++tt) {
+      if (tt >= nt) {
+        for (int j = 0; j < NQ; ++j)
+          for (int v = 0; v < qd.nslot; ++v) part[j][v][tt] = _mm256_setzero_si256();
+        continue;
+      }
+      const uint8_t* row = qd.row0 + size_t(i0 + tt) * qd.hb;
+      prefetch_kv_row(row + size_t(kPrefetch) * qd.hb, qd.vrow0 + size_t(i0 + tt) * qd.hb, qd.hb);
+      for (int v = 0; v < qd.nslot; ++v) {
+        __m256i p16[NQ];
+        #pragma GCC unroll 2
+        for (int k = 0; k < CPG; ++k) {
+          const int c = v * CPG + k;
+          const __m256i x = c < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32))
+                                     : _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32)));
+          const __m256i lo = _mm256_and_si256(x, low4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
+          #pragma GCC unroll 8
+          for (int j = 0; j < NQ; ++j) {
+            const __m256i* qc = reinterpret_cast<const __m256i*>(qd.qp[j] + c * 64);
+            const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(qc)),
+                                                _mm256_maddubs_epi16(hi, _mm256_load_si256(qc + 1)));
+            p16[j] = k == 0 ? pr : _mm256_add_epi16(p16[j], pr);
+          }
+        }
+        #pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j) part[j][v][tt] = _mm256_madd_epi16(p16[j], ones);
+      }
+    }
+    store_dots8<NQ>(qd, part, i0);
+  }
+}
+
+// q4_dots in 512-bit vectors (CPUs with AVX-512, head_dim a multiple of 128): two chunks per step, the
+// queries' even and odd halves of both side by side, the same integer sums (so the same dots).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <int NQ, int CPG>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(const Q4Dots<NQ>& qd, int n) {
+  const __m512i low4 = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1);
+  const int npairs = qd.nch / 2;  // pairs of 32-byte chunks (64-byte steps)
+  alignas(64) __m512i qe[NQ][4], qo[NQ][4];  // head_dim <= 512: up to 4 pairs
+  for (int j = 0; j < NQ; ++j)
+    for (int pp = 0; pp < npairs; ++pp) {
+      const int8_t* c0 = qd.qp[j] + pp * 128;
+      const __m256i* a = reinterpret_cast<const __m256i*>(c0);
+      const __m256i* b = reinterpret_cast<const __m256i*>(c0 + 64);
+      qe[j][pp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(a)), _mm256_load_si256(b), 1);
+      qo[j][pp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(a + 1)), _mm256_load_si256(b + 1), 1);
+    }
+  alignas(32) __m256i part[NQ][8][8];
+  for (int i0 = 0; i0 < n; i0 += 8) {
+    const int nt = std::min(8, n - i0);
+    for (int tt = 0; tt < 8; ++tt) {
+      if (tt >= nt) {
+        for (int j = 0; j < NQ; ++j)
+          for (int v = 0; v < qd.nslot; ++v) part[j][v][tt] = _mm256_setzero_si256();
+        continue;
+      }
+      const uint8_t* row = qd.row0 + size_t(i0 + tt) * qd.hb;
+      prefetch_kv_row(row + size_t(kPrefetch) * qd.hb, qd.vrow0 + size_t(i0 + tt) * qd.hb, qd.hb);
+      for (int pp = 0; pp < npairs; ++pp) {
+        const __m512i x = _mm512_loadu_si512(row + pp * 64);
+        const __m512i lo = _mm512_and_si512(x, low4), hi = _mm512_and_si512(_mm512_srli_epi16(x, 4), low4);
+        #pragma GCC unroll 8
+        for (int j = 0; j < NQ; ++j) {
+          const __m512i s16 = _mm512_add_epi16(_mm512_maddubs_epi16(lo, qe[j][pp]), _mm512_maddubs_epi16(hi, qo[j][pp]));
+          if constexpr (CPG == 2) {  // one group per pair: 16-bit sums of both chunks (below 2^15), then widen
+            const __m256i h = _mm256_add_epi16(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
+            part[j][pp][tt] = _mm256_madd_epi16(h, _mm512_castsi512_si256(ones));
+          } else {
+            const __m512i s32 = _mm512_madd_epi16(s16, ones);
+            part[j][2 * pp][tt] = _mm512_castsi512_si256(s32);
+            part[j][2 * pp + 1][tt] = _mm512_extracti64x4_epi64(s32, 1);
+          }
+        }
+      }
+    }
+    store_dots8<NQ>(qd, part, i0);
+  }
+}
+#pragma GCC diagnostic pop
+
 // Scores of NQ queries against 4-bit K in integers (int8_q(kv)). A row is read in chunks of 32 bytes, 64
 // codes (the last chunk holds 16 bytes when head_dim % 64 == 32): low nibbles are elements 2b, high
 // nibbles 2b+1, so q, rounded to int8 per group (attention.h), is stored per chunk as [32 even elements |
@@ -259,62 +393,9 @@ void scores_q4(const KvLayerView& kv, int g, const float* q, int t0, int t1, flo
   load_params(kv.k_bias(g, t0), ng, n, bi);
   const uint8_t* row0 = kv.k_row(g, t0);
   const uint8_t* vrow0 = kv.v_row(g, t0);
-  const __m256i low4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  const int full = d / 64;  // whole 32-byte chunks
-  // Eight tokens at a time: each (query, slot) leaves one vector of 8 partial sums per token; the 8
-  // vectors are summed across lanes together (a transposed reduction), so the dots of 8 tokens come out
-  // as one vector instead of 8 horizontal sums.
-  alignas(32) __m256i part[NQ][8][8];
-  for (int i0 = 0; i0 < n; i0 += 8) {
-    const int nt = std::min(8, n - i0);
-    for (int tt = 0; tt < 8; ++tt) {
-      if (tt >= nt) {
-        for (int j = 0; j < NQ; ++j)
-          for (int v = 0; v < nslot; ++v) part[j][v][tt] = _mm256_setzero_si256();
-        continue;
-      }
-      const uint8_t* row = row0 + size_t(i0 + tt) * hb;
-      for (size_t off = 0; off < hb; off += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(row + size_t(kPrefetch) * hb + off), _MM_HINT_T0);
-        _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i0 + tt) * hb + off), _MM_HINT_T1);
-      }
-      for (int v = 0; v < nslot; ++v) {
-        __m256i p16[NQ];
-        #pragma GCC unroll 2
-        for (int k = 0; k < CPG; ++k) {
-          const int c = v * CPG + k;
-          const __m256i x = c < full ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + c * 32))
-                                     : _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + c * 32)));
-          const __m256i lo = _mm256_and_si256(x, low4), hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low4);
-          #pragma GCC unroll 8
-          for (int j = 0; j < NQ; ++j) {
-            const __m256i* qc = reinterpret_cast<const __m256i*>(qp[j] + c * 64);
-            const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(qc)),
-                                                _mm256_maddubs_epi16(hi, _mm256_load_si256(qc + 1)));
-            p16[j] = k == 0 ? pr : _mm256_add_epi16(p16[j], pr);
-          }
-        }
-        #pragma GCC unroll 8
-        for (int j = 0; j < NQ; ++j) part[j][v][tt] = _mm256_madd_epi16(p16[j], ones);
-      }
-    }
-    for (int j = 0; j < NQ; ++j)
-      for (int v = 0; v < nslot; ++v) {
-        const __m256i* pv = part[j][v];
-        const __m256i h01 = _mm256_hadd_epi32(pv[0], pv[1]), h23 = _mm256_hadd_epi32(pv[2], pv[3]);
-        const __m256i h45 = _mm256_hadd_epi32(pv[4], pv[5]), h67 = _mm256_hadd_epi32(pv[6], pv[7]);
-        const __m256i a = _mm256_hadd_epi32(h01, h23), b = _mm256_hadd_epi32(h45, h67);
-        // lanes 0-3 of a (b) are the low 128 bits of tokens 0-3 (4-7), lanes 4-7 the high 128 bits
-        const __m256i lo128 = _mm256_permute2x128_si256(a, b, 0x20), hi128 = _mm256_permute2x128_si256(a, b, 0x31);
-        float* dst = dots + size_t(j) * ng * kChunk + size_t(i0);
-        if (!halves) {
-          _mm256_storeu_ps(dst + size_t(v) * kChunk, _mm256_cvtepi32_ps(_mm256_add_epi32(lo128, hi128)));
-        } else {
-          _mm256_storeu_ps(dst + size_t(2 * v) * kChunk, _mm256_cvtepi32_ps(lo128));
-          if (2 * v + 1 < ng) _mm256_storeu_ps(dst + size_t(2 * v + 1) * kChunk, _mm256_cvtepi32_ps(hi128));
-        }
-      }
-  }
+  const Q4Dots<NQ> qd{row0, vrow0, hb, nch, nslot, halves, ng, qp, dots};
+  if (d % 128 == 0 && avx512_active()) q4_dots_512<NQ, CPG>(qd, n);
+  else q4_dots<NQ, CPG>(qd, n);
   // s_j = sum_g scale_g * sq_g * dot_g + bias_g * sum(q_hat_g), 8 tokens per vector (the tail lanes of
   // the last vector are computed and not used).
   #pragma GCC unroll 8
@@ -476,6 +557,76 @@ void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t
   }
 }
 
+// weighted_sum_q4 in 512-bit vectors (CPUs with AVX-512): 16 bytes of a row widen to 16 lanes, 16 even and
+// 16 odd elements of 32 columns. Slabs of SW columns (inside one group). Every element is the same chain of
+// FMAs as in weighted_sum_q4, so the results are the same bit for bit.
+// (GCC 12 warns, wrongly, that the intrinsics' _mm512_undefined_* operands may be used uninitialized.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+template <int NQ, int SW>
+OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts,
+                                      float* work) {
+  const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.v_row(g, t0);
+  const size_t wstride = size_t(ng) * kChunk;
+  v_weights<NQ>(kv, g, p, t0, t1, parts, work);
+  const float* w = work + size_t(2 * ng) * kChunk;  // [NQ][ng][kChunk]
+  const __m512i lo4 = _mm512_set1_epi32(0x0F), hi4 = _mm512_set1_epi32(0xF0);
+  const __m512 sixteen = _mm512_set1_ps(16.0f), sixteenth = _mm512_set1_ps(1.0f / 16.0f);
+  // 32 consecutive floats (two vectors) to [even | odd] and back.
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+  const __m512i zip0 = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i zip1 = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+  constexpr int Q = SW / 32;  // 32-column quarters of a slab: one 16-byte load each
+  const NextKRows next_k(kv, g, t0);
+  for (int c = 0; c < d; c += SW) {
+    __m512 ev[NQ][Q], od[NQ][Q];
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 4
+      for (int h = 0; h < Q; ++h) {
+        const float* a = parts[j].acc + c + 32 * h;
+        const __m512 n0 = _mm512_loadu_ps(a), n1 = _mm512_loadu_ps(a + 16);
+        ev[j][h] = _mm512_permutex2var_ps(n0, even, n1);
+        od[j][h] = _mm512_mul_ps(_mm512_permutex2var_ps(n0, odd, n1), sixteen);
+      }
+    const float* wg = w + size_t(c / gs) * kChunk;
+    for (int i = 0; i < n; ++i) {
+      if (c == 0) next_k.ask(i);
+      const uint8_t* row = row0 + size_t(i) * hb + c / 2;
+      __m512 xe[Q], xo[Q];
+      #pragma GCC unroll 4
+      for (int h = 0; h < Q; ++h) {
+        const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 16 * h)));
+        xe[h] = _mm512_cvtepi32_ps(_mm512_and_si512(b, lo4));
+        xo[h] = _mm512_cvtepi32_ps(_mm512_and_si512(b, hi4));
+      }
+      #pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) {
+        const __m512 wv = _mm512_set1_ps(wg[size_t(j) * wstride + size_t(i)]);
+        #pragma GCC unroll 4
+        for (int h = 0; h < Q; ++h) {
+          ev[j][h] = _mm512_fmadd_ps(wv, xe[h], ev[j][h]);
+          od[j][h] = _mm512_fmadd_ps(wv, xo[h], od[j][h]);
+        }
+      }
+    }
+    #pragma GCC unroll 8
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 4
+      for (int h = 0; h < Q; ++h) {
+        const __m512 o = _mm512_mul_ps(od[j][h], sixteenth);
+        float* a = parts[j].acc + c + 32 * h;
+        _mm512_storeu_ps(a, _mm512_permutex2var_ps(ev[j][h], zip0, o));
+        _mm512_storeu_ps(a + 16, _mm512_permutex2var_ps(ev[j][h], zip1, o));
+      }
+  }
+}
+#pragma GCC diagnostic pop
+
 // Online-softmax update of one query from its block of scores (turned into weights in place).
 void softmax_update(Partial& P, float* s, int n, int valid, int d) {
   if (valid <= 0) {
@@ -528,6 +679,15 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
   for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, kv.head_dim);
   const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
   if constexpr (BITS == 4) {
+    if (gs % 32 == 0 && avx512_active()) {
+      if (gs % 128 == 0 && NQ <= 2)
+        weighted_sum_q4_512<NQ, 128>(kv, g, scratch, t0, tmax, parts, work);
+      else if (gs % 64 == 0)
+        weighted_sum_q4_512<NQ, 64>(kv, g, scratch, t0, tmax, parts, work);
+      else
+        weighted_sum_q4_512<NQ, 32>(kv, g, scratch, t0, tmax, parts, work);
+      return;
+    }
     if (gs % 16 == 0) {
       if (NQ <= 2 && gs % 32 == 0)
         weighted_sum_q4<NQ, 32>(kv, g, scratch, t0, tmax, parts, work);

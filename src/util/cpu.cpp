@@ -11,6 +11,7 @@ namespace optiq {
 
 namespace {
 std::atomic<int> g_forced{-1};
+std::atomic<int> g_avx512_forced{-1};
 }
 
 Isa detected_isa() {
@@ -32,6 +33,28 @@ Isa active_isa() {
   }();
   return isa;
 }
+
+bool avx512_detected() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512dq");
+  }();
+  return has;
+}
+
+bool avx512_active() {
+  if (active_isa() != Isa::Avx2 || !avx512_detected()) return false;
+  const int f = g_avx512_forced.load(std::memory_order_relaxed);
+  if (f >= 0) return f != 0;
+  static const bool on = [] {
+    const char* e = std::getenv("OPTIQ_FORCE_ISA");
+    return !(e && std::strcmp(e, "avx2") == 0);
+  }();
+  return on;
+}
+
+void set_avx512_active(bool on) { g_avx512_forced.store(on && avx512_detected() ? 1 : 0); }
 
 void set_active_isa(Isa isa) {
   if (isa == Isa::Avx2 && detected_isa() != Isa::Avx2) isa = Isa::Scalar;
