@@ -290,6 +290,31 @@ TEST(Matmul, InsideParallelRegion) {
   EXPECT_EQ(y0, y2);
 }
 
+// Three weights of `sp` over one x[n, cols] (normal), and their outputs: want = one matmul each, got
+// (for the caller's call) filled with -1.
+struct SharedX {
+  std::vector<TestWeight> tw;
+  std::vector<float> x;
+  std::vector<std::vector<float>> want, got;
+  WeightView ws[3];
+  float* ys[3];
+};
+SharedX shared_x_case(const Spec& sp, int64_t n, int64_t cols, std::initializer_list<int64_t> rows, uint32_t& seed) {
+  SharedX c;
+  for (int64_t r : rows) c.tw.push_back(make_weight(sp, r, cols, seed++));
+  c.x.resize(size_t(n * cols));
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  for (auto& e : c.x) e = nd(rng);
+  for (size_t i = 0; i < c.tw.size(); ++i) {
+    c.want.emplace_back(size_t(n * c.tw[i].view.rows));
+    c.got.emplace_back(size_t(n * c.tw[i].view.rows), -1.0f);
+    matmul(c.tw[i].view, c.x.data(), n, c.want[i].data());
+  }
+  for (size_t i = 0; i < c.tw.size(); ++i) c.ws[i] = c.tw[i].view, c.ys[i] = c.got[i].data();
+  return c;
+}
+
 // matmul_shared_x: the same numbers as one matmul per weight, bit for bit, on the shared one-row 4-bit
 // path (rows that are not multiples of the 4-row tile, ranges split across weights) and on the fallback.
 TEST(MatmulSharedX, EqualsOneMatmulEach) {
@@ -299,24 +324,9 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
                          Spec{WeightFormat::Q8_0}, Spec{WeightFormat::F16}})
     for (int64_t n : {1, 3}) {
       SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
-      const int64_t cols = 256;
-      std::vector<TestWeight> tw;
-      for (int64_t rows : {7, 64, 33}) tw.push_back(make_weight(sp, rows, cols, seed++));
-      std::vector<float> x(size_t(n * cols));
-      std::mt19937 rng(seed);
-      std::normal_distribution<float> nd(0.0f, 1.0f);
-      for (auto& e : x) e = nd(rng);
-      std::vector<std::vector<float>> want, got;
-      WeightView ws[3];
-      float* ys[3];
-      for (size_t i = 0; i < tw.size(); ++i) {
-        want.emplace_back(size_t(n * tw[i].view.rows));
-        got.emplace_back(size_t(n * tw[i].view.rows), -1.0f);
-        matmul(tw[i].view, x.data(), n, want[i].data());
-        ws[i] = tw[i].view, ys[i] = got[i].data();
-      }
-      matmul_shared_x(ws, ys, 3, x.data(), n);
-      for (size_t i = 0; i < tw.size(); ++i) EXPECT_EQ(got[i], want[i]) << "weight " << i;
+      SharedX c = shared_x_case(sp, n, 256, {7, 64, 33}, seed);
+      matmul_shared_x(c.ws, c.ys, 3, c.x.data(), n);
+      for (size_t i = 0; i < c.tw.size(); ++i) EXPECT_EQ(c.got[i], c.want[i]) << "weight " << i;
     }
 }
 
@@ -329,12 +339,10 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
     for (int64_t n : {1, 3}) {
       SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
       const int64_t cols = 1024;
-      std::vector<TestWeight> tw;
-      for (int64_t rows : {70, 256, 33}) tw.push_back(make_weight(sp, rows, cols, seed++));
-      std::vector<float> x(size_t(n * cols));
-      std::mt19937 rng(seed);
-      std::normal_distribution<float> nd(0.0f, 1.0f);
-      for (auto& e : x) e = nd(rng);
+      SharedX c = shared_x_case(sp, n, cols, {70, 256, 33}, seed);
+      const std::vector<TestWeight>& tw = c.tw;
+      const std::vector<float>& x = c.x;
+      std::vector<std::vector<float>>& want = c.want;
       // (output, format, rank, rows): all rows of 0 in f16, some rows of 2 in bf16, all rows of 0 again in f32.
       const std::vector<int64_t> some = n == 1 ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 2};
       struct T { int out; Spec sp; int64_t rank; bool some; };
@@ -352,15 +360,6 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
         if (ts[i].some) l.rows = some.data(), l.n_rows = int64_t(some.size());
         terms.push_back(l);
       }
-      std::vector<std::vector<float>> want, got;
-      WeightView ws[3];
-      float* ys[3];
-      for (size_t i = 0; i < tw.size(); ++i) {
-        want.emplace_back(size_t(n * tw[i].view.rows));
-        got.emplace_back(size_t(n * tw[i].view.rows), -1.0f);
-        matmul(tw[i].view, x.data(), n, want[i].data());
-        ws[i] = tw[i].view, ys[i] = got[i].data();
-      }
       for (const LowRank& l : terms) {
         const int64_t out = l.b.cols;
         std::vector<float>& y = want[size_t(l.out)];
@@ -376,15 +375,15 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
         lowrank_add(l.a, l.b, xs.data(), l.n_rows, l.alpha, ys_.data());
         for (int64_t j = 0; j < l.n_rows; ++j) std::copy_n(ys_.begin() + j * out, out, y.begin() + l.rows[j] * out);
       }
-      matmul_shared_x(ws, ys, 3, x.data(), n, terms.data(), int(terms.size()));
-      for (size_t i = 0; i < tw.size(); ++i) EXPECT_EQ(got[i], want[i]) << "weight " << i;
+      matmul_shared_x(c.ws, c.ys, 3, x.data(), n, terms.data(), int(terms.size()));
+      for (size_t i = 0; i < tw.size(); ++i) EXPECT_EQ(c.got[i], want[i]) << "weight " << i;
       // The rows no term lists keep the weights' product alone.
       if (n == 3) {
         std::vector<float> plain(size_t(n * tw[2].view.rows));
         matmul(tw[2].view, x.data(), n, plain.data());
         const int64_t r2 = tw[2].view.rows;
-        EXPECT_TRUE(std::equal(plain.begin() + r2, plain.begin() + 2 * r2, got[2].begin() + r2));
-        EXPECT_FALSE(std::equal(plain.begin(), plain.begin() + r2, got[2].begin()));
+        EXPECT_TRUE(std::equal(plain.begin() + r2, plain.begin() + 2 * r2, c.got[2].begin() + r2));
+        EXPECT_FALSE(std::equal(plain.begin(), plain.begin() + r2, c.got[2].begin()));
       }
     }
 }
