@@ -76,24 +76,29 @@ void apply_dora(const RowAdapters& rows, int layer, Proj p, const float* x, int6
     kernels::LowRank t = low_rank(d);
     const float s = t.alpha;
     t.alpha = 1.0f;
+    // The group's rows of x, contiguous (x itself when every row is in it).
     thread_local std::vector<float> xs, u;
-    xs.resize(size_t(G * in));
-    for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
+    const float* xg = x;
+    if (G != int64_t(rows.size())) {
+      xs.resize(size_t(G * in));
+      for (int64_t g = 0; g < G; ++g) std::memcpy(xs.data() + g * in, x + group[size_t(g)] * in, size_t(in) * sizeof(float));
+      xg = xs.data();
+    }
     u.assign(size_t(G * out), 0.0f);
-    kernels::lowrank_add(t.a, t.b, xs.data(), G, 1.0f, u.data());
+    kernels::lowrank_add(t.a, t.b, xg, G, 1.0f, u.data());
     const float* gain = d.dora_gain.empty() ? nullptr : d.dora_gain.data();
     const float* bs = bias.empty() ? nullptr : bias.data();
 #pragma omp parallel for num_threads(threads) schedule(static) if (G * out > 65536)
     for (int64_t g = 0; g < G; ++g) {
       float* yr = y + group[size_t(g)] * out;
       const float* ur = u.data() + g * out;
-      for (int64_t o = 0; o < out; ++o) {
-        if (!gain) {
-          yr[o] += s * ur[o];
-          continue;
+      if (!gain) {  // a plain adapter stacked with a DoRA one
+        for (int64_t o = 0; o < out; ++o) yr[o] += s * ur[o];
+      } else {
+        for (int64_t o = 0; o < out; ++o) {
+          const float b = bs ? bs[o] : 0.0f;
+          yr[o] = gain[o] * (yr[o] - b + s * ur[o]) + b;
         }
-        const float b = bs ? bs[o] : 0.0f;
-        yr[o] = gain[o] * (yr[o] - b + s * ur[o]) + b;
       }
     }
   }
@@ -122,15 +127,16 @@ void project(std::initializer_list<Out> outs, const float* x, int64_t n, const R
     ws[c] = o.l->w, ys[c] = o.y;
     const std::vector<const Adapter*> seen = adapters_of(rows, layer, o.p);
     for (const Adapter* a : seen) dora[c] = dora[c] || !a->delta(layer, o.p)->dora_gain.empty();
-    for (const Adapter* a : dora[c] ? std::vector<const Adapter*>{} : seen) {
-      const LoraDelta& d = *a->delta(layer, o.p);
-      OPTIQ_CHECK(d.in == ws[c].cols && d.out == ws[c].rows, "adapter does not fit the projection");
-      kernels::LowRank t = low_rank(d);
-      t.out = c;
-      groups.push_back(rows_of(rows, a));
-      if (int64_t(groups.back().size()) != n) t.rows = groups.back().data(), t.n_rows = int64_t(groups.back().size());
-      terms.push_back(t);
-    }
+    if (!dora[c])
+      for (const Adapter* a : seen) {
+        const LoraDelta& d = *a->delta(layer, o.p);
+        OPTIQ_CHECK(d.in == ws[c].cols && d.out == ws[c].rows, "adapter does not fit the projection");
+        kernels::LowRank t = low_rank(d);
+        t.out = c;
+        groups.push_back(rows_of(rows, a));
+        if (int64_t(groups.back().size()) != n) t.rows = groups.back().data(), t.n_rows = int64_t(groups.back().size());
+        terms.push_back(t);
+      }
     ++c;
   }
   kernels::matmul_shared_x(ws, ys, c, x, n, terms.data(), int(terms.size()));
