@@ -142,7 +142,7 @@ void check_lowrank(const WeightView& a, const WeightView& b) {
   detail::check_view(b);
   OPTIQ_CHECK(a.format == b.format && (a.format == WeightFormat::F32 || a.format == WeightFormat::F16 || a.format == WeightFormat::BF16),
               "lowrank_add: a and b must be F32, F16 or BF16 alike");
-  OPTIQ_CHECK(a.rows == b.rows, "lowrank_add: a and b disagree on the rank");
+  OPTIQ_CHECK(a.cols == b.rows, "lowrank_add: a and b disagree on the rank");
 }
 
 // y[n, w.cols] = x[n, w.rows] · w, summed over the rows in order.
@@ -164,8 +164,8 @@ void matmul_kn_ref(const WeightView& w, const float* x, int64_t n, float* y) {
 
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y) {
   check_lowrank(a, b);
-  std::vector<float> t(static_cast<size_t>(n * a.rows)), u(static_cast<size_t>(n * b.cols));
-  matmul_ref(a, x, n, t.data());
+  std::vector<float> t(static_cast<size_t>(n * a.cols)), u(static_cast<size_t>(n * b.cols));
+  matmul_kn_ref(a, x, n, t.data());
   matmul_kn_ref(b, t.data(), n, u.data());
   for (size_t i = 0; i < u.size(); ++i) y[i] += alpha * u[i];
 }
@@ -183,7 +183,7 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
     const LowRank& l = lr[t];
     check_lowrank(l.a, l.b);
     OPTIQ_CHECK(l.out >= 0 && (l.out < count || (count == 0 && l.out == 0)), "low-rank term: no such output");
-    OPTIQ_CHECK(count == 0 || (l.a.cols == ws[l.out].cols && l.b.cols == ws[l.out].rows),
+    OPTIQ_CHECK(count == 0 || (l.a.rows == ws[l.out].cols && l.b.cols == ws[l.out].rows),
                 "low-rank term: shape does not fit its weight");
     for (int64_t j = 0; l.rows && j < l.n_rows; ++j)
       OPTIQ_CHECK(l.rows[j] >= 0 && l.rows[j] < n, "low-rank term: row out of range");
@@ -193,7 +193,7 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
     for (int i = 0; i < count; ++i) matmul_ref(ws[i], x, n, ys[i]);
     for (int t = 0; t < lr_count; ++t) {
       const LowRank& l = lr[t];
-      const int64_t in = l.a.cols, out = l.b.cols;
+      const int64_t in = l.a.rows, out = l.b.cols;
       if (!l.rows) lowrank_add_ref(l.a, l.b, x, n, l.alpha, ys[l.out]);
       for (int64_t j = 0; l.rows && j < l.n_rows; ++j)
         lowrank_add_ref(l.a, l.b, x + l.rows[j] * in, 1, l.alpha, ys[l.out] + l.rows[j] * out);

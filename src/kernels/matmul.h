@@ -23,11 +23,13 @@ namespace optiq::kernels {
 void matmul(const WeightView& w, const float* x, int64_t n, float* y);
 void matmul_ref(const WeightView& w, const float* x, int64_t n, float* y);  // scalar reference
 
-// A low-rank update (a LoRA delta) of one output of matmul_shared_x, y[i] += alpha · (x[i] · aᵀ) · b for the
-// listed rows i of x (all of them when rows is null): a [r, in] as for matmul (a = A), b stored [r, out]
-// (b = Bᵀ), a and b alike F32, F16 or BF16. The inner dimension of the second product is the rank (8-64): as
-// dots per output it would be mostly horizontal sums, so b is read the other way, each weight one FMA,
-// summed over r in order.
+// A low-rank update (a LoRA delta) of one output of matmul_shared_x, y[i] += alpha · (x[i] · a) · b for the
+// listed rows i of x (all of them when rows is null): a stored [in, r] (a = Aᵀ), b stored [r, out] (b = Bᵀ),
+// a and b alike F32, F16 or BF16. The rank (8-64) is the short side of both: as dots it would be mostly
+// horizontal sums, so both are read as rows of r (or out) weights, each weight one FMA into a vector of
+// outputs. x · a is summed in blocks of kLowRankBlock rows of a, the blocks' sums then added in order: the same
+// numbers for any thread count and for a row alone or in a batch.
+constexpr int64_t kLowRankBlock = 128;
 struct LowRank {
   WeightView a, b;
   float alpha = 1.0f;
@@ -44,7 +46,7 @@ struct LowRank {
 void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
                      const LowRank* lr = nullptr, int lr_count = 0);
 
-// One low-rank update of all n rows: y[n, b.cols] += alpha · (x[n, a.cols] · aᵀ) · b, both products in one
+// One low-rank update of all n rows: y[n, b.cols] += alpha · (x[n, a.rows] · a) · b, both products in one
 // parallel region (threaded from 32 KB of weights: memory-bound), the second added straight into y.
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);

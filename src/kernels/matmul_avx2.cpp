@@ -207,6 +207,109 @@ void kn_columns(const WeightView& w, const float* x, int64_t n, float* y, int64_
     }
 }
 
+// part[c] += Σ_{i in [i0, i1)} x[i] · a[i, c] for the CH·8 columns from c0: U rows at a time in their own
+// accumulators (U FMA chains per column vector), then the U sums added in order.
+template <class L, int CH>
+inline void kn_block_columns(const uint8_t* base, size_t row_bytes, int64_t c0, int64_t i0, int64_t i1,
+                             const float* x, float* part) {
+  constexpr int U = CH <= 2 ? 4 : 2;
+  __m256 acc[U][CH];
+  for (int u = 0; u < U; ++u)
+    for (int ch = 0; ch < CH; ++ch) acc[u][ch] = _mm256_setzero_ps();
+  int64_t i = i0;
+  for (; i + U <= i1; i += U) {
+    _mm_prefetch(reinterpret_cast<const char*>(base + size_t(i) * row_bytes) + 1024, _MM_HINT_T0);
+    for (int u = 0; u < U; ++u) {
+      const uint8_t* row = base + size_t(i + u) * row_bytes;
+      const __m256 xv = _mm256_broadcast_ss(x + i + u);
+      for (int ch = 0; ch < CH; ++ch) acc[u][ch] = _mm256_fmadd_ps(xv, L::load8(row, c0 + 8 * ch), acc[u][ch]);
+    }
+  }
+  for (; i < i1; ++i) {
+    const uint8_t* row = base + size_t(i) * row_bytes;
+    const __m256 xv = _mm256_broadcast_ss(x + i);
+    for (int ch = 0; ch < CH; ++ch) acc[0][ch] = _mm256_fmadd_ps(xv, L::load8(row, c0 + 8 * ch), acc[0][ch]);
+  }
+  for (int ch = 0; ch < CH; ++ch) {
+    __m256 v = acc[0][ch];
+    for (int u = 1; u < U; ++u) v = _mm256_add_ps(v, acc[u][ch]);
+    _mm256_storeu_ps(part + c0 + 8 * ch, v);
+  }
+}
+
+#define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+// GCC 12 warns about the undefined vector its 512-bit conversion intrinsics start from (a false alarm).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+// 16 weights of a row from element k, as f32 (AVX-512).
+OPTIQ_AVX512 inline __m512 load16(LoadF32, const uint8_t* row, int64_t k) {
+  return _mm512_loadu_ps(reinterpret_cast<const float*>(row) + k);
+}
+OPTIQ_AVX512 inline __m512 load16(LoadF16, const uint8_t* row, int64_t k) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k)));
+}
+OPTIQ_AVX512 inline __m512 load16(LoadBF16, const uint8_t* row, int64_t k) {
+  const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 2 * k));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+// kn_block_columns for CH = 2 Z eight-column vectors as Z sixteen-column ones: the same U, the same chains, so
+// the same numbers bit for bit, with half the conversions and FMAs.
+template <class L, int Z>
+OPTIQ_AVX512 void kn_block_columns_512(const uint8_t* base, size_t row_bytes, int64_t c0, int64_t i0, int64_t i1,
+                                       const float* x, float* part) {
+  constexpr int U = 2 * Z <= 2 ? 4 : 2;
+  __m512 acc[U][Z];
+  for (int u = 0; u < U; ++u)
+    for (int z = 0; z < Z; ++z) acc[u][z] = _mm512_setzero_ps();
+  int64_t i = i0;
+  for (; i + U <= i1; i += U) {
+    _mm_prefetch(reinterpret_cast<const char*>(base + size_t(i) * row_bytes) + 1024, _MM_HINT_T0);
+    for (int u = 0; u < U; ++u) {
+      const uint8_t* row = base + size_t(i + u) * row_bytes;
+      const __m512 xv = _mm512_set1_ps(x[i + u]);
+      for (int z = 0; z < Z; ++z) acc[u][z] = _mm512_fmadd_ps(xv, load16(L{}, row, c0 + 16 * z), acc[u][z]);
+    }
+  }
+  for (; i < i1; ++i) {
+    const uint8_t* row = base + size_t(i) * row_bytes;
+    const __m512 xv = _mm512_set1_ps(x[i]);
+    for (int z = 0; z < Z; ++z) acc[0][z] = _mm512_fmadd_ps(xv, load16(L{}, row, c0 + 16 * z), acc[0][z]);
+  }
+  for (int z = 0; z < Z; ++z) {
+    __m512 v = acc[0][z];
+    for (int u = 1; u < U; ++u) v = _mm512_add_ps(v, acc[u][z]);
+    _mm512_storeu_ps(part + c0 + 16 * z, v);
+  }
+}
+#pragma GCC diagnostic pop
+
+// part[c] = Σ_{i in [i0, i1)} x[i] · a[i, c] for every column c of a (the rank): one x row, one block of a's
+// rows, read as one sequential stream. The same order of sums whatever else runs, so rows alone and in
+// batches, and any split over threads, give the same numbers.
+template <class L>
+void kn_block(const WeightView& a, int64_t i0, int64_t i1, const float* x, float* part) {
+  const int64_t r = a.cols;
+  const bool z = avx512_active();
+  int64_t c = 0;
+  for (; c + 32 <= r; c += 32) {
+    if (z) kn_block_columns_512<L, 2>(a.data, a.row_bytes, c, i0, i1, x, part);
+    else kn_block_columns<L, 4>(a.data, a.row_bytes, c, i0, i1, x, part);
+  }
+  if (c + 16 <= r) {
+    if (z) kn_block_columns_512<L, 1>(a.data, a.row_bytes, c, i0, i1, x, part);
+    else kn_block_columns<L, 2>(a.data, a.row_bytes, c, i0, i1, x, part);
+    c += 16;
+  }
+  if (c + 8 <= r) kn_block_columns<L, 1>(a.data, a.row_bytes, c, i0, i1, x, part), c += 8;
+  for (; c < r; ++c) {
+    float acc = 0.0f;
+    for (int64_t i = i0; i < i1; ++i) acc = std::fma(x[i], L::load1(a.data + size_t(i) * a.row_bytes, c), acc);
+    part[c] = acc;
+  }
+}
+
 // The loader of a low-rank pair's format, as an argument: f(LoadF16{}).
 template <class F>
 void with_loader(const LowRank& l, F&& f) {
@@ -222,32 +325,39 @@ void with_loader(const LowRank& l, F&& f) {
 LowRankRun::LowRankRun(const LowRank* lr, int lr_count, const WeightView* ws, float* const* ys, const float* x,
                        int64_t n)
     : x_(x) {
-  int64_t t_size = 0;
+  int64_t part_size = 0;
   for (int i = 0; i < lr_count; ++i) {
     const LowRank& l = lr[i];
     const int64_t rows = l.rows ? l.n_rows : n;
-    if (rows <= 0 || l.a.rows == 0) continue;
+    if (rows <= 0 || l.a.cols == 0) continue;
     int64_t y_row0 = 0;
     for (int j = 0; ws && j < l.out; ++j) y_row0 += ws[j].rows;
-    terms_.push_back({&l, ys[l.out], rows, a_rows_, t_size, y_row0});
-    a_rows_ += l.a.rows;
-    t_size += rows * l.a.rows;
+    const int64_t blocks = std::max<int64_t>(1, (l.a.rows + kLowRankBlock - 1) / kLowRankBlock);
+    terms_.push_back({&l, ys[l.out], rows, blocks, blocks_, part_size, y_row0});
+    blocks_ += blocks;
+    part_size += blocks * rows * l.a.cols;
     if (std::max(threads_for_float(l.a, rows), threads_for_float(l.b, rows)) > 1) threads_ = compute_threads();
   }
-  thread_local std::vector<float> t;  // x aᵀ of every term (the constructing thread's; the region shares it)
-  t.resize(size_t(t_size));
-  t_ = t.data();
+  thread_local std::vector<float> part;  // the block sums of every x·a (the constructing thread's; the region shares it)
+  part.resize(size_t(part_size));
+  part_ = part.data();
 }
 
 void LowRankRun::phase_a(int ti, int nt) const {
-  const auto [g0, g1] = thread_share(a_rows_, 2, ti, nt);
+  const auto [g0, g1] = thread_share(blocks_, 1, ti, nt);
   for (const Term& tm : terms_) {
     const WeightView& a = tm.lr->a;
-    const int64_t r0 = std::max(g0, tm.a_row0) - tm.a_row0, r1 = std::min(g1, tm.a_row0 + a.rows) - tm.a_row0;
-    if (r0 >= r1) continue;
-    with_loader(*tm.lr, [&](auto l) {
-      float_rows<decltype(l)>(a.data, a.row_bytes, r0, r1, x_, tm.rows, a.cols, t_ + tm.t0, a.rows, tm.lr->rows);
-    });
+    const int64_t b0 = std::max(g0, tm.block0) - tm.block0, b1 = std::min(g1, tm.block0 + tm.blocks) - tm.block0;
+    const int64_t in = a.rows, r = a.cols;
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t i0 = b * kLowRankBlock, i1 = std::min(in, i0 + kLowRankBlock);
+      with_loader(*tm.lr, [&](auto l) {
+        for (int64_t j = 0; j < tm.rows; ++j) {
+          const float* xj = x_ + (tm.lr->rows ? tm.lr->rows[j] : j) * in;
+          kn_block<decltype(l)>(a, i0, i1, xj, part_ + tm.part0 + (b * tm.rows + j) * r);
+        }
+      });
+    }
   }
   a_done_.fetch_add(1, std::memory_order_release);
 }
@@ -258,7 +368,17 @@ void LowRankRun::wait_a(int nt) const {
 
 void LowRankRun::add_columns(const Term& tm, int64_t c0, int64_t c1) const {
   if (c0 >= c1) return;
-  with_loader(*tm.lr, [&](auto l) { kn_columns<decltype(l)>(tm.lr->b, t_ + tm.t0, tm.rows, tm.y, c0, c1, tm.lr->alpha, tm.lr->rows); });
+  // x·a: the term's block sums added in block order (the first block's sums themselves when there is one).
+  const int64_t size = tm.rows * tm.lr->a.cols;
+  const float* t = part_ + tm.part0;
+  thread_local std::vector<float> sum;
+  if (tm.blocks > 1) {
+    sum.assign(t, t + size);
+    for (int64_t b = 1; b < tm.blocks; ++b)
+      for (int64_t e = 0; e < size; ++e) sum[size_t(e)] += t[b * size + e];
+    t = sum.data();
+  }
+  with_loader(*tm.lr, [&](auto l) { kn_columns<decltype(l)>(tm.lr->b, t, tm.rows, tm.y, c0, c1, tm.lr->alpha, tm.lr->rows); });
 }
 
 void LowRankRun::phase_b(int ti, int nt) const {

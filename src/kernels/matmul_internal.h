@@ -30,12 +30,12 @@ bool qmatmul_avx2_supported(const WeightView& w);                             //
 void qmatmul_avx2(const WeightView& w, const float* x, int64_t n, float* y);   // int8 activations
 
 // The low-rank terms of one matmul_shared_x call (AVX2, matmul_avx2.cpp), in two phases so that they can share
-// the parallel region of the weights they add to. Thread ti of nt first computes its share of every x·aᵀ
-// (phase_a). Then either phase_b, its share of every b's columns, or, inside the weights' region,
+// the parallel region of the weights they add to. Thread ti of nt first computes its share of the blocks of
+// every x·a (phase_a). Then either phase_b, its share of every b's columns, or, inside the weights' region,
 // phase_b_rows: the columns that are its own rows [g0, g1) of the weights' outputs (stacked in order), so that
 // it adds only to outputs it has already written. Both first wait until all nt threads are through phase_a;
 // that is not a barrier: no thread waits for another's rows of the weights. run() is phase_a and phase_b in a
-// region of their own. The x·aᵀ scratch is the constructing thread's: one run at a time per thread.
+// region of their own. The block sums' scratch is the constructing thread's: one run at a time per thread.
 class LowRankRun {
  public:
   // ws: the count weights the terms add to (their outputs' rows), or null.
@@ -51,8 +51,9 @@ class LowRankRun {
     const LowRank* lr;
     float* y;
     int64_t rows;    // rows of x it applies to
-    int64_t a_row0;  // its first row among all terms' rows of a
-    int64_t t0;      // its x·aᵀ in t_
+    int64_t blocks;  // blocks of kLowRankBlock rows of a
+    int64_t block0;  // its first block among all terms' blocks
+    int64_t part0;   // its block sums in part_: [blocks][rows][rank]
     int64_t y_row0;  // its output's first row among all the weights' rows
   };
   void wait_a(int nt) const;
@@ -60,8 +61,8 @@ class LowRankRun {
   std::vector<Term> terms_;
   mutable std::atomic<int> a_done_{0};  // threads through phase_a
   const float* x_;
-  float* t_ = nullptr;
-  int64_t a_rows_ = 0;
+  float* part_ = nullptr;
+  int64_t blocks_ = 0;
   int threads_ = 1;
 };
 

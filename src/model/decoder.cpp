@@ -38,7 +38,7 @@ using RowAdapters = std::vector<const std::vector<const Adapter*>*>;
 kernels::LowRank low_rank(const LoraDelta& d) {
   kernels::LowRank t;
   t.a.format = t.b.format = d.packed == DType::BF16 ? kernels::WeightFormat::BF16 : kernels::WeightFormat::F16;
-  t.a.rows = d.rank, t.a.cols = d.in, t.a.row_bytes = size_t(d.in) * 2;
+  t.a.rows = d.in, t.a.cols = d.rank, t.a.row_bytes = size_t(d.rank) * 2;  // Aᵀ
   t.b.rows = d.rank, t.b.cols = d.out, t.b.row_bytes = size_t(d.out) * 2;  // Bᵀ
   t.a.data = reinterpret_cast<const uint8_t*>(d.a16.data());
   t.b.data = reinterpret_cast<const uint8_t*>(d.b16.data());

@@ -184,12 +184,17 @@ void pack_for_decode(LoraDelta& d) {
       v[i] = d.packed == DType::F16 ? f16_to_f32(out[i]) : bf16_to_f32(out[i]);
     }
   };
-  pack(d.a, sa, d.a16);
-  std::vector<uint16_t> b;
+  // Both transposed, so that each is read as rows of weights that one x element multiplies.
+  auto transpose = [](const std::vector<uint16_t>& v, int rows, int cols, std::vector<uint16_t>& out) {
+    out.resize(v.size());
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c) out[size_t(c) * size_t(rows) + size_t(r)] = v[size_t(r) * size_t(cols) + size_t(c)];
+  };
+  std::vector<uint16_t> a, b;
+  pack(d.a, sa, a);
   pack(d.b, sb, b);
-  d.b16.resize(b.size());  // Bᵀ [rank, out]
-  for (int o = 0; o < d.out; ++o)
-    for (int k = 0; k < d.rank; ++k) d.b16[size_t(k) * size_t(d.out) + size_t(o)] = b[size_t(o) * size_t(d.rank) + size_t(k)];
+  transpose(a, d.rank, d.in, d.a16);   // Aᵀ [in, rank]
+  transpose(b, d.out, d.rank, d.b16);  // Bᵀ [rank, out]
 }
 
 std::string Adapter::summary() const {

@@ -37,7 +37,7 @@ struct LoraDelta {
   std::vector<float> dora_gain;  // DoRA g [out], set by Model::mount_adapter
   // The precision the file stores A and B at (F32, F16 or BF16).
   DType store = DType::F32;
-  // What decode reads, set by pack_for_decode (Model::mount_adapter), which frees a and b: A [rank, in] and
+  // What decode reads, set by pack_for_decode (Model::mount_adapter), which frees a and b: Aᵀ [in, rank] and
   // Bᵀ [rank, out] in 16 bits (`packed` F16 or BF16), times `unit` = 2^-k folded into the scale. 16-bit
   // files keep their own values. F32 files are applied in f16, half the bytes per token (peers do the same:
   // llama.cpp's LoRA converter writes f16, vLLM casts adapters to the model's 16-bit dtype); each matrix is

@@ -351,7 +351,7 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
       std::vector<TestWeight> ab;
       std::vector<LowRank> terms;
       for (const T& t : ts) {
-        ab.push_back(make_weight(t.sp, t.rank, cols, seed++));
+        ab.push_back(make_weight(t.sp, cols, t.rank, seed++));  // Aᵀ
         ab.push_back(make_weight(t.sp, t.rank, tw[size_t(t.out)].view.rows, seed++));
       }
       for (size_t i = 0; i < ts.size(); ++i) {
@@ -418,6 +418,42 @@ TEST(Matmul, FourBitBatchRowsEqualRowsAlone) {
     }
 }
 
+// lowrank_add sums x · a in fixed blocks of a's rows: a row alone, the same row in a batch, one thread and all
+// threads, 256-bit and 512-bit vectors all give the same numbers bit for bit (so a sequence on an adapter
+// decodes the same alone and among others). Ranks with 32-, 16- and 8-column vectors and a scalar tail; a
+// number of a's rows that leaves a short last block.
+TEST(LowrankAdd, RowsAloneInBatchesThreadsAndVectorWidthsAgreeBitForBit) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  uint32_t seed = 500;
+  for (const Spec sp : {Spec{WeightFormat::F32}, Spec{WeightFormat::F16}, Spec{WeightFormat::BF16}})
+    for (int64_t r : {16, 61, 64})
+      for (int64_t in : {100, 1000, 3072}) {
+        SCOPED_TRACE(sp.name() + " r=" + std::to_string(r) + " in=" + std::to_string(in));
+        const int64_t n = 5, out = 300;
+        TestWeight ta = make_weight(sp, in, r, seed++), tb = make_weight(sp, r, out, seed++);
+        std::mt19937 rng(seed);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> xs(size_t(n * in));
+        for (auto& e : xs) e = nd(rng);
+        std::vector<float> batch(size_t(n * out), 0.5f);
+        lowrank_add(ta.view, tb.view, xs.data(), n, 0.75f, batch.data());
+        for (bool wide : {true, false}) {
+          if (!wide && !avx512_detected()) continue;
+          set_avx512_active(!wide);  // the other width than the batch's where both exist
+          for (int64_t j = 0; j < n; ++j) {
+            std::vector<float> alone(size_t(out), 0.5f), single(size_t(out), 0.5f);
+            lowrank_add(ta.view, tb.view, xs.data() + j * in, 1, 0.75f, alone.data());
+#pragma omp parallel num_threads(2)
+            if (omp_get_thread_num() == 1 || omp_get_num_threads() == 1)  // nested: one thread
+              lowrank_add(ta.view, tb.view, xs.data() + j * in, 1, 0.75f, single.data());
+            EXPECT_TRUE(std::equal(alone.begin(), alone.end(), batch.begin() + j * out)) << "row " << j;
+            EXPECT_EQ(alone, single) << "row " << j;
+          }
+          set_avx512_active(true);
+        }
+      }
+}
+
 // lowrank_add (a LoRA delta): a hand-computed case, then AVX2 against the reference for every float format
 // over ranks 1-64, outputs with tails and outputs split over threads, and n = 1, 3, 8 rows.
 TEST(LowrankAdd, AgreesWithTheDefinitionAndTheReference) {
@@ -440,7 +476,7 @@ TEST(LowrankAdd, AgreesWithTheDefinitionAndTheReference) {
         for (int64_t n : {1, 3, 8}) {
           const int64_t in = 1000;
           SCOPED_TRACE(sp.name() + " r=" + std::to_string(r) + " out=" + std::to_string(out) + " n=" + std::to_string(n));
-          TestWeight ta = make_weight(sp, r, in, seed++), tb = make_weight(sp, r, out, seed++);
+          TestWeight ta = make_weight(sp, in, r, seed++), tb = make_weight(sp, r, out, seed++);  // Aᵀ, Bᵀ
           std::mt19937 rng(seed);
           std::normal_distribution<float> nd(0.0f, 1.0f);
           std::vector<float> xs(size_t(n * in)), y0(size_t(n * out));
@@ -449,18 +485,22 @@ TEST(LowrankAdd, AgreesWithTheDefinitionAndTheReference) {
           std::vector<float> yref = y0, yfast = y0;
           lowrank_add_ref(ta.view, tb.view, xs.data(), n, 0.75f, yref.data());
           lowrank_add(ta.view, tb.view, xs.data(), n, 0.75f, yfast.data());
-          // Tolerance: f32 rounding of Σ_k |t_k b_kc| with t = x aᵀ (summation order and FMA differ).
-          std::vector<float> t(size_t(n * r)), arow(static_cast<size_t>(in)), brow(static_cast<size_t>(out));
-          matmul_ref(ta.view, xs.data(), n, t.data());
+          // Tolerance: f32 rounding of Σ_k |t_k b_kc| with t = x a (summation order and FMA differ).
+          std::vector<float> arow(static_cast<size_t>(r)), brow(static_cast<size_t>(out));
+          std::vector<double> t(size_t(n * r), 0.0), asum(size_t(r), 0.0);
+          for (int64_t i = 0; i < in; ++i) {
+            dequantize_row(ta.view, i, arow.data());
+            for (int64_t k = 0; k < r; ++k) {
+              asum[size_t(k)] += std::fabs(arow[size_t(k)]);
+              for (int64_t j = 0; j < n; ++j) t[size_t(j * r + k)] += double(xs[size_t(j * in + i)]) * arow[size_t(k)];
+            }
+          }
           std::vector<double> mag(size_t(n * out), 0.0);
           for (int64_t k = 0; k < r; ++k) {
-            dequantize_row(ta.view, k, arow.data());
             dequantize_row(tb.view, k, brow.data());
-            double asum = 0;
-            for (int64_t i = 0; i < in; ++i) asum += std::fabs(arow[size_t(i)]);
             for (int64_t i = 0; i < n; ++i)
               for (int64_t c = 0; c < out; ++c)
-                mag[size_t(i * out + c)] += (std::fabs(t[size_t(i * r + k)]) + 4.0 * asum) * std::fabs(brow[size_t(c)]);
+                mag[size_t(i * out + c)] += (std::fabs(t[size_t(i * r + k)]) + 4.0 * asum[size_t(k)]) * std::fabs(brow[size_t(c)]);
           }
           int bad = 0;
           for (size_t j = 0; j < yref.size(); ++j)
