@@ -1,7 +1,9 @@
 // Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=2-16 (batched decode) and n=128/512
 // (prefill) per format and shape.
-// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols]
+// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols] [--avx512-ab]
 //   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
+//   --avx512-ab: on a CPU with AVX-512, each timed call alternates between the AVX-512 (and VNNI) variants
+//   and the AVX2 code, and the batched rows print both and the median of the paired ratios
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -109,16 +111,40 @@ double time_it(F&& f, double min_total) {
   return t[t.size() / 2];
 }
 
+// Calls alternate with AVX-512 on and off: median seconds of each, and the median of the pairs' off/on ratios.
+struct Ab { double on, off, ratio; };
+template <class F>
+Ab time_ab(F&& f, double min_total) {
+  f();
+  std::vector<double> on, off, ratio;
+  const double start = now();
+  while (on.size() < 5 || (now() - start < min_total && on.size() < 200)) {
+    set_avx512_active(true);
+    double a = now();
+    f();
+    on.push_back(now() - a);
+    set_avx512_active(false);
+    a = now();
+    f();
+    off.push_back(now() - a);
+    ratio.push_back(off.back() / on.back());
+  }
+  set_avx512_active(true);
+  auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
+  return {med(on), med(off), med(ratio)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, with_ref = false, n1_only = false;
+  bool quick = false, with_ref = false, n1_only = false, ab = false;
   long long extra_rows = 0, extra_cols = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--ref")) with_ref = true;
     if (!std::strcmp(argv[i], "--n1")) n1_only = true;
+    if (!std::strcmp(argv[i], "--avx512-ab")) ab = true;
     if (!std::strcmp(argv[i], "--fmt") && i + 1 < argc) only = argv[++i];
     if (!std::strcmp(argv[i], "--shape") && i + 2 < argc) {  // only this shape
       extra_rows = std::atoll(argv[++i]);
@@ -171,8 +197,14 @@ int main(int argc, char** argv) {
       std::printf("\n");
       if (big || n1_only) continue;
       for (int64_t n : {int64_t(2), int64_t(4), int64_t(8), int64_t(16), int64_t(128), int64_t(512)}) {
-        const double t = time_it([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 0.5 : 1.5);
         const double gflop = 2.0 * double(sh.rows) * double(sh.cols) * double(n) / 1e9;
+        if (ab && avx512_detected()) {
+          const Ab r = time_ab([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 1.0 : 3.0);
+          std::printf("%-8s %6lldx%-5lld n=%-3lld avx512 %6.1f GFLOP/s  avx2 %6.1f GFLOP/s  avx512 faster %.3fx (median of pairs)\n",
+                      f.name, (long long)sh.rows, (long long)sh.cols, (long long)n, gflop / r.on, gflop / r.off, r.ratio);
+          continue;
+        }
+        const double t = time_it([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 0.5 : 1.5);
         std::printf("%-8s %6lldx%-5lld n=%-3lld %8.3f ms  %6.1f GFLOP/s\n", f.name, (long long)sh.rows,
                     (long long)sh.cols, (long long)n, t * 1e3, gflop / t);
       }

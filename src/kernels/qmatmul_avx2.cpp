@@ -819,8 +819,23 @@ void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, floa
 // Weight rows are prefetched this many rows ahead (one 4-row step of 8 x rows went from 89 to 99 GFLOP/s
 // on MLX 4-bit, 89 to 96 on Q4_0, with a 32000x1024 matrix from DRAM and 2 threads).
 constexpr int64_t kGemmPf = 8;
+// The int32 lanes of a pair step, Σ over 4 bytes of lo·xa + hi·xb: maddubs twice, added in int16 (no
+// overflow: 2·2·15·127 < 32768), madd with ones; or, with VNNI, two vpdpbusd (u8 · s8 summed by 4 into int32),
+// the same integers. The VNNI instruction is written as inline assembly, so this file needs no AVX-512 flags
+// and the caller checks vnni_active().
+template <bool VNNI>
+OPTIQ_INLINE __m256i pair_dot(__m256i lo, __m256i hi, __m256i xa, __m256i xb, __m256i ones) {
+  if constexpr (VNNI) {
+    __m256i acc = _mm256_setzero_si256();
+    asm("vpdpbusd %2, %1, %0\n\tvpdpbusd %4, %3, %0" : "+x"(acc) : "x"(lo), "x"(xa), "x"(hi), "x"(xb));
+    return acc;
+  } else {
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb)), ones);
+  }
+}
+
 // K: 0 for MLX (any group size: the scales are in sv), 2 for Q4_0.
-template <int K, int RW, int NX>
+template <int K, int RW, int NX, bool VNNI>
 OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
                                 const DecodeActs* const* xs, float* y, int64_t y_stride) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
@@ -857,8 +872,7 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
       const __m256 dxv = _mm256_loadu_ps(a.dxv.data() + 8 * p);
 #pragma GCC unroll 4
       for (int i = 0; i < RW; ++i) {
-        const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo[i], xa), _mm256_maddubs_epi16(hi[i], xb));
-        const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+        const __m256 v = _mm256_cvtepi32_ps(pair_dot<VNNI>(lo[i], hi[i], xa, xb, ones));
         if constexpr (K == 2)
           acc[i][c] = _mm256_fmadd_ps(_mm256_fmadd_ps(v, dxv, _mm256_loadu_ps(a.offv.data() + 8 * p)), s[i], acc[i][c]);
         else
@@ -877,25 +891,26 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
 // Register tile: weight rows x rows of x (2x4 measured best for both formats against 1x4, 2x3, 2x2, 3x2, 4x2).
 constexpr int kGemmRW = 2, kGemmNX = 4, kGemmRB = 16;
 
-template <int K, int NX>
+template <int K, int NX, bool VNNI>
 void nib_gemm_rows(const NibDesc& d, int64_t r0, int64_t r1, const float* sv, int64_t sv_stride,
                    const DecodeActs* const* xs, float* y, int64_t y_stride) {
   int64_t r = r0;
   for (; r + kGemmRW <= r1; r += kGemmRW)
-    nib_gemm_tile<K, kGemmRW, NX>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
-  for (; r < r1; ++r) nib_gemm_tile<K, 1, NX>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
+    nib_gemm_tile<K, kGemmRW, NX, VNNI>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
+  for (; r < r1; ++r) nib_gemm_tile<K, 1, NX, VNNI>(d, r, sv + (r - r0) * sv_stride, sv_stride, xs, y, y_stride);
 }
 
 // Rows [r0, r1) of w (their scale vectors at sv) times all n rows of x.
-template <int K>
+template <int K, bool VNNI>
 void nib_gemm_cols(const NibDesc& d, int64_t r0, int64_t r1, const float* sv, int64_t sv_stride,
                    const DecodeActs* const* xs, int64_t n, float* y, int64_t rows) {
   int64_t c = 0;
-  for (; c + kGemmNX <= n; c += kGemmNX) nib_gemm_rows<K, kGemmNX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  for (; c + kGemmNX <= n; c += kGemmNX)
+    nib_gemm_rows<K, kGemmNX, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
   const int64_t rem = n - c;
-  if (rem == 3) nib_gemm_rows<K, 3>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-  if (rem == 2) nib_gemm_rows<K, 2>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-  if (rem == 1) nib_gemm_rows<K, 1>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  if (rem == 3) nib_gemm_rows<K, 3, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  if (rem == 2) nib_gemm_rows<K, 2, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  if (rem == 1) nib_gemm_rows<K, 1, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
 }
 
 // k: the format as nib_decode's K.
@@ -908,6 +923,7 @@ void nib_gemm(int k, const WeightView& w, const std::vector<DecodeActs>& xs, flo
     while ((int64_t(64) << gshift) < w.group_size) ++gshift;
   // Per row: 8 floats per pair, the last block's scale (MLX group 32, odd block count), the biases (MLX).
   const int64_t sv_stride = 8 * np + 1 + groups;
+  const bool vnni = vnni_active();
   std::vector<const DecodeActs*> ptrs(static_cast<size_t>(n));
   for (int64_t c = 0; c < n; ++c) ptrs[size_t(c)] = &xs[size_t(c)];
   decode_rows(w.rows, kGemmRB, threads, [&](int64_t g0, int64_t g1) {
@@ -925,8 +941,13 @@ void nib_gemm(int k, const WeightView& w, const std::vector<DecodeActs>& xs, flo
           params_to_f32(w.biases + size_t(r * groups) * quant::param_bytes(w.scale_dtype), groups, w.scale_dtype,
                         o + 8 * np + 1);
       }
-      if (mlx) nib_gemm_cols<0>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
-      else nib_gemm_cols<2>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+      if (vnni) {
+        if (mlx) nib_gemm_cols<0, true>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+        else nib_gemm_cols<2, true>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+      } else {
+        if (mlx) nib_gemm_cols<0, false>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+        else nib_gemm_cols<2, false>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+      }
     }
   });
 }

@@ -54,6 +54,14 @@ bool avx512_active() {
   return on;
 }
 
+bool vnni_active() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") != 0;
+  }();
+  return has && avx512_active();
+}
+
 void set_avx512_active(bool on) { g_avx512_forced.store(on && avx512_detected() ? 1 : 0); }
 
 void set_active_isa(Isa isa) {

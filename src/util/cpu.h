@@ -14,6 +14,9 @@ const char* isa_name(Isa isa);
 bool avx512_detected();
 bool avx512_active();
 void set_avx512_active(bool on);  // for tests and A/B runs: ignored (off) where the CPU lacks it
+// AVX-512 VNNI (vpdpbusd, 256-bit form) for the batched 4-bit matmul: on with avx512_active() where the CPU has
+// it. The same integer sums as maddubs + madd, so the same numbers bit for bit.
+bool vnni_active();
 int compute_threads();  // physical cores (OPTIQ_THREADS overrides)
 // Memory the system can give without swapping (Linux MemAvailable), in bytes; 0 when unknown.
 long long available_memory_bytes();
