@@ -175,6 +175,11 @@ int main(int argc, char** argv) {
       if (big && f.f == WeightFormat::MlxAffine && f.bits != 4) continue;
       Owned o = make(f.f, sh.rows, sh.cols, f.bits ? f.bits : 4, 64);
       const double gb = double(o.bytes()) / 1e9;
+      if (ab && avx512_detected() && !big) {
+        const Ab r = time_ab([&] { matmul(o.v, x.data(), 1, y.data()); }, 2.0);
+        std::printf("%-8s %6lldx%-5lld n=1   avx512 %6.2f GB/s  avx2 %6.2f GB/s  avx512 faster %.3fx (median of pairs)\n",
+                    f.name, (long long)sh.rows, (long long)sh.cols, gb / r.on, gb / r.off, r.ratio);
+      }
       const double t1 = time_it([&] { matmul(o.v, x.data(), 1, y.data()); }, 1.0);
       std::printf("%-8s %6lldx%-5lld n=1   %8.3f ms  %6.2f GB/s", f.name, (long long)sh.rows,
                   (long long)sh.cols, t1 * 1e3, gb / t1);

@@ -634,8 +634,23 @@ OPTIQ_INLINE __m256 mlx_row_params(const NibDesc& d, int64_t r, const float* xsg
   return _mm256_add_ps(acc, _mm256_set_m128(_mm_setzero_ps(), tail));
 }
 
+// The int32 lanes of a pair step, Σ over 4 bytes of lo·xa + hi·xb: maddubs twice, added in int16 (no
+// overflow: 2·2·15·127 < 32768), madd with ones; or, with VNNI, two vpdpbusd (u8 · s8 summed by 4 into int32),
+// the same integers. The VNNI instruction is written as inline assembly, so this file needs no AVX-512 flags
+// and the caller checks vnni_active().
+template <bool VNNI>
+OPTIQ_INLINE __m256i pair_dot(__m256i lo, __m256i hi, __m256i xa, __m256i xb, __m256i ones) {
+  if constexpr (VNNI) {
+    __m256i acc = _mm256_setzero_si256();
+    asm("vpdpbusd %2, %1, %0\n\tvpdpbusd %4, %3, %0" : "+x"(acc) : "x"(lo), "x"(xa), "x"(hi), "x"(xb));
+    return acc;
+  } else {
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb)), ones);
+  }
+}
+
 // One 64-weight step of one row: acc += (scaled) dot of the row's pair p with the activations.
-template <int K>
+template <int K, bool VNNI>
 OPTIQ_INLINE __m256 nib_step(const uint8_t* row, const float* sc, int gshift, int64_t p, int64_t pf,
                              __m256i xa, __m256i xb, __m256 dxv, __m256 offv, __m256i m4,
                              __m256i ones, __m256i perm01, __m256 acc) {
@@ -650,8 +665,7 @@ OPTIQ_INLINE __m256 nib_step(const uint8_t* row, const float* sc, int gshift, in
   }
   const __m256i lo = _mm256_and_si256(w, m4);
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
-  const __m256i s16 = _mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb));
-  const __m256 v = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones));
+  const __m256 v = _mm256_cvtepi32_ps(pair_dot<VNNI>(lo, hi, xa, xb, ones));
   if constexpr (K == 0) {  // group 64
     return _mm256_fmadd_ps(_mm256_mul_ps(v, dxv), _mm256_broadcast_ss(sc + p), acc);
   } else if constexpr (K == 3) {  // group 128, 256, ...
@@ -689,7 +703,7 @@ OPTIQ_NOINLINE float odd_block(const uint8_t* row, float s, const DecodeActs& a)
   }
 }
 
-template <int K, int RW>
+template <int K, int RW, bool VNNI>
 OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int64_t pf, float* out) {
   const __m256i m4 = _mm256_set1_epi8(0x0F);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -720,10 +734,10 @@ OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int
     const __m256i xb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + 64 * p + 32));
     const __m256 dxv = _mm256_loadu_ps(dxp + 8 * p);
     const __m256 offv = K == 2 ? _mm256_loadu_ps(ofp + 8 * p) : dxv;
-    acc0 = nib_step<K>(r0, s0, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc0);
-    if constexpr (RW > 1) acc1 = nib_step<K>(r1, s1, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc1);
-    if constexpr (RW > 2) acc2 = nib_step<K>(r2, s2, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc2);
-    if constexpr (RW > 3) acc3 = nib_step<K>(r3, s3, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc3);
+    acc0 = nib_step<K, VNNI>(r0, s0, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc0);
+    if constexpr (RW > 1) acc1 = nib_step<K, VNNI>(r1, s1, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc1);
+    if constexpr (RW > 2) acc2 = nib_step<K, VNNI>(r2, s2, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc2);
+    if constexpr (RW > 3) acc3 = nib_step<K, VNNI>(r3, s3, gs, p, pf, xa, xb, dxv, offv, m4, ones, perm01, acc3);
   }
   out[0] = hsum(acc0);
   if constexpr (RW > 1) out[1] = hsum(acc1);
@@ -737,7 +751,7 @@ OPTIQ_INLINE void nib_tile(const NibDesc& d, int64_t r, const DecodeActs& a, int
 
 // y_i = W_i x for `count` weights of one format and shape of row (cols, group) over the same activations:
 // their rows form one range, split over the threads in one parallel region.
-template <int K>
+template <int K, bool VNNI>
 void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeActs& a, int threads, int64_t pf_tiles,
                 const LowRankRun* lr) {
   constexpr bool mlx = K != 2;
@@ -760,11 +774,11 @@ void nib_decode(const WeightView* ws, float* const* ys, int count, const DecodeA
       const NibDesc d{w.data, w.row_bytes, sc.data(), groups, gshift, w.scales, w.biases, w.scale_dtype};
       const int64_t pf = pf_tiles * kDecodeRows * int64_t(w.row_bytes);
       int64_t r = r0;
-      for (; r + kDecodeRows <= r1; r += kDecodeRows) nib_tile<K, kDecodeRows>(d, r, a, pf, y + r);
+      for (; r + kDecodeRows <= r1; r += kDecodeRows) nib_tile<K, kDecodeRows, VNNI>(d, r, a, pf, y + r);
       const int64_t rw = r1 - r;
-      if (rw == 3) nib_tile<K, 3>(d, r, a, pf, y + r);
-      if (rw == 2) nib_tile<K, 2>(d, r, a, pf, y + r);
-      if (rw == 1) nib_tile<K, 1>(d, r, a, pf, y + r);
+      if (rw == 3) nib_tile<K, 3, VNNI>(d, r, a, pf, y + r);
+      if (rw == 2) nib_tile<K, 2, VNNI>(d, r, a, pf, y + r);
+      if (rw == 1) nib_tile<K, 1, VNNI>(d, r, a, pf, y + r);
     }
   }, lr);
 }
@@ -792,10 +806,15 @@ bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const flo
   decode_acts(x, w0.cols, act_perm(w0), true, mlx4 ? 0.0f : -8.0f, mlx4 ? w0.group_size : 0, da);
   const int threads = threads_for(macs);
   const int64_t pf_tiles = decode_prefetch_tiles();
-  if (!mlx4) nib_decode<2>(ws, ys, count, da, threads, pf_tiles, lr);
-  else if (w0.group_size == 32) nib_decode<1>(ws, ys, count, da, threads, pf_tiles, lr);
-  else if (w0.group_size == 64) nib_decode<0>(ws, ys, count, da, threads, pf_tiles, lr);
-  else nib_decode<3>(ws, ys, count, da, threads, pf_tiles, lr);
+  auto run = [&](auto vnni) {
+    constexpr bool V = decltype(vnni)::value;
+    if (!mlx4) nib_decode<2, V>(ws, ys, count, da, threads, pf_tiles, lr);
+    else if (w0.group_size == 32) nib_decode<1, V>(ws, ys, count, da, threads, pf_tiles, lr);
+    else if (w0.group_size == 64) nib_decode<0, V>(ws, ys, count, da, threads, pf_tiles, lr);
+    else nib_decode<3, V>(ws, ys, count, da, threads, pf_tiles, lr);
+  };
+  if (vnni_active()) run(std::true_type{});
+  else run(std::false_type{});
   return true;
 }
 
@@ -819,21 +838,6 @@ void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, floa
 // Weight rows are prefetched this many rows ahead (one 4-row step of 8 x rows went from 89 to 99 GFLOP/s
 // on MLX 4-bit, 89 to 96 on Q4_0, with a 32000x1024 matrix from DRAM and 2 threads).
 constexpr int64_t kGemmPf = 8;
-// The int32 lanes of a pair step, Σ over 4 bytes of lo·xa + hi·xb: maddubs twice, added in int16 (no
-// overflow: 2·2·15·127 < 32768), madd with ones; or, with VNNI, two vpdpbusd (u8 · s8 summed by 4 into int32),
-// the same integers. The VNNI instruction is written as inline assembly, so this file needs no AVX-512 flags
-// and the caller checks vnni_active().
-template <bool VNNI>
-OPTIQ_INLINE __m256i pair_dot(__m256i lo, __m256i hi, __m256i xa, __m256i xb, __m256i ones) {
-  if constexpr (VNNI) {
-    __m256i acc = _mm256_setzero_si256();
-    asm("vpdpbusd %2, %1, %0\n\tvpdpbusd %4, %3, %0" : "+x"(acc) : "x"(lo), "x"(xa), "x"(hi), "x"(xb));
-    return acc;
-  } else {
-    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(lo, xa), _mm256_maddubs_epi16(hi, xb)), ones);
-  }
-}
-
 // K: 0 for MLX (any group size: the scales are in sv), 2 for Q4_0.
 template <int K, int RW, int NX, bool VNNI>
 OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
