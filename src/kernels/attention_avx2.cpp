@@ -287,8 +287,10 @@ void q4_dots(const Q4Dots<NQ>& qd, int n) {
 
 // q4_dots in 512-bit vectors (CPUs with AVX-512, head_dim a multiple of 128): two chunks per step, the
 // queries' even and odd halves of both side by side, the same integer sums (so the same dots).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 template <int NQ, int CPG>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(const Q4Dots<NQ>& qd, int n) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1);
@@ -333,7 +335,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(c
     store_dots8<NQ>(qd, part, i0);
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 // Scores of NQ queries against 4-bit K in integers (int8_q(kv)). A row is read in chunks of 32 bytes, 64
 // codes (the last chunk holds 16 bytes when head_dim % 64 == 32): low nibbles are elements 2b, high
@@ -561,8 +565,10 @@ void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t
 // 16 odd elements of 32 columns. Slabs of SW columns (inside one group). Every element is the same chain of
 // FMAs as in weighted_sum_q4, so the results are the same bit for bit.
 // (GCC 12 warns, wrongly, that the intrinsics' _mm512_undefined_* operands may be used uninitialized.)
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 template <int NQ, int SW>
 OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts,
@@ -625,7 +631,9 @@ OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float*
       }
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 // Online-softmax update of one query from its block of scores (turned into weights in place).
 void softmax_update(Partial& P, float* s, int n, int valid, int d) {

@@ -239,8 +239,10 @@ inline void kn_block_columns(const uint8_t* base, size_t row_bytes, int64_t c0, 
 
 #define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
 // GCC 12 warns about the undefined vector its 512-bit conversion intrinsics start from (a false alarm).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 // 16 weights of a row from element k, as f32 (AVX-512).
 OPTIQ_AVX512 inline __m512 load16(LoadF32, const uint8_t* row, int64_t k) {
@@ -283,7 +285,9 @@ OPTIQ_AVX512 void kn_block_columns_512(const uint8_t* base, size_t row_bytes, in
     _mm512_storeu_ps(part + c0 + 16 * z, v);
   }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 
 // part[c] = Σ_{i in [i0, i1)} x[i] · a[i, c] for every column c of a (the rank): one x row, one block of a's
 // rows, read as one sequential stream. The same order of sums whatever else runs, so rows alone and in
