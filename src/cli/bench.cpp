@@ -115,10 +115,10 @@ std::vector<KvVariant> kv_variants(const std::string& bits_list, const std::stri
 int run_bench(int argc, char** argv) {
   std::string model_path, depths_s = "0", kv_bits, kv_configs, rotation = "auto";
   int gen = 64, prompt_len = 512, chunk = 512, kv_group = 0;
-  bool no_bandwidth = false;
+  bool no_bandwidth = false, interleave = false;
   std::vector<std::string> adapters;
   Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512] [--kv-bits 16,8,4] [--kv-config A.json,B.json] "
-          "[--adapter PATH]");
+          "[--adapter PATH] [--interleave]");
   f.add("model", &model_path, "model folder or .gguf file (or the first argument)");
   f.add("depth", &depths_s, "comma-separated context depths for decode (default 0)");
   f.add("gen", &gen, "tokens to decode at each depth (default 64)");
@@ -130,19 +130,25 @@ int run_bench(int argc, char** argv) {
   f.add("kv-rotation", &rotation, "Hadamard rotation of quantized K/V: auto | on | off (default auto)");
   f.add("adapter", &adapters,
         "also decode with this LoRA adapter (PATH or NAME=PATH; repeat to stack), step by step alternating with the base");
+  f.add_bool("interleave", &interleave,
+             "decode the KV variants step by step in turn at each depth, and print each one's speed against the "
+             "first as the median of the rounds' ratios (steady on a noisy machine)");
   f.add_bool("no-bandwidth", &no_bandwidth, "skip measuring the machine's read bandwidth");
   if (!f.parse_or_help(argc, argv, 2)) return 0;
   model_path = f.model_arg(model_path, "optiq bench MODEL");
   std::vector<int> depths = parse_int_list(depths_s, "depth");
   if (gen <= 0) throw Error(ErrorKind::InvalidArgument, "--gen must be positive");
   std::vector<KvVariant> variants = kv_variants(kv_bits, kv_configs, kv_group, rotation);
+  if (interleave && !adapters.empty())
+    throw Error(ErrorKind::InvalidArgument, "--interleave and --adapter cannot be combined (each alternates on its own)");
+  if (interleave && variants.size() < 2)
+    throw Error(ErrorKind::InvalidArgument, "--interleave needs two or more KV variants (--kv-bits / --kv-config)");
 
   model_path = hub::resolve(model_path, hub::Kind::Model);
   auto model = model::Model::load(model_path);
   // With adapters, every decode step of the base is followed by one of a second sequence under the adapters,
   // so that a noisy machine slows both alike; the two are timed apart.
   const int32_t adapter_set = adapters.empty() ? 0 : model->adapter_set(mount_adapters(*model, adapters));
-  const int arms = adapter_set ? 2 : 1;
   int64_t adapter_bytes = 0;  // what decode reads of them per token: A and B in 16 bits
   for (const auto& a : model->adapters())
     for (const auto& layer : a->layers)
@@ -167,81 +173,105 @@ int run_bench(int argc, char** argv) {
               "decode t/s", "bytes/token", "GB/s", "of bw");
   std::printf("|------------|----------------|----------|--------------|--------|--------------|----------------|----------|---------|\n");
   std::vector<nlohmann::ordered_json> rows;
-  for (const KvVariant& var : variants) {
-    double prefill_tps = 0;
-    if (prompt_len > 0) {
-      auto cache = model->make_cache(var.spec);
-      int32_t seq = cache->create_sequence();
-      model::Batch b;
-      // Warm-up step so that page faults of the mmap'd weights are not timed.
-      b.add(tok(rng), 0, seq, true);
+  std::vector<double> prefill(variants.size(), 0.0);
+  for (size_t v = 0; v < variants.size() && prompt_len > 0; ++v) {
+    auto cache = model->make_cache(variants[v].spec);
+    int32_t seq = cache->create_sequence();
+    model::Batch b;
+    // Warm-up step so that page faults of the mmap'd weights are not timed.
+    b.add(tok(rng), 0, seq, true);
+    model->forward(b, *cache, logits.data());
+    cache->truncate(seq, 0);
+    double t0 = now_s();
+    for (int s = 0; s < prompt_len; s += chunk) {
+      b.clear();
+      for (int i = s; i < std::min(prompt_len, s + chunk); ++i) b.add(tok(rng), i, seq, i + 1 == prompt_len);
       model->forward(b, *cache, logits.data());
-      cache->truncate(seq, 0);
-      double t0 = now_s();
-      for (int s = 0; s < prompt_len; s += chunk) {
-        b.clear();
-        for (int i = s; i < std::min(prompt_len, s + chunk); ++i) b.add(tok(rng), i, seq, i + 1 == prompt_len);
-        model->forward(b, *cache, logits.data());
-      }
-      prefill_tps = prompt_len / (now_s() - t0);
     }
-    const int64_t kv_row_bytes = var.spec.bytes_per_token(shape);
-    for (int depth : depths) {
-      auto cache = model->make_cache(var.spec);
-      int32_t seqs[2];
-      model::Batch b;
-      for (int a = 0; a < arms; ++a) {
-        seqs[a] = cache->create_sequence();
-        fill_cache(*cache, seqs[a], depth);
+    prefill[v] = prompt_len / (now_s() - t0);
+  }
+  // An arm decodes one sequence: a KV variant, with or without the adapters. The arms of a group take their
+  // decode steps in turn, so that a noisy machine slows them alike; each arm after the first is compared with
+  // the first by the median of the rounds' step-time ratios (a burst of noise moves a few rounds, not the
+  // median).
+  struct Arm { size_t var; bool lora; };
+  auto run_group = [&](const std::vector<Arm>& arms, int depth) {
+    const size_t n = arms.size();
+    std::vector<std::unique_ptr<kv::KvCache>> caches;
+    std::vector<int32_t> seqs;
+    model::Batch b;
+    for (const Arm& a : arms) {
+      caches.push_back(model->make_cache(variants[a.var].spec));
+      seqs.push_back(caches.back()->create_sequence());
+      fill_cache(*caches.back(), seqs.back(), depth);
+      b.clear();
+      b.add(tok(rng), depth, seqs.back(), true, a.lora ? adapter_set : 0);
+      model->forward(b, *caches.back(), logits.data());  // warm-up step at this depth
+    }
+    std::vector<double> dt(n, 0.0), step(n, 0.0);
+    std::vector<std::vector<double>> ratio(n);  // arm k's step time / arm 0's step in the same round
+    for (int i = 1; i <= gen; ++i) {
+      for (size_t k = 0; k < n; ++k) {
         b.clear();
-        b.add(tok(rng), depth, seqs[a], true, a ? adapter_set : 0);
-        model->forward(b, *cache, logits.data());  // warm-up step at this depth
+        b.add(tok(rng), depth + i, seqs[k], true, arms[k].lora ? adapter_set : 0);
+        const double t0 = now_s();
+        model->forward(b, *caches[k], logits.data());
+        step[k] = now_s() - t0;
+        dt[k] += step[k];
       }
-      double dt[2] = {0, 0};
-      std::vector<double> ratio;  // adapter step time / the base step just before it
-      for (int i = 1; i <= gen; ++i) {
-        double step[2] = {0, 0};
-        for (int a = 0; a < arms; ++a) {
-          b.clear();
-          b.add(tok(rng), depth + i, seqs[a], true, a ? adapter_set : 0);
-          const double t0 = now_s();
-          model->forward(b, *cache, logits.data());
-          step[a] = now_s() - t0;
-          dt[a] += step[a];
-        }
-        if (arms == 2) ratio.push_back(step[1] / step[0]);
-      }
-      // The overhead is the median of the step pairs' ratios: a burst of noise on this shared machine moves
-      // a few pairs, not the median.
-      double overhead = 0;
-      if (!ratio.empty()) {
-        std::sort(ratio.begin(), ratio.end());
-        const size_t m = ratio.size() / 2;
-        overhead = (ratio.size() % 2 ? ratio[m] : 0.5 * (ratio[m - 1] + ratio[m])) - 1;
-      }
-      for (int a = 0; a < arms; ++a) {
-        const double tps = gen / dt[a];
-        const int64_t bytes = model->weight_bytes_per_token() + (a ? adapter_bytes : 0) + kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
-        const double gbs = double(bytes) * tps / 1e9;
-        const std::string label = a ? var.label + " +lora" : var.label;
-        std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
-                    label.c_str(), depth, prefill_tps, gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
-        std::fflush(stdout);
-        nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
-                                    {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
-                                    {"threads", threads}, {"isa", isa}, {"depth", depth},
-                                    {"prompt_len", prompt_len}, {"prefill_tok_s", prefill_tps}, {"gen", gen},
-                                    {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
-                                    {"read_bandwidth_gb_s", bw}};
-        if (a) j["adapters"] = adapters, j["adapter_overhead"] = overhead;
+      for (size_t k = 1; k < n; ++k) ratio[k].push_back(step[k] / step[0]);
+    }
+    for (size_t k = 0; k < n; ++k) {
+      const KvVariant& var = variants[arms[k].var];
+      const int64_t kv_row_bytes = var.spec.bytes_per_token(shape);
+      const double tps = gen / dt[k];
+      const int64_t bytes = model->weight_bytes_per_token() + (arms[k].lora ? adapter_bytes : 0) +
+                            kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
+      const double gbs = double(bytes) * tps / 1e9;
+      const std::string label = arms[k].lora ? var.label + " +lora" : var.label;
+      std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
+                  label.c_str(), depth, prefill[arms[k].var], gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
+      std::fflush(stdout);
+      nlohmann::ordered_json j = {{"bench", "optiq"}, {"model", model_path}, {"weights", model->weight_summary()},
+                                  {"kv", var.label}, {"kv_bytes_per_token", kv_row_bytes},
+                                  {"threads", threads}, {"isa", isa}, {"depth", depth},
+                                  {"prompt_len", prompt_len}, {"prefill_tok_s", prefill[arms[k].var]}, {"gen", gen},
+                                  {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
+                                  {"read_bandwidth_gb_s", bw}};
+      if (k == 0) {
         rows.push_back(j);
+        continue;
       }
-      if (arms == 2)
+      std::vector<double>& r = ratio[k];
+      std::sort(r.begin(), r.end());
+      const size_t m = r.size() / 2;
+      const double med = r.size() % 2 ? r[m] : 0.5 * (r[m - 1] + r[m]);
+      const std::string& first = variants[arms[0].var].label;
+      if (arms[k].lora) {
+        j["adapters"] = adapters, j["adapter_overhead"] = med - 1;
         std::fprintf(stderr,
                      "%s, depth %d: a decode step with the adapters takes %.1f%% longer than the base step before it "
                      "(median of %d pairs; %.1f%% in total time)\n",
-                     var.label.c_str(), depth, 100.0 * overhead, gen, 100.0 * (dt[1] / dt[0] - 1));
+                     var.label.c_str(), depth, 100.0 * (med - 1), gen, 100.0 * (dt[k] / dt[0] - 1));
+      } else {
+        j["speedup_vs_first"] = 1 / med, j["first_kv"] = first;
+        std::fprintf(stderr, "depth %d: %s decodes %.2fx as fast as %s (median of %d rounds; %.2fx in total time)\n",
+                     depth, var.label.c_str(), 1 / med, first.c_str(), gen, dt[0] / dt[k]);
+      }
+      rows.push_back(j);
     }
+  };
+  if (interleave) {
+    std::vector<Arm> all;
+    for (size_t v = 0; v < variants.size(); ++v) all.push_back({v, false});
+    for (int depth : depths) run_group(all, depth);
+  } else {
+    for (size_t v = 0; v < variants.size(); ++v)
+      for (int depth : depths) {
+        std::vector<Arm> arms = {{v, false}};
+        if (adapter_set) arms.push_back({v, true});
+        run_group(arms, depth);
+      }
   }
   for (auto& j : rows) std::printf("%s\n", j.dump().c_str());
   return 0;

@@ -1,6 +1,7 @@
 // optiq bench --adapter as a user meets it: a second row per depth decoded under the adapter, whose bytes per
 // token are the base's plus exactly the adapter's A and B in 16 bits, with the median step overhead; a bad
-// adapter stops start-up with exit code 1 (as in generate) and the path.
+// adapter stops start-up with exit code 1 (as in generate) and the path. optiq bench --interleave: the KV
+// variants decode in turn at each depth, each row after the first with its median speed against the first.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -73,6 +74,37 @@ TEST(BenchCommand, AdapterRowsAlternateWithTheBase) {
                             "bench_cmd");
   EXPECT_EQ(bad.rc, 1) << bad.err;
   EXPECT_NE(bad.err.find(dir + "/missing"), std::string::npos) << bad.err;
+}
+
+TEST(BenchCommand, InterleavedKvVariantsCompareWithTheFirst) {
+  const std::string model = test::shared_path("models/stories260K-hf");
+  OPTIQ_REQUIRE_SHARED(model);
+  CmdResult b = run_optiq({"bench", model, "--depth", "0,16", "--gen", "8", "--prompt-len", "0", "--no-bandwidth",
+                           "--kv-bits", "16,8,4", "--kv-group-size", "8", "--interleave"},
+                          "bench_cmd");
+  ASSERT_EQ(b.rc, 0) << b.err;
+  const std::vector<nlohmann::json> rows = json_lines(b.out);
+  ASSERT_EQ(rows.size(), 6u) << b.out;
+  const char* kv[3] = {"fp16", "q8 g8", "q4 g8"};
+  for (int d = 0; d < 2; ++d)
+    for (int k = 0; k < 3; ++k) {
+      const nlohmann::json& r = rows[size_t(3 * d + k)];
+      EXPECT_EQ(r["depth"], d == 0 ? 0 : 16);
+      EXPECT_EQ(r["kv"], kv[k]);
+      EXPECT_GT(r["decode_tok_s"].get<double>(), 0.0);
+      EXPECT_EQ(r.contains("speedup_vs_first"), k > 0);
+      if (k == 0) continue;
+      EXPECT_EQ(r["first_kv"], "fp16");
+      const double s = r["speedup_vs_first"].get<double>();
+      EXPECT_TRUE(std::isfinite(s) && s > 0.0) << s;
+      EXPECT_LT(r["kv_bytes_per_token"].get<int64_t>(), rows[size_t(3 * d)]["kv_bytes_per_token"].get<int64_t>());
+    }
+  EXPECT_NE(b.err.find("depth 16: q4 g8 decodes "), std::string::npos) << b.err;
+  EXPECT_NE(b.err.find(" as fast as fp16 (median of 8 rounds"), std::string::npos) << b.err;
+
+  CmdResult one = run_optiq({"bench", model, "--gen", "4", "--prompt-len", "0", "--no-bandwidth", "--interleave"}, "bench_cmd");
+  EXPECT_NE(one.rc, 0);
+  EXPECT_NE(one.err.find("--interleave needs two or more KV variants"), std::string::npos) << one.err;
 }
 
 }  // namespace
