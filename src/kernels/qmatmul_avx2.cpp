@@ -19,6 +19,7 @@
 #include <cstring>
 #include <new>
 #include <numeric>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
