@@ -391,7 +391,7 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
 // The 4-bit formats: each row of a batch of x rows gets bit for bit what it gets alone (the batched kernel and
 // the one-row kernel round alike), so a sequence decoded among others continues exactly as it would alone.
 // Odd block counts (MLX group 32; one block alone), tail rows of the register tiles, row ranges split over
-// threads.
+// threads; with AVX-512, the 512-bit and 256-bit batch kernels agree too.
 TEST(Matmul, FourBitBatchRowsEqualRowsAlone) {
   uint32_t seed = 900;
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
@@ -413,6 +413,13 @@ TEST(Matmul, FourBitBatchRowsEqualRowsAlone) {
           std::vector<float> got(size_t(n * rows), -1.0f);
           matmul(tw.view, x.data(), n, got.data());
           EXPECT_EQ(got, std::vector<float>(alone.begin(), alone.begin() + n * rows));
+          if (avx512_detected()) {  // the 512-bit batch tile (two weight rows per register) against the 256-bit one
+            set_avx512_active(false);
+            std::vector<float> narrow(size_t(n * rows), -1.0f);
+            matmul(tw.view, x.data(), n, narrow.data());
+            set_avx512_active(true);
+            EXPECT_EQ(got, narrow);
+          }
         }
       }
     }
