@@ -5,6 +5,8 @@
 // For each server it reports
 //   - aggregate decode tokens/s at 1, 4, 8, 16 concurrent streams (completion tokens / wall time of the
 //     burst, prefill included) and the ratio to one stream;
+//   - the steady decode rate: tokens all streams received while every stream was decoding (after the last
+//     first token, up to the first stream's last token) per second, and its ratio to one stream;
 //   - p50 / p99 time to first token and inter-token latency over all streams of a burst;
 //   - time to first token of a repeated long prefix (--prefix tokens): cold, then the same prefix with a
 //     different tail (prefix cache);
@@ -46,7 +48,7 @@ async function streamOne(base, prompt, maxTokens, onToken) {
   if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${await r.text()}`);
   const dec = new TextDecoder();
   let buf = '', ttft = NaN, last = 0, n = 0;
-  const gaps = [];
+  const gaps = [], times = [];
   for await (const chunk of r.body) {
     buf += dec.decode(chunk, { stream: true });
     const frames = buf.split('\n\n');
@@ -58,11 +60,12 @@ async function streamOne(base, prompt, maxTokens, onToken) {
       const now = performance.now();
       if (n === 0) ttft = now - t0; else gaps.push(now - last);
       last = now;
+      times.push(now);
       n++;
       onToken?.(now);
     }
   }
-  return { ttft, gaps, n };
+  return { ttft, gaps, n, times };
 }
 
 async function measure(name, base) {
@@ -74,7 +77,11 @@ async function measure(name, base) {
     const wall = (performance.now() - t0) / 1000;
     const total = rs.reduce((a, r) => a + r.n, 0);
     const ttfts = rs.map((r) => r.ttft), gaps = rs.flatMap((r) => r.gaps);
-    out.streams[n] = { tok_s: total / wall, tokens: total, ttft_p50: quantile(ttfts, 0.5), ttft_p99: quantile(ttfts, 0.99),
+    // Steady decode: every stream past its first token, none finished.
+    const from = Math.max(...rs.map((r) => r.times[0])), to = Math.min(...rs.map((r) => r.times[r.times.length - 1]));
+    const inside = rs.reduce((a, r) => a + r.times.filter((t) => t > from && t <= to).length, 0);
+    const steady = to > from && inside >= n ? inside / ((to - from) / 1000) : NaN;
+    out.streams[n] = { tok_s: total / wall, steady_tok_s: steady, tokens: total, ttft_p50: quantile(ttfts, 0.5), ttft_p99: quantile(ttfts, 0.99),
       itl_p50: quantile(gaps, 0.5), itl_p99: quantile(gaps, 0.99) };
   }
   // A repeated long prefix: cold, then the same prefix with another tail.
@@ -99,10 +106,11 @@ async function measure(name, base) {
 function table(r) {
   const one = r.streams[1]?.tok_s;
   console.log(`\n== ${r.server}`);
-  console.log('| streams | tok/s | x one stream | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |');
-  console.log('|---|---|---|---|---|---|---|');
+  const oneSteady = r.streams[1]?.steady_tok_s;
+  console.log('| streams | tok/s | x one stream | steady decode tok/s | x one stream | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | ITL p99 ms |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [n, s] of Object.entries(r.streams))
-    console.log(`| ${n} | ${s.tok_s.toFixed(1)} | ${one ? (s.tok_s / one).toFixed(2) : '-'} | ${s.ttft_p50.toFixed(0)} | ${s.ttft_p99.toFixed(0)} | ${s.itl_p50.toFixed(1)} | ${s.itl_p99.toFixed(1)} |`);
+    console.log(`| ${n} | ${s.tok_s.toFixed(1)} | ${one ? (s.tok_s / one).toFixed(2) : '-'} | ${s.steady_tok_s.toFixed(1)} | ${oneSteady ? (s.steady_tok_s / oneSteady).toFixed(2) : '-'} | ${s.ttft_p50.toFixed(0)} | ${s.ttft_p99.toFixed(0)} | ${s.itl_p50.toFixed(1)} | ${s.itl_p99.toFixed(1)} |`);
   console.log(`prefix ${r.prefix.tokens} tokens: TTFT cold ${r.prefix.cold_ttft_ms.toFixed(0)} ms, repeated ${r.prefix.warm_ttft_ms.toFixed(0)} ms (${r.prefix.speedup.toFixed(1)}x)`);
   console.log(`a ${r.long_prompt.tokens}-token prompt arriving: its TTFT ${r.long_prompt.its_ttft_ms.toFixed(0)} ms; largest gap of 4 running streams ${r.long_prompt.max_gap_of_running_streams_ms.toFixed(0)} ms`);
   console.log(JSON.stringify(r));
