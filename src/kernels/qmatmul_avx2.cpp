@@ -839,7 +839,8 @@ void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, floa
 // Weight rows are prefetched this many rows ahead (one 4-row step of 8 x rows went from 89 to 99 GFLOP/s
 // on MLX 4-bit, 89 to 96 on Q4_0, with a 32000x1024 matrix from DRAM and 2 threads).
 constexpr int64_t kGemmPf = 8;
-// K: 0 for MLX (any group size: the scales are in sv), 2 for Q4_0.
+// K: 0 for MLX with groups of 64 or more (sv holds a scale per group), 1 for MLX group 32 (sv holds the scale
+// vector of each pair), 2 for Q4_0 (likewise).
 template <int K, int RW, int NX, bool VNNI>
 OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
                                 const DecodeActs* const* xs, float* y, int64_t y_stride) {
@@ -861,7 +862,10 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
     __m256 s[RW];
 #pragma GCC unroll 4
     for (int i = 0; i < RW; ++i) {
-      s[i] = _mm256_loadu_ps(sv + i * sv_stride + 8 * p);
+      if constexpr (K == 0)  // one scale per pair, kept per group
+        s[i] = _mm256_broadcast_ss(sv + i * sv_stride + (p >> d.gshift));
+      else
+        s[i] = _mm256_loadu_ps(sv + i * sv_stride + 8 * p);
       _mm_prefetch(reinterpret_cast<const char*>(rows[i] + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
       const __m256i w = K == 2 ? _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 20),
                                                     reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 2))
@@ -940,7 +944,11 @@ OPTIQ_VNNI512 OPTIQ_INLINE void nib_gemm_tile_512(const NibDesc& d, int64_t r, c
     for (int j = 0; j < RW2; ++j) {
       const uint8_t* ra = rows[2 * j];
       const uint8_t* rb = rows[2 * j + 1];
-      s[j] = join(_mm256_loadu_ps(sv + (2 * j) * sv_stride + 8 * p), _mm256_loadu_ps(sv + (2 * j + 1) * sv_stride + 8 * p));
+      if constexpr (K == 0)
+        s[j] = _mm512_insertf32x8(_mm512_set1_ps(sv[(2 * j) * sv_stride + (p >> d.gshift)]),
+                                  _mm256_broadcast_ss(sv + (2 * j + 1) * sv_stride + (p >> d.gshift)), 1);
+      else
+        s[j] = join(_mm256_loadu_ps(sv + (2 * j) * sv_stride + 8 * p), _mm256_loadu_ps(sv + (2 * j + 1) * sv_stride + 8 * p));
       _mm_prefetch(reinterpret_cast<const char*>(ra + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
       _mm_prefetch(reinterpret_cast<const char*>(rb + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
       __m512i w;
@@ -1034,7 +1042,9 @@ void nib_gemm(int k, const WeightView& w, const std::vector<DecodeActs>& xs, flo
   int gshift = 0;
   if (mlx)
     while ((int64_t(64) << gshift) < w.group_size) ++gshift;
-  // Per row: 8 floats per pair, the last block's scale (MLX group 32, odd block count), the biases (MLX).
+  // Per row: 8 floats per pair (MLX with groups of 64 or more: one per group, the kernels broadcast it), the
+  // last block's scale (MLX group 32, odd block count), the biases (MLX).
+  const bool compact = k == 0 || k == 3;
   const int64_t sv_stride = 8 * np + 1 + groups;
   const bool vnni = vnni_active();
   std::vector<const DecodeActs*> ptrs(static_cast<size_t>(n));
@@ -1048,19 +1058,23 @@ void nib_gemm(int k, const WeightView& w, const std::vector<DecodeActs>& xs, flo
       const int64_t b1 = std::min(g1, b0 + kGemmRB);
       for (int64_t r = b0; r < b1; ++r) {
         float* o = sv.data() + (r - b0) * sv_stride;
-        pair_scales(k, d, r, np, sc.data(), o);
+        if (compact)
+          params_to_f32(w.scales + size_t(r * groups) * quant::param_bytes(w.scale_dtype), groups, w.scale_dtype, o);
+        else
+          pair_scales(k, d, r, np, sc.data(), o);
         o[8 * np] = mlx && 2 * np < nb ? sc[size_t(nb - 1)] : 0.0f;
         if (mlx)
           params_to_f32(w.biases + size_t(r * groups) * quant::param_bytes(w.scale_dtype), groups, w.scale_dtype,
                         o + 8 * np + 1);
       }
-      if (vnni) {
-        if (mlx) nib_gemm_cols<0, true>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
-        else nib_gemm_cols<2, true>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
-      } else {
-        if (mlx) nib_gemm_cols<0, false>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
-        else nib_gemm_cols<2, false>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
-      }
+      auto run = [&](auto vnni_t) {
+        constexpr bool V = decltype(vnni_t)::value;
+        if (compact) nib_gemm_cols<0, V>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+        else if (mlx) nib_gemm_cols<1, V>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+        else nib_gemm_cols<2, V>(d, b0, b1, sv.data(), sv_stride, ptrs.data(), n, y, w.rows);
+      };
+      if (vnni) run(std::true_type{});
+      else run(std::false_type{});
     }
   });
 }
