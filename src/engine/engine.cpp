@@ -149,7 +149,9 @@ EngineStats Engine::stats() const {
 void Engine::init(Sequence& s) {
   s.initialized = true;
   s.context = s.req.prompt;
-  s.sampler = std::make_unique<Sampler>(s.req.sampling);
+  SamplingParams sp = s.req.sampling;
+  sp.logprobs = s.req.logprobs;  // the log-softmax over the vocabulary only for requests that report it
+  s.sampler = std::make_unique<Sampler>(sp);
   s.detok = std::make_unique<tokenizer::StreamingDetokenizer>(*lm_.tokenizer);
   s.stops = std::make_unique<StopMatcher>(s.req.stop);
   s.parser = std::make_unique<chat::OutputParser>(s.req.output_format, s.req.tools_requested);

@@ -15,12 +15,15 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
   const SamplingParams& p = params_;
   SampledToken out;
 
-  // Raw log-softmax for logprobs.
-  float mx = -INFINITY;
-  for (int32_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
-  double sum = 0;
-  for (int32_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i] - mx));
-  const float log_z = mx + float(std::log(sum));
+  // Raw log-softmax for logprobs (a pass of exp over the vocabulary: only when they are reported).
+  float log_z = 0.0f;
+  if (p.logprobs || p.top_logprobs > 0) {
+    float mx = -INFINITY;
+    for (int32_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
+    double sum = 0;
+    for (int32_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i] - mx));
+    log_z = mx + float(std::log(sum));
+  }
   std::vector<float> raw_top;
   if (p.top_logprobs > 0) {
     std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(vocab));
@@ -103,7 +106,7 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     }
   }
   out.id = chosen;
-  out.logprob = raw[size_t(chosen)] - log_z;
+  out.logprob = p.logprobs || p.top_logprobs > 0 ? raw[size_t(chosen)] - log_z : 0.0f;
   return out;
 }
 

@@ -24,6 +24,9 @@ struct SamplingParams {
   std::vector<std::pair<int32_t, float>> logit_bias;
   std::optional<uint64_t> seed;
   int top_logprobs = 0;  // how many alternatives to report (0: none)
+  // Whether SampledToken::logprob is wanted: its log-softmax over the vocabulary is skipped when not (and
+  // top_logprobs is 0); logprob is then 0.
+  bool logprobs = true;
 };
 
 struct SampledToken {
