@@ -2,6 +2,9 @@
 
 #include <cmath>
 
+#include "util/cpu.h"
+#include "util/half.h"
+
 namespace optiq::kernels {
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
@@ -46,6 +49,11 @@ void softmax(float* x, int64_t n) {
   }
   const float inv = float(1.0 / sum);
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n) {
+  if (active_isa() == Isa::Avx2) return detail::f32_to_f16_row_avx2(x, y, n);
+  for (int64_t i = 0; i < n; ++i) y[i] = f32_to_f16(x[i]);
 }
 
 }  // namespace optiq::kernels

@@ -13,5 +13,11 @@ void silu_mul(float* x, const float* up, int64_t n);
 void rope(float* x, int n_heads, int head_dim, int rot_dims, int32_t pos, const float* inv_freq, bool traditional);
 // In place softmax over n values (f32, max-subtracted).
 void softmax(float* x, int64_t n);
+// y[i] = x[i] as IEEE half, rounded to nearest even (inf past the range; a NaN stays a NaN). F16C where the CPU
+// has it: the same bits as util/half.h's f32_to_f16 for every value but NaN payloads.
+void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
+namespace detail {
+void f32_to_f16_row_avx2(const float* x, uint16_t* y, int64_t n);
+}
 
 }  // namespace optiq::kernels

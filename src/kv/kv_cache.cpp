@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "kernels/hadamard.h"
+#include "kernels/ops.h"
 #include "quant/mlx_affine.h"
 #include "util/error.h"
 #include "util/half.h"
@@ -286,12 +287,8 @@ void KvCache::store_row(const LayerLayout& L, uint8_t* page, int32_t r, const fl
   auto row = [&](size_t off, int h) { return page + off + (size_t(h) * T + size_t(r)) * hb; };
   if (!L.p.quantized()) {
     for (int h = 0; h < H; ++h) {
-      uint16_t* kc = reinterpret_cast<uint16_t*>(row(L.k, h));
-      uint16_t* vc = reinterpret_cast<uint16_t*>(row(L.v, h));
-      for (int i = 0; i < d; ++i) {
-        kc[i] = f32_to_f16(k[size_t(h) * d + size_t(i)]);
-        vc[i] = f32_to_f16(v[size_t(h) * d + size_t(i)]);
-      }
+      kernels::f32_to_f16_row(k + size_t(h) * d, reinterpret_cast<uint16_t*>(row(L.k, h)), d);
+      kernels::f32_to_f16_row(v + size_t(h) * d, reinterpret_cast<uint16_t*>(row(L.v, h)), d);
     }
     return;
   }
