@@ -16,8 +16,9 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
   SampledToken out;
 
   // Raw log-softmax for logprobs (a pass of exp over the vocabulary: only when they are reported).
+  const bool want_logprobs = p.logprobs || p.top_logprobs > 0;
   float log_z = 0.0f;
-  if (p.logprobs || p.top_logprobs > 0) {
+  if (want_logprobs) {
     float mx = -INFINITY;
     for (int32_t i = 0; i < vocab; ++i) mx = std::max(mx, logits[i]);
     double sum = 0;
@@ -106,7 +107,7 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     }
   }
   out.id = chosen;
-  out.logprob = p.logprobs || p.top_logprobs > 0 ? raw[size_t(chosen)] - log_z : 0.0f;
+  out.logprob = want_logprobs ? raw[size_t(chosen)] - log_z : 0.0f;
   return out;
 }
 

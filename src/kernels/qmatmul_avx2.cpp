@@ -650,20 +650,24 @@ OPTIQ_INLINE __m256i pair_dot(__m256i lo, __m256i hi, __m256i xa, __m256i xb, __
   }
 }
 
+// The codes of a row's pair p (64 weights) as 32 bytes, after asking for the bytes pf ahead: Q4_0 (Q40) the
+// 16 code bytes after each of the pair's two f16 scales ([block 2p | block 2p+1]), MLX 4-bit its 32 packed bytes.
+template <bool Q40>
+OPTIQ_INLINE __m256i pair_codes(const uint8_t* row, int64_t p, int64_t pf) {
+  const uint8_t* at = row + (Q40 ? 36 : 32) * p;
+  _mm_prefetch(reinterpret_cast<const char*>(at + pf), _MM_HINT_T0);
+  if constexpr (Q40)
+    return _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(at + 20), reinterpret_cast<const __m128i*>(at + 2));
+  else
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(at));
+}
+
 // One 64-weight step of one row: acc += (scaled) dot of the row's pair p with the activations.
 template <int K, bool VNNI>
 OPTIQ_INLINE __m256 nib_step(const uint8_t* row, const float* sc, int gshift, int64_t p, int64_t pf,
                              __m256i xa, __m256i xb, __m256 dxv, __m256 offv, __m256i m4,
                              __m256i ones, __m256i perm01, __m256 acc) {
-  __m256i w;
-  if constexpr (K == 2) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + 36 * p + pf), _MM_HINT_T0);
-    w = _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(row + 36 * p + 20),
-                            reinterpret_cast<const __m128i*>(row + 36 * p + 2));
-  } else {
-    _mm_prefetch(reinterpret_cast<const char*>(row + 32 * p + pf), _MM_HINT_T0);
-    w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * p));
-  }
+  const __m256i w = pair_codes<K == 2>(row, p, pf);
   const __m256i lo = _mm256_and_si256(w, m4);
   const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
   const __m256 v = _mm256_cvtepi32_ps(pair_dot<VNNI>(lo, hi, xa, xb, ones));
@@ -825,13 +829,14 @@ bool nib_decode_all(const WeightView* ws, float* const* ys, int count, const flo
 // what each row gives alone, and a sequence decoded in a batch continues exactly as it would alone.
 // Register tile: RW weight rows (unpacked once per pair) times NX x rows (loaded once per pair).
 
-// Row r's scale vector of each pair, as nib_step<k> forms it: sv[8p..8p+8).
+// Row r's scale vector of each pair, as nib_step<k> forms it: sv[8p..8p+8). For MLX group 32 (k 1) and Q4_0
+// (k 2); MLX with larger groups keeps one scale per group (see nib_gemm).
 void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, float* sv) {
   const uint8_t* row = d.data + size_t(r) * d.row_bytes;
   if (k != 2) params_to_f32(d.scales + size_t(r * d.groups) * quant::param_bytes(d.pdt), d.groups, d.pdt, sc);
   for (int64_t p = 0; p < np; ++p) {
-    const float lo = k == 2 ? f16(row + 36 * p) : k == 1 ? sc[2 * p] : sc[p >> d.gshift];
-    const float hi = k == 2 ? f16(row + 36 * p + 18) : k == 1 ? sc[2 * p + 1] : lo;
+    const float lo = k == 2 ? f16(row + 36 * p) : sc[2 * p];
+    const float hi = k == 2 ? f16(row + 36 * p + 18) : sc[2 * p + 1];
     _mm256_storeu_ps(sv + 8 * p, _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)));
   }
 }
@@ -843,6 +848,21 @@ void pair_scales(int k, const NibDesc& d, int64_t r, int64_t np, float* sc, floa
 constexpr int64_t kGemmPf = 16;
 // K: 0 for MLX with groups of 64 or more (sv holds a scale per group), 1 for MLX group 32 (sv holds the scale
 // vector of each pair), 2 for Q4_0 (likewise).
+
+// A row's scale vector of pair p, from its part of sv.
+template <int K>
+OPTIQ_INLINE __m256 pair_scale(const float* sv_row, int64_t p, int gshift) {
+  if constexpr (K == 0) return _mm256_broadcast_ss(sv_row + (p >> gshift));  // one scale per pair, kept per group
+  else return _mm256_loadu_ps(sv_row + 8 * p);
+}
+
+// The accumulator a row starts from for x row a: MLX's bias term (biases after sv's pair part), Q4_0 zero.
+template <int K>
+OPTIQ_INLINE __m256 row_start(const float* sv_row, int64_t np, const DecodeActs& a, int64_t groups) {
+  if constexpr (K == 2) return _mm256_setzero_ps();
+  else return bias_lanes(sv_row + 8 * np + 1, a.xsg.data(), groups);
+}
+
 template <int K, int RW, int NX, bool VNNI>
 OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, int64_t sv_stride,
                                 const DecodeActs* const* xs, float* y, int64_t y_stride) {
@@ -855,23 +875,15 @@ OPTIQ_INLINE void nib_gemm_tile(const NibDesc& d, int64_t r, const float* sv, in
   for (int i = 0; i < RW; ++i) {
     rows[i] = d.data + size_t(r + i) * d.row_bytes;
 #pragma GCC unroll 4
-    for (int c = 0; c < NX; ++c)
-      acc[i][c] = K != 2 ? bias_lanes(sv + i * sv_stride + 8 * np + 1, xs[c]->xsg.data(), d.groups)
-                         : _mm256_setzero_ps();
+    for (int c = 0; c < NX; ++c) acc[i][c] = row_start<K>(sv + i * sv_stride, np, *xs[c], d.groups);
   }
   for (int64_t p = 0; p < np; ++p) {
     __m256i lo[RW], hi[RW];
     __m256 s[RW];
 #pragma GCC unroll 4
     for (int i = 0; i < RW; ++i) {
-      if constexpr (K == 0)  // one scale per pair, kept per group
-        s[i] = _mm256_broadcast_ss(sv + i * sv_stride + (p >> d.gshift));
-      else
-        s[i] = _mm256_loadu_ps(sv + i * sv_stride + 8 * p);
-      _mm_prefetch(reinterpret_cast<const char*>(rows[i] + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
-      const __m256i w = K == 2 ? _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 20),
-                                                    reinterpret_cast<const __m128i*>(rows[i] + 36 * p + 2))
-                               : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rows[i] + 32 * p));
+      s[i] = pair_scale<K>(sv + i * sv_stride, p, d.gshift);
+      const __m256i w = pair_codes<K == 2>(rows[i], p, kGemmPf * int64_t(d.row_bytes));
       lo[i] = _mm256_and_si256(w, m4);
       hi[i] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
     }
@@ -936,34 +948,17 @@ OPTIQ_VNNI512 OPTIQ_INLINE void nib_gemm_tile_512(const NibDesc& d, int64_t r, c
   for (int j = 0; j < RW2; ++j)
 #pragma GCC unroll 8
     for (int c = 0; c < NX; ++c)
-      acc[j][c] = K != 2 ? join(bias_lanes(sv + (2 * j) * sv_stride + 8 * np + 1, xs[c]->xsg.data(), d.groups),
-                                bias_lanes(sv + (2 * j + 1) * sv_stride + 8 * np + 1, xs[c]->xsg.data(), d.groups))
-                         : _mm512_setzero_ps();
+      acc[j][c] = join(row_start<K>(sv + (2 * j) * sv_stride, np, *xs[c], d.groups),
+                       row_start<K>(sv + (2 * j + 1) * sv_stride, np, *xs[c], d.groups));
   for (int64_t p = 0; p < np; ++p) {
     __m512i lo[RW2], hi[RW2];
     __m512 s[RW2];
 #pragma GCC unroll 8
     for (int j = 0; j < RW2; ++j) {
-      const uint8_t* ra = rows[2 * j];
-      const uint8_t* rb = rows[2 * j + 1];
-      if constexpr (K == 0)
-        s[j] = _mm512_insertf32x8(_mm512_set1_ps(sv[(2 * j) * sv_stride + (p >> d.gshift)]),
-                                  _mm256_broadcast_ss(sv + (2 * j + 1) * sv_stride + (p >> d.gshift)), 1);
-      else
-        s[j] = join(_mm256_loadu_ps(sv + (2 * j) * sv_stride + 8 * p), _mm256_loadu_ps(sv + (2 * j + 1) * sv_stride + 8 * p));
-      _mm_prefetch(reinterpret_cast<const char*>(ra + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(rb + (K == 2 ? 36 : 32) * p + kGemmPf * d.row_bytes), _MM_HINT_T0);
-      __m512i w;
-      if constexpr (K == 2)
-        w = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(ra + 36 * p + 20),
-                                                       reinterpret_cast<const __m128i*>(ra + 36 * p + 2))),
-            _mm256_loadu2_m128i(reinterpret_cast<const __m128i*>(rb + 36 * p + 20),
-                                reinterpret_cast<const __m128i*>(rb + 36 * p + 2)),
-            1);
-      else
-        w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(ra + 32 * p))),
-                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(rb + 32 * p)), 1);
+      s[j] = join(pair_scale<K>(sv + (2 * j) * sv_stride, p, d.gshift), pair_scale<K>(sv + (2 * j + 1) * sv_stride, p, d.gshift));
+      const int64_t pf = kGemmPf * int64_t(d.row_bytes);
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(pair_codes<K == 2>(rows[2 * j], p, pf)),
+                                           pair_codes<K == 2>(rows[2 * j + 1], p, pf), 1);
       lo[j] = _mm512_and_si512(w, m4);
       hi[j] = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
     }
@@ -1017,23 +1012,21 @@ OPTIQ_VNNI512 void nib_gemm_rows_512(const NibDesc& d, int64_t r0, int64_t r1, c
 template <int K, bool VNNI>
 void nib_gemm_cols(const NibDesc& d, int64_t r0, int64_t r1, const float* sv, int64_t sv_stride,
                    const DecodeActs* const* xs, int64_t n, float* y, int64_t rows) {
+  // The 512-bit tiles where VNNI is on (with AVX-512 active), else the 256-bit ones: NX x rows from c on.
+  const bool wide = VNNI && avx512_active();
   int64_t c = 0;
-  const int64_t rem = n % kGemmNX;
-  if (VNNI && avx512_active()) {
-    for (; c + kGemm512NX <= n; c += kGemm512NX)
-      nib_gemm_rows_512<K, kGemm512NX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-    for (; c + kGemmNX <= n; c += kGemmNX)
-      nib_gemm_rows_512<K, kGemmNX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-    if (rem == 3) nib_gemm_rows_512<K, 3>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-    if (rem == 2) nib_gemm_rows_512<K, 2>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-    if (rem == 1) nib_gemm_rows_512<K, 1>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-    return;
-  }
-  for (; c + kGemmNX <= n; c += kGemmNX)
-    nib_gemm_rows<K, kGemmNX, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-  if (rem == 3) nib_gemm_rows<K, 3, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-  if (rem == 2) nib_gemm_rows<K, 2, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
-  if (rem == 1) nib_gemm_rows<K, 1, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  auto step = [&](auto nx) {
+    constexpr int NX = decltype(nx)::value;
+    if (wide) nib_gemm_rows_512<K, NX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+    else nib_gemm_rows<K, NX, VNNI>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+    c += NX;
+  };
+  for (; wide && c + kGemm512NX <= n; c += kGemm512NX)
+    nib_gemm_rows_512<K, kGemm512NX>(d, r0, r1, sv, sv_stride, xs + c, y + c * rows, rows);
+  while (c + kGemmNX <= n) step(std::integral_constant<int, kGemmNX>{});
+  if (n - c == 3) step(std::integral_constant<int, 3>{});
+  if (n - c == 2) step(std::integral_constant<int, 2>{});
+  if (n - c == 1) step(std::integral_constant<int, 1>{});
 }
 
 // k: the format as nib_decode's K.
