@@ -368,6 +368,8 @@ ExprPtr Parser::parse_subscript(ExprPtr node) {
     g->key = std::move(parts[0]);
     return g;
   }
+  for (const ExprPtr& e : parts)  // Python's y[1:2, 3] indexes with a tuple holding a slice: no value of ours
+    if (dynamic_cast<SliceExpr*>(e.get())) fail("a slice inside a tuple subscript is not supported");
   auto tup = make<ListExpr>(line);
   tup->tuple = true;
   tup->items = std::move(parts);

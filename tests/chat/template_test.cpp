@@ -60,6 +60,17 @@ TEST(ChatTemplate, HugeNumbersAreErrorsOrFloatsNotCrashes) {
   EXPECT_EQ(render("{{ xs | map(attribute='a.99999999999999999999') | list | length }}", ojson{{"xs", {{{"a", {1}}}}}}), "1");
 }
 
+// Found by fuzz/jinja_fuzz (UBSan: a member call on a null pointer): a slice among a tuple subscript's items
+// (y[1:2, 3]) kept no object to slice and crashed at render. It is a syntax error now; y[1:], y[1], y[1, 2] stay.
+TEST(ChatTemplate, ASliceInsideATupleSubscriptIsASyntaxError) {
+  for (const char* src : {"{{ y[1:fa, l] }}", "{{ y[0, ::2] }}"}) {
+    auto [kind, msg] = error_of(src);
+    EXPECT_EQ(kind, ErrorKind::BadModel) << src;
+    EXPECT_NE(msg.find("a slice inside a tuple subscript is not supported"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(render("{{ y[1:] }}{{ y[1] }}{{ d[1, 2] is defined }}", ojson{{"y", "hello"}, {"d", ojson::object()}}), "elloeFalse");
+}
+
 // Found by fuzz/jinja_fuzz (a leak under LeakSanitizer): a namespace assigned into itself, directly or through a
 // list or another namespace, made a reference cycle that was never freed. It is a render error now.
 TEST(ChatTemplate, ANamespaceCannotHoldItself) {
