@@ -36,7 +36,9 @@ Value attr_path(RenderState& st, const Value& v, const Value& attr) {
 
 int64_t to_int_arg(const Value& v, const char* what) {
   if (v.is_int() || v.is_bool()) return v.as_int();
-  if (v.is_float()) return static_cast<int64_t>(v.as_double());
+  int64_t i = 0;
+  if (v.is_float() && Value::truncate_to_int(v.as_double(), i)) return i;
+  if (v.is_float()) runtime_error(std::string(what) + ": " + v.to_str() + " is out of the integer range");
   runtime_error(std::string(what) + ": an integer is required");
 }
 
@@ -103,7 +105,8 @@ Value do_round(const Value& v, int64_t precision, const std::string& method) {
 Value python_int(const Value& v, const Value& dflt, int base) {
   if (v.is_int()) return v;
   if (v.is_bool()) return Value(v.as_int());
-  if (v.is_float()) return std::isfinite(v.as_double()) ? Value(static_cast<int64_t>(v.as_double())) : dflt;
+  int64_t i = 0;
+  if (v.is_float()) return Value::truncate_to_int(v.as_double(), i) ? Value(i) : dflt;
   if (v.is_string()) {
     std::string s = pystr::strip(v.str(), nullptr);
     std::string t;
@@ -144,8 +147,16 @@ Value python_float(const Value& v, const Value& dflt) {
   return dflt;
 }
 
+// An indentation width as a number of spaces: a bound well past any real template's, so that a huge one is an
+// error rather than a string of gigabytes built before the output limit can stop it.
+int indent_width(const Value& v, const char* what) {
+  const int64_t w = to_int_arg(v, what);
+  if (w > 4096) runtime_error(std::string(what) + ": an indent of " + std::to_string(w) + " is too large");
+  return int(std::max<int64_t>(w, -1));
+}
+
 std::string do_indent(std::string s, const Value& width, bool first, bool blank) {
-  std::string ind = width.is_string() ? width.str() : std::string(static_cast<size_t>(std::max<int64_t>(0, to_int_arg(width, "indent"))), ' ');
+  std::string ind = width.is_string() ? width.str() : std::string(size_t(std::max(0, indent_width(width, "indent"))), ' ');
   s += "\n";
   std::vector<std::string> lines = pystr::splitlines(s);
   std::string rv;
@@ -376,7 +387,7 @@ FILTER(safe) { return Value(soft_str(v), true); }
 FILTER(tojson) {
   auto b = a.bind("tojson", {"ensure_ascii", "indent", "separators", "sort_keys"},
                   {Value(false), Value::none(), Value::none(), Value(false)});
-  int indent = b[1].is_none() ? -1 : static_cast<int>(to_int_arg(b[1], "tojson"));
+  int indent = b[1].is_none() ? -1 : indent_width(b[1], "tojson");
   std::pair<std::string, std::string> seps;
   bool custom = !b[2].is_none();
   if (custom) {

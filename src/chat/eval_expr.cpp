@@ -1,6 +1,7 @@
 // Expression evaluation with Python/jinja2 semantics: operators, comparisons, attribute and item access.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 
 #include "chat/eval.h"
 #include "util/error.h"
@@ -417,7 +418,16 @@ Value binary_op(RenderState& st, BinOp op, const Value& a, const Value& b) {
           else if (c == 's' || c == 'd' || c == 'r') {
             if (vi >= vals.size()) runtime_error("not enough arguments for format string");
             const Value& v = vals[vi++];
-            out += c == 'r' ? v.repr() : c == 'd' && v.is_float() ? std::to_string(static_cast<int64_t>(v.as_double())) : v.to_str();
+            int64_t i = 0;
+            if (c == 'r') out += v.repr();
+            else if (c == 'd' && v.is_float() && Value::truncate_to_int(v.as_double(), i)) out += std::to_string(i);
+            else if (c == 'd' && v.is_float() && std::isfinite(v.as_double())) {
+              char buf[400];  // the float's exact integer value, as Python's int() gives it: up to 309 digits
+              std::snprintf(buf, sizeof buf, "%.0f", std::trunc(v.as_double()));
+              out += buf;
+            }
+            else if (c == 'd' && v.is_float()) runtime_error("cannot convert float " + v.to_str() + " to integer");
+            else out += v.to_str();
           } else {
             runtime_error(std::string("unsupported format character '") + c + "'");
           }

@@ -71,6 +71,13 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const { return i_; }
   double as_double() const { return type_ == Type::Float ? d_ : static_cast<double>(i_); }  // numbers only
+  // A float truncated toward zero as Python's int() does, where the result fits int64_t (false: NaN, inf, or
+  // a magnitude of 2^63 or more, which Python would make a big integer).
+  static bool truncate_to_int(double d, int64_t& out) {
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return false;
+    out = static_cast<int64_t>(d);
+    return true;
+  }
   const std::string& str() const { return *s_; }                                           // strings only
   const ValueList& items() const { return list_->items; }                                   // lists only
   const Dict& dict_ref() const { return *dict_; }                                           // dicts/namespaces

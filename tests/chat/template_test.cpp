@@ -71,6 +71,24 @@ TEST(ChatTemplate, ASliceInsideATupleSubscriptIsASyntaxError) {
   EXPECT_EQ(render("{{ y[1:] }}{{ y[1] }}{{ d[1, 2] is defined }}", ojson{{"y", "hello"}, {"d", ojson::object()}}), "elloeFalse");
 }
 
+// Found by fuzz/jinja_fuzz (UBSan: a float out of int64's range converted to an integer): tojson(indent=2.6e53).
+// Floats truncate to integers as Python's int() does where they fit; past 2^63 '%d' prints the float's exact
+// integer value (as Python), int() falls back to its default, and an indent too large to build is an error.
+TEST(ChatTemplate, FloatsBeyondTheIntegerRangeAreNotUndefinedBehaviour) {
+  EXPECT_EQ(render("{{ '%d' % 2.9 }},{{ '%d' % -2.9 }},{{ '%d' % 1e20 }},{{ 1e300 | int }},{{ -9.3e18 | int(7) }},{{ 9.2e18 | int }}"),
+            "2,-2,100000000000000000000,0,7,9200000000000000000");
+  for (auto [src, says] : {std::pair{"{{ x | tojson(indent=266666666666666666666666666666666666666666666666666666) }}",
+                                     "tojson: 2.6666666666666665e+53 is out of the integer range"},
+                           std::pair{"{{ x | tojson(indent=1e30) }}", "tojson: 1e+30 is out of the integer range"},
+                           std::pair{"{{ x | tojson(indent=5000) }}", "tojson: an indent of 5000 is too large"},
+                           std::pair{"{{ 'a\nb' | indent(1e9) }}", "indent: an indent of 1000000000 is too large"}}) {
+    auto [kind, msg] = error_of(src, ojson{{"x", {1, 2}}});
+    EXPECT_EQ(kind, ErrorKind::InvalidArgument) << src;
+    EXPECT_NE(msg.find(says), std::string::npos) << msg;
+  }
+  EXPECT_EQ(render("{{ x | tojson(indent=2.5) }}", ojson{{"x", {1}}}), "[\n  1\n]");
+}
+
 // Found by fuzz/jinja_fuzz (a leak under LeakSanitizer): a namespace assigned into itself, directly or through a
 // list or another namespace, made a reference cycle that was never freed. It is a render error now.
 TEST(ChatTemplate, ANamespaceCannotHoldItself) {
