@@ -291,6 +291,43 @@ void q4_dots(const Q4Dots<NQ>& qd, int n) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
+// store_dots8 for 16-lane sums: part[j][pp][tt] holds token tt's int32 sums of pair pp, one 128-bit lane
+// per 16 elements (groups of 64: lanes 0-1 group 2pp, lanes 2-3 group 2pp+1; groups of 32: a group per lane).
+// The same transposed reduction in 512-bit steps (hadd as two shuffles and an add, per 128-bit lane), then
+// each group's 8 tokens gathered from the 128-bit lanes; integer sums, so the same dots as store_dots8.
+#define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+OPTIQ_AVX512 inline __m512i hadd_512(__m512i x, __m512i y) {
+  const __m512 a = _mm512_castsi512_ps(x), b = _mm512_castsi512_ps(y);
+  return _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(a, b, 0x88)), _mm512_castps_si512(_mm512_shuffle_ps(a, b, 0xDD)));
+}
+
+// v = [x0 x2 y0 y2] (128-bit lanes) -> dst + g0 * kChunk gets [x0 y0], dst + g1 * kChunk [x2 y2] (if g1 < ng), as f32.
+OPTIQ_AVX512 inline void store_group_pair(__m512i v, float* dst, int g0, int g1, int ng) {
+  const __m512 f = _mm512_cvtepi32_ps(_mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(3, 1, 2, 0)));
+  _mm256_storeu_ps(dst + size_t(g0) * kChunk, _mm512_castps512_ps256(f));
+  if (g1 < ng) _mm256_storeu_ps(dst + size_t(g1) * kChunk, _mm512_extractf32x8_ps(f, 1));
+}
+
+template <int NQ>
+OPTIQ_AVX512 inline void store_dots8_512(const Q4Dots<NQ>& qd, __m512i (*part)[8][8], int npairs, int i0) {
+  for (int j = 0; j < NQ; ++j)
+    for (int pp = 0; pp < npairs; ++pp) {
+      const __m512i* pv = part[j][pp];
+      // per 128-bit lane k: a = [tokens 0-3 sums of lane k], b = tokens 4-7
+      const __m512i a = hadd_512(hadd_512(pv[0], pv[1]), hadd_512(pv[2], pv[3]));
+      const __m512i b = hadd_512(hadd_512(pv[4], pv[5]), hadd_512(pv[6], pv[7]));
+      const __m512i p = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(2, 0, 2, 0));  // [a0 a2 b0 b2]
+      const __m512i q = _mm512_shuffle_i64x2(a, b, _MM_SHUFFLE(3, 1, 3, 1));  // [a1 a3 b1 b3]
+      float* dst = qd.dots + size_t(j) * qd.ng * kChunk + size_t(i0);
+      if (!qd.halves) {
+        store_group_pair(_mm512_add_epi32(p, q), dst, 2 * pp, 2 * pp + 1, qd.ng);
+      } else {
+        store_group_pair(p, dst, 4 * pp, 4 * pp + 2, qd.ng);
+        store_group_pair(q, dst, 4 * pp + 1, 4 * pp + 3, qd.ng);
+      }
+    }
+}
+
 template <int NQ, int CPG>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(const Q4Dots<NQ>& qd, int n) {
   const __m512i low4 = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1);
@@ -304,13 +341,18 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(c
       qe[j][pp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(a)), _mm256_load_si256(b), 1);
       qo[j][pp] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_load_si256(a + 1)), _mm256_load_si256(b + 1), 1);
     }
-  alignas(32) __m256i part[NQ][8][8];
+  // CPG 2: 8 lanes per pair and token (one group); CPG 1: 16 (the pair's two chunks, each a group or two).
+  alignas(64) __m256i part8[CPG == 2 ? NQ : 1][8][8];
+  alignas(64) __m512i part16[CPG == 1 ? NQ : 1][8][8];
   for (int i0 = 0; i0 < n; i0 += 8) {
     const int nt = std::min(8, n - i0);
     for (int tt = 0; tt < 8; ++tt) {
       if (tt >= nt) {
         for (int j = 0; j < NQ; ++j)
-          for (int v = 0; v < qd.nslot; ++v) part[j][v][tt] = _mm256_setzero_si256();
+          for (int pp = 0; pp < npairs; ++pp) {
+            if constexpr (CPG == 2) part8[j][pp][tt] = _mm256_setzero_si256();
+            else part16[j][pp][tt] = _mm512_setzero_si512();
+          }
         continue;
       }
       const uint8_t* row = qd.row0 + size_t(i0 + tt) * qd.hb;
@@ -323,16 +365,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) void q4_dots_512(c
           const __m512i s16 = _mm512_add_epi16(_mm512_maddubs_epi16(lo, qe[j][pp]), _mm512_maddubs_epi16(hi, qo[j][pp]));
           if constexpr (CPG == 2) {  // one group per pair: 16-bit sums of both chunks (below 2^15), then widen
             const __m256i h = _mm256_add_epi16(_mm512_castsi512_si256(s16), _mm512_extracti64x4_epi64(s16, 1));
-            part[j][pp][tt] = _mm256_madd_epi16(h, _mm512_castsi512_si256(ones));
+            part8[j][pp][tt] = _mm256_madd_epi16(h, _mm512_castsi512_si256(ones));
           } else {
-            const __m512i s32 = _mm512_madd_epi16(s16, ones);
-            part[j][2 * pp][tt] = _mm512_castsi512_si256(s32);
-            part[j][2 * pp + 1][tt] = _mm512_extracti64x4_epi64(s32, 1);
+            part16[j][pp][tt] = _mm512_madd_epi16(s16, ones);
           }
         }
       }
     }
-    store_dots8<NQ>(qd, part, i0);
+    if constexpr (CPG == 2) store_dots8<NQ>(qd, part8, i0);
+    else store_dots8_512<NQ>(qd, part16, npairs, i0);
   }
 }
 #if defined(__GNUC__) && !defined(__clang__)
@@ -562,15 +603,15 @@ void weighted_sum_q4(const KvLayerView& kv, int g, const float* p, int t0, int t
 }
 
 // weighted_sum_q4 in 512-bit vectors (CPUs with AVX-512): 16 bytes of a row widen to 16 lanes, 16 even and
-// 16 odd elements of 32 columns. Slabs of SW columns (inside one group). Every element is the same chain of
-// FMAs as in weighted_sum_q4, so the results are the same bit for bit.
+// 16 odd elements of 32 columns. Slabs of SW columns, whose groups of GC columns each take their own weight
+// (GC = SW: the slab inside one group). Every element is the same chain of FMAs as in weighted_sum_q4, so the
+// results are the same bit for bit.
 // (GCC 12 warns, wrongly, that the intrinsics' _mm512_undefined_* operands may be used uninitialized.)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
-#define OPTIQ_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-template <int NQ, int SW>
+template <int NQ, int SW, int GC = SW>
 OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts,
                                       float* work) {
   const int d = kv.head_dim, n = t1 - t0, gs = kv.group_size, ng = d / gs;
@@ -612,9 +653,10 @@ OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float*
       }
       #pragma GCC unroll 8
       for (int j = 0; j < NQ; ++j) {
-        const __m512 wv = _mm512_set1_ps(wg[size_t(j) * wstride + size_t(i)]);
+        __m512 wv;
         #pragma GCC unroll 4
         for (int h = 0; h < Q; ++h) {
+          if (h % (GC / 32) == 0) wv = _mm512_set1_ps(wg[size_t(j) * wstride + size_t(32 * h / GC) * kChunk + size_t(i)]);
           ev[j][h] = _mm512_fmadd_ps(wv, xe[h], ev[j][h]);
           od[j][h] = _mm512_fmadd_ps(wv, xo[h], od[j][h]);
         }
@@ -688,9 +730,11 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
   const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
   if constexpr (BITS == 4) {
     if (gs % 32 == 0 && avx512_active()) {
-      if (gs % 128 == 0 && NQ <= 2)
-        weighted_sum_q4_512<NQ, 128>(kv, g, scratch, t0, tmax, parts, work);
-      else if (gs % 64 == 0)
+      if (NQ <= 2 && d % 128 == 0) {  // 128-column slabs (16 accumulators per query), a weight per group
+        if (gs % 128 == 0) weighted_sum_q4_512<NQ, 128>(kv, g, scratch, t0, tmax, parts, work);
+        else if (gs == 64) weighted_sum_q4_512<NQ, 128, 64>(kv, g, scratch, t0, tmax, parts, work);
+        else weighted_sum_q4_512<NQ, 128, 32>(kv, g, scratch, t0, tmax, parts, work);
+      } else if (gs % 64 == 0)
         weighted_sum_q4_512<NQ, 64>(kv, g, scratch, t0, tmax, parts, work);
       else
         weighted_sum_q4_512<NQ, 32>(kv, g, scratch, t0, tmax, parts, work);
