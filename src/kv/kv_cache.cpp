@@ -54,15 +54,13 @@ KvCache::Layout KvCache::make_layout(bool converted) const {
     if (!shape_.layer_has_kv(l)) continue;
     L.p = converted ? spec_.at(l) : KvPrecision{};
     L.rotated = L.p.quantized() && spec_.rotates(shape_.head_dim);
-    const size_t codes = H * T * head_bytes(L.p), params = H * T * size_t(head_groups(L.p)) * sizeof(uint16_t);
-    L.k = off, off = align_up(off + codes);
-    L.v = off, off = align_up(off + codes);
-    if (L.p.quantized()) {
-      L.ks = off, off = align_up(off + params);
-      L.kb = off, off = align_up(off + params);
-      L.vs = off, off = align_up(off + params);
-      L.vb = off, off = align_up(off + params);
-    }
+    // Each head's block of K (then V): its rows, then (quantized) its scales and its biases, so that what
+    // attention reads for one head and block of tokens lies in one contiguous run.
+    const size_t codes = T * head_bytes(L.p), params = T * size_t(head_groups(L.p)) * sizeof(uint16_t);
+    L.stride = codes + 2 * params;
+    L.k = off, off = align_up(off + H * L.stride);
+    L.v = off, off = align_up(off + H * L.stride);
+    if (L.p.quantized()) L.ks = L.k + codes, L.kb = L.ks + params, L.vs = L.v + codes, L.vb = L.vs + params;
   }
   out.bytes = int64_t(off);
   return out;
@@ -143,16 +141,16 @@ void KvCache::copy_rows(int32_t from, int32_t to, int32_t rows) const {
   const Page& D = pages_[size_t(to)];
   OPTIQ_CHECK(F.layout == D.layout, "KV page copy across layouts");
   const Layout& lay = layouts_[F.layout];
-  const size_t H = size_t(shape_.n_kv_heads), T = size_t(kPageTokens);
+  const size_t H = size_t(shape_.n_kv_heads);
   for (int l = 0; l < shape_.n_layers; ++l) {
     if (!shape_.layer_has_kv(l)) continue;
     const LayerLayout& L = lay.layers[size_t(l)];
     const size_t hb = head_bytes(L.p), pb = size_t(head_groups(L.p)) * sizeof(uint16_t);
     for (size_t h = 0; h < H; ++h) {
-      for (size_t off : {L.k, L.v}) std::memcpy(D.data.get() + off + h * T * hb, F.data.get() + off + h * T * hb, size_t(rows) * hb);
+      for (size_t off : {L.k, L.v}) std::memcpy(D.data.get() + off + h * L.stride, F.data.get() + off + h * L.stride, size_t(rows) * hb);
       if (L.p.quantized())
         for (size_t off : {L.ks, L.kb, L.vs, L.vb})
-          std::memcpy(D.data.get() + off + h * T * pb, F.data.get() + off + h * T * pb, size_t(rows) * pb);
+          std::memcpy(D.data.get() + off + h * L.stride, F.data.get() + off + h * L.stride, size_t(rows) * pb);
     }
   }
 }
@@ -283,8 +281,8 @@ void KvCache::convert(Seq& s) {
 
 void KvCache::store_row(const LayerLayout& L, uint8_t* page, int32_t r, const float* k, const float* v) const {
   const int H = shape_.n_kv_heads, d = shape_.head_dim;
-  const size_t T = size_t(kPageTokens), hb = head_bytes(L.p);
-  auto row = [&](size_t off, int h) { return page + off + (size_t(h) * T + size_t(r)) * hb; };
+  const size_t hb = head_bytes(L.p);
+  auto row = [&](size_t off, int h) { return page + off + size_t(h) * L.stride + size_t(r) * hb; };
   if (!L.p.quantized()) {
     for (int h = 0; h < H; ++h) {
       kernels::f32_to_f16_row(k + size_t(h) * d, reinterpret_cast<uint16_t*>(row(L.k, h)), d);
@@ -302,9 +300,9 @@ void KvCache::store_row(const LayerLayout& L, uint8_t* page, int32_t r, const fl
       std::copy(x + size_t(h) * d, x + size_t(h + 1) * d, tmp.begin());
       if (L.rotated) kernels::hadamard(tmp.data(), d);
       quant::quantize_row(tmp.data(), d, L.p.bits, L.p.group_size, row(codes, h), sc.data(), bi.data());
-      const size_t p = (size_t(h) * T + size_t(r)) * size_t(hg);
-      uint16_t* s16 = reinterpret_cast<uint16_t*>(page + scales) + p;
-      uint16_t* b16 = reinterpret_cast<uint16_t*>(page + biases) + p;
+      const size_t p = size_t(h) * L.stride + size_t(r) * size_t(hg) * sizeof(uint16_t);
+      uint16_t* s16 = reinterpret_cast<uint16_t*>(page + scales + p);
+      uint16_t* b16 = reinterpret_cast<uint16_t*>(page + biases + p);
       for (int g = 0; g < hg; ++g) {
         s16[g] = f32_to_f16(sc[size_t(g)]);
         b16[g] = f32_to_f16(bi[size_t(g)]);
@@ -337,8 +335,8 @@ kernels::KvLayerView KvCache::view(int32_t id, int layer) const {
   v.rotated = L.rotated;
   v.pages = s.bases.data();
   v.page_tokens = kPageTokens;
-  v.head_stride = size_t(kPageTokens) * head_bytes(L.p);
-  v.param_head_stride = size_t(kPageTokens) * size_t(head_groups(L.p));
+  v.head_stride = L.stride;
+  v.param_head_stride = L.stride / sizeof(uint16_t);
   v.k_off = L.k, v.v_off = L.v, v.ks_off = L.ks, v.kb_off = L.kb, v.vs_off = L.vs, v.vb_off = L.vb;
   return v;
 }

@@ -90,7 +90,8 @@ class KvCache {
   struct LayerLayout {
     KvPrecision p;
     bool rotated = false;
-    size_t k = 0, v = 0, ks = 0, kb = 0, vs = 0, vb = 0;  // byte offsets in a page
+    size_t k = 0, v = 0, ks = 0, kb = 0, vs = 0, vb = 0;  // byte offsets in a page of head 0's rows and params
+    size_t stride = 0;  // bytes from one head's rows (and params) to the next head's
   };
   struct Layout {
     std::vector<LayerLayout> layers;
