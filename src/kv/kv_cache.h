@@ -7,7 +7,8 @@
 // does).
 //
 // Storage is paged. A page holds kPageTokens positions of every layer of one sequence (each layer
-// head-major within the page, as kernels::KvLayerView reads it); a sequence is a list of pages.
+// head-major within the page, as kernels::KvLayerView reads it: per head, its K rows, then for quantized
+// layers its K scales and biases, then the same for V); a sequence is a list of pages.
 // Pages are reference-counted: sequences that share a prefix share its whole pages (copy_prefix), and a
 // page is only ever written by a sequence that holds it alone. An optional byte budget caps what the
 // pages take: reserve() says when a sequence cannot grow, and the caller (the engine) decides who waits.
