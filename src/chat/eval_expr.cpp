@@ -324,6 +324,16 @@ Value repeat(RenderState& st, const Value& seq, int64_t n) {
 
 }  // namespace
 
+// '%d' of a float: its integer part, exact however large, as Python's int() gives it.
+static std::string float_as_int_text(const Value& v) {
+  int64_t i = 0;
+  if (Value::truncate_to_int(v.as_double(), i)) return std::to_string(i);
+  if (!std::isfinite(v.as_double())) runtime_error("cannot convert float " + v.to_str() + " to integer");
+  char buf[400];  // up to 309 digits
+  std::snprintf(buf, sizeof buf, "%.0f", std::trunc(v.as_double()));
+  return buf;
+}
+
 Value binary_op(RenderState& st, BinOp op, const Value& a, const Value& b) {
   if (op == BinOp::Concat) {
     std::string s = a.to_str() + b.to_str();
@@ -418,15 +428,8 @@ Value binary_op(RenderState& st, BinOp op, const Value& a, const Value& b) {
           else if (c == 's' || c == 'd' || c == 'r') {
             if (vi >= vals.size()) runtime_error("not enough arguments for format string");
             const Value& v = vals[vi++];
-            int64_t i = 0;
             if (c == 'r') out += v.repr();
-            else if (c == 'd' && v.is_float() && Value::truncate_to_int(v.as_double(), i)) out += std::to_string(i);
-            else if (c == 'd' && v.is_float() && std::isfinite(v.as_double())) {
-              char buf[400];  // the float's exact integer value, as Python's int() gives it: up to 309 digits
-              std::snprintf(buf, sizeof buf, "%.0f", std::trunc(v.as_double()));
-              out += buf;
-            }
-            else if (c == 'd' && v.is_float()) runtime_error("cannot convert float " + v.to_str() + " to integer");
+            else if (c == 'd' && v.is_float()) out += float_as_int_text(v);
             else out += v.to_str();
           } else {
             runtime_error(std::string("unsupported format character '") + c + "'");

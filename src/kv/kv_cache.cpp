@@ -246,7 +246,7 @@ void KvCache::extend(int32_t id, int32_t n) {
 // new pages may briefly exceed the budget (each fp16 page is released right after its copy, and a
 // quantized page is never larger).
 void KvCache::convert(Seq& s) {
-  const size_t H = size_t(shape_.n_kv_heads), d = size_t(shape_.head_dim), T = size_t(kPageTokens);
+  const size_t H = size_t(shape_.n_kv_heads), d = size_t(shape_.head_dim);
   std::vector<float> k(H * d), v(H * d);
   const Layout& from = layouts_[kFp16Layout];
   const Layout& to = layouts_[kSpecLayout];
@@ -262,8 +262,8 @@ void KvCache::convert(Seq& s) {
       const LayerLayout& L = to.layers[size_t(l)];
       for (int32_t r = 0; r < rows; ++r) {
         for (size_t h = 0; h < H; ++h) {
-          const uint16_t* ok = reinterpret_cast<const uint16_t*>(src + F.k) + (h * T + size_t(r)) * d;
-          const uint16_t* ov = reinterpret_cast<const uint16_t*>(src + F.v) + (h * T + size_t(r)) * d;
+          const uint16_t* ok = reinterpret_cast<const uint16_t*>(src + F.k + h * F.stride) + size_t(r) * d;
+          const uint16_t* ov = reinterpret_cast<const uint16_t*>(src + F.v + h * F.stride) + size_t(r) * d;
           for (size_t e = 0; e < d; ++e) {
             k[h * d + e] = f16_to_f32(ok[e]);
             v[h * d + e] = f16_to_f32(ov[e]);
