@@ -1,9 +1,11 @@
 // Matmul timing: weight GB/s at n=1 (decode) and GFLOP/s at n=2-16 (batched decode) and n=128/512
 // (prefill) per format and shape.
-// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols] [--avx512-ab]
+// Usage: matmul_bench [--quick] [--ref] [--n1] [--fmt name,name] [--shape rows cols] [--avx512-ab | --pack-ab]
 //   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
 //   --avx512-ab: on a CPU with AVX-512, each timed call alternates between the AVX-512 (and VNNI) variants
 //   and the AVX2 code, and the batched rows print both and the median of the paired ratios
+//   --pack-ab: likewise between the weight repacked for the AVX-512 VNNI kernel (pack_weight, as a model loads
+//   it) and the weight as stored (the pair kernels); without it the packed weight is timed where it exists
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -25,6 +27,7 @@ namespace {
 
 struct Owned {
   std::vector<uint8_t> data, scales, biases;
+  std::shared_ptr<const uint8_t> packed;
   WeightView v;
   size_t bytes() const { return data.size() + scales.size() + biases.size(); }
 };
@@ -89,6 +92,7 @@ Owned make(WeightFormat f, int64_t rows, int64_t cols, int bits = 4, int gs = 64
   v.data = o.data.data();
   v.scales = o.scales.empty() ? nullptr : o.scales.data();
   v.biases = o.biases.empty() ? nullptr : o.biases.data();
+  o.packed = pack_weight(v);
   return o;
 }
 
@@ -111,25 +115,26 @@ double time_it(F&& f, double min_total) {
   return t[t.size() / 2];
 }
 
-// Calls alternate with AVX-512 on and off: median seconds of each, and the median of the pairs' off/on ratios.
+// Calls alternate with a variant on and off (set(true), set(false)): median seconds of each, and the median of
+// the pairs' off/on ratios.
 struct Ab { double on, off, ratio; };
-template <class F>
-Ab time_ab(F&& f, double min_total) {
+template <class F, class S>
+Ab time_ab(F&& f, S&& set, double min_total) {
   f();
   std::vector<double> on, off, ratio;
   const double start = now();
   while (on.size() < 5 || (now() - start < min_total && on.size() < 200)) {
-    set_avx512_active(true);
+    set(true);
     double a = now();
     f();
     on.push_back(now() - a);
-    set_avx512_active(false);
+    set(false);
     a = now();
     f();
     off.push_back(now() - a);
     ratio.push_back(off.back() / on.back());
   }
-  set_avx512_active(true);
+  set(true);
   auto med = [](std::vector<double> v) { std::sort(v.begin(), v.end()); return v[v.size() / 2]; };
   return {med(on), med(off), med(ratio)};
 }
@@ -137,7 +142,7 @@ Ab time_ab(F&& f, double min_total) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, with_ref = false, n1_only = false, ab = false;
+  bool quick = false, with_ref = false, n1_only = false, ab = false, pack_ab = false;
   long long extra_rows = 0, extra_cols = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
@@ -145,6 +150,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--ref")) with_ref = true;
     if (!std::strcmp(argv[i], "--n1")) n1_only = true;
     if (!std::strcmp(argv[i], "--avx512-ab")) ab = true;
+    if (!std::strcmp(argv[i], "--pack-ab")) pack_ab = true;
     if (!std::strcmp(argv[i], "--fmt") && i + 1 < argc) only = argv[++i];
     if (!std::strcmp(argv[i], "--shape") && i + 2 < argc) {  // only this shape
       extra_rows = std::atoll(argv[++i]);
@@ -175,10 +181,21 @@ int main(int argc, char** argv) {
       if (big && f.f == WeightFormat::MlxAffine && f.bits != 4) continue;
       Owned o = make(f.f, sh.rows, sh.cols, f.bits ? f.bits : 4, 64);
       const double gb = double(o.bytes()) / 1e9;
-      if (ab && avx512_detected() && !big) {
-        const Ab r = time_ab([&] { matmul(o.v, x.data(), 1, y.data()); }, 2.0);
-        std::printf("%-8s %6lldx%-5lld n=1   avx512 %6.2f GB/s  avx2 %6.2f GB/s  avx512 faster %.3fx (median of pairs)\n",
-                    f.name, (long long)sh.rows, (long long)sh.cols, gb / r.on, gb / r.off, r.ratio);
+      // The A/B variant: AVX-512 on/off, or the packed weight / the weight as stored.
+      const WeightView stored = [&] { WeightView v = o.v; v.packed = nullptr; return v; }();
+      const WeightView* cur = &o.v;
+      const bool do_ab = (ab && avx512_detected()) || (pack_ab && o.packed);
+      const char* on_name = ab ? "avx512" : "packed";
+      const char* off_name = ab ? "avx2" : "stored";
+      auto set = [&](bool on) {
+        if (ab) set_avx512_active(on);
+        else cur = on ? &o.v : &stored;
+      };
+      if (do_ab && !big) {
+        const Ab r = time_ab([&] { matmul(*cur, x.data(), 1, y.data()); }, set, 2.0);
+        std::printf("%-8s %6lldx%-5lld n=1   %s %6.2f GB/s  %s %6.2f GB/s  %s faster %.3fx (median of pairs)\n",
+                    f.name, (long long)sh.rows, (long long)sh.cols, on_name, gb / r.on, off_name, gb / r.off, on_name,
+                    r.ratio);
       }
       const double t1 = time_it([&] { matmul(o.v, x.data(), 1, y.data()); }, 1.0);
       std::printf("%-8s %6lldx%-5lld n=1   %8.3f ms  %6.2f GB/s", f.name, (long long)sh.rows,
@@ -203,10 +220,11 @@ int main(int argc, char** argv) {
       if (big || n1_only) continue;
       for (int64_t n : {int64_t(2), int64_t(4), int64_t(8), int64_t(16), int64_t(128), int64_t(512)}) {
         const double gflop = 2.0 * double(sh.rows) * double(sh.cols) * double(n) / 1e9;
-        if (ab && avx512_detected()) {
-          const Ab r = time_ab([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 1.0 : 3.0);
-          std::printf("%-8s %6lldx%-5lld n=%-3lld avx512 %6.1f GFLOP/s  avx2 %6.1f GFLOP/s  avx512 faster %.3fx (median of pairs)\n",
-                      f.name, (long long)sh.rows, (long long)sh.cols, (long long)n, gflop / r.on, gflop / r.off, r.ratio);
+        if (do_ab) {
+          const Ab r = time_ab([&] { matmul(*cur, x.data(), n, y.data()); }, set, quick ? 1.0 : 3.0);
+          std::printf("%-8s %6lldx%-5lld n=%-3lld %s %6.1f GFLOP/s  %s %6.1f GFLOP/s  %s faster %.3fx (median of pairs)\n",
+                      f.name, (long long)sh.rows, (long long)sh.cols, (long long)n, on_name, gflop / r.on, off_name,
+                      gflop / r.off, on_name, r.ratio);
           continue;
         }
         const double t = time_it([&] { matmul(o.v, x.data(), n, y.data()); }, quick ? 0.5 : 1.5);

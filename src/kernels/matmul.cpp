@@ -129,6 +129,7 @@ void matmul(const WeightView& w, const float* x, int64_t n, float* y) {
   if (active_isa() == Isa::Avx2) {
     detail::check_view(w);
     if (w.rows == 0 || n <= 0) return;
+    if (detail::qmatmul_packed(&w, &y, 1, x, n, nullptr)) return;
     detail::matmul_avx2(w, x, n, y);
     return;
   }
@@ -201,9 +202,10 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
     return;
   }
   const detail::LowRankRun run(lr, lr_count, ws, ys, x, n);
+  if (detail::qmatmul_packed(ws, ys, count, x, n, run.empty() ? nullptr : &run)) return;
   if (n == 1 && count > 0) {
     bool rows = true;
-    for (int i = 0; i < count; ++i) rows = rows && ws[i].rows > 0;
+    for (int i = 0; i < count; ++i) rows = rows && ws[i].rows > 0 && !detail::packed_active(ws[i]);  // packed: a matmul each
     if (rows && detail::qmatmul_avx2_decode_shared(ws, ys, count, x, run.empty() ? nullptr : &run)) return;
   }
   for (int i = 0; i < count; ++i) matmul(ws[i], x, n, ys[i]);

@@ -16,6 +16,8 @@
 //    of error as llama.cpp's Q8 activations. tests/kernels/matmul_test.cpp checks exactly this bound.
 //    The n == 1 kernels for MLX 4-bit and Q4_0 (qmatmul_avx2.cpp, "decode") use the same int8
 //    activations and integer dots, so the same bound holds; only the f32 summation order differs.
+#include <memory>
+
 #include "kernels/weight.h"
 
 namespace optiq::kernels {
@@ -50,6 +52,16 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
 // parallel region (threaded from 32 KB of weights: memory-bound), the second added straight into y.
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
+
+// Repacks w (Q4_0, or MLX 4-bit with groups of a multiple of 32) for the AVX-512 VNNI kernel where that is
+// active: rows in groups of 16, each group's 4-bit codes interleaved so that one vpdpbusd multiplies 4 weights
+// of each of the 16 rows by 4 activations, with the group's scales (and biases) stored before its codes. Sets
+// w.packed and returns the bytes, which must outlive every use of w; returns null and leaves w alone where
+// the format, the shape or the CPU does not take it. A packed matrix gives the same numbers for a row of x
+// alone or in a batch of any size (its own summation order, within the error bound above). OPTIQ_PACK=0 in the
+// environment turns it off (A/B runs; the memory of the second copy). It runs on the calling thread alone;
+// different matrices may be packed on different threads at once.
+std::shared_ptr<const uint8_t> pack_weight(WeightView& w);
 
 // Dequantize row r of w into out[cols] (embedding lookup, tests).
 void dequantize_row(const WeightView& w, int64_t r, float* out);

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <numeric>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -70,6 +72,16 @@ class LowRankRun {
 // The low-rank terms (may be null) run in the same parallel region, after the weights' rows.
 bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x, const LowRankRun* lr);
 
+// One 32-element block of x as int8 in its own order (qmatmul_avx2.cpp): q = rint(x / d), d = max|x| / 127,
+// s = Σx exact in f32.
+void quantize_block32(const float* src, int8_t* q, float* d, float* s);
+
+// The AVX-512 VNNI kernel of packed 4-bit weights (qmatmul_packed.cpp): y_i = W_i x (n rows of x) for the count
+// weights, all packed (packed_active) with the same format, columns and group size, plus the low-rank terms lr
+// (may be null) in the same parallel region; false, having done nothing, when they do not all take it.
+bool packed_active(const WeightView& w);
+bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr);
+
 // Threads to use for `macs` multiply-adds: 1 for tiny work or inside a parallel region.
 inline int threads_for(double macs) {
   if (omp_in_parallel()) return 1;
@@ -101,6 +113,37 @@ void parallel_chunks(int64_t count, int64_t chunk, int threads, F&& f) {
   }
 #pragma omp parallel for schedule(static) num_threads(threads)
   for (int64_t c = 0; c < nchunks; ++c) f(c * chunk, std::min(count, (c + 1) * chunk));
+}
+
+// Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows. Low-rank terms
+// (lr, may be null) that add to those rows run in the same region: each thread's share of x·aᵀ first, then
+// the terms' columns that are its own rows (in whole 32-column steps of the low-rank kernel). pre(ti, nt), when
+// given, is every thread's share of what all rows need first (quantizing x): the threads meet after it.
+struct NoPre {
+  void operator()(int, int) const {}
+};
+template <class F, class Pre = NoPre>
+void decode_rows(int64_t rows, int64_t align, int threads, F&& f, const LowRankRun* lr = nullptr, Pre&& pre = {}) {
+  constexpr bool has_pre = !std::is_same_v<std::decay_t<Pre>, NoPre>;
+  if (threads <= 1 || rows < 2 * align) {
+    pre(0, 1);
+    f(int64_t(0), rows);
+    if (lr) lr->run();
+    return;
+  }
+  if (lr) align = std::lcm(align, int64_t(32));
+#pragma omp parallel num_threads(threads)
+  {
+    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
+    if constexpr (has_pre) {
+      pre(ti, nt);
+#pragma omp barrier
+    }
+    if (lr) lr->phase_a(ti, nt);
+    const auto [r0, r1] = thread_share(rows, align, ti, nt);
+    if (r0 < r1) f(r0, r1);
+    if (lr) lr->phase_b_rows(nt, r0, r1);
+  }
 }
 
 }  // namespace optiq::kernels::detail

@@ -547,27 +547,6 @@ inline int32_t hsum_i32(__m256i v) {
   return _mm_cvtsi128_si32(s);
 }
 
-// Rows are split into contiguous ranges, one per thread, each a multiple of `align` rows. Low-rank terms
-// (lr, may be null) that add to those rows run in the same region: each thread's share of x·aᵀ first, then
-// the terms' columns that are its own rows (in whole 32-column steps of the low-rank kernel).
-template <class F>
-void decode_rows(int64_t rows, int64_t align, int threads, F&& f, const LowRankRun* lr = nullptr) {
-  if (threads <= 1 || rows < 2 * align) {
-    f(int64_t(0), rows);
-    if (lr) lr->run();
-    return;
-  }
-  if (lr) align = std::lcm(align, int64_t(32));
-#pragma omp parallel num_threads(threads)
-  {
-    const int ti = omp_get_thread_num(), nt = omp_get_num_threads();
-    if (lr) lr->phase_a(ti, nt);
-    const auto [r0, r1] = thread_share(rows, align, ti, nt);
-    if (r0 < r1) f(r0, r1);
-    if (lr) lr->phase_b_rows(nt, r0, r1);
-  }
-}
-
 constexpr int kDecodeRows = 4;
 
 // Prefetch distance of the one-row 4-bit kernels, in 4-row tiles (OPTIQ_PF_TILES: a tuning knob for experiments).
@@ -1092,6 +1071,8 @@ bool nib_gemm_all(const WeightView& w, const float* x, int64_t n, float* y) {
 }
 
 }  // namespace
+
+void quantize_block32(const float* src, int8_t* q, float* d, float* s) { quantize_block(src, Perm::None, q, d, s); }
 
 bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int count, const float* x, const LowRankRun* lr) {
   return nib_decode_all(ws, ys, count, x, lr);

@@ -28,12 +28,16 @@ struct WeightView {
   DType scale_dtype = DType::F32;
   const uint8_t* scales = nullptr;
   const uint8_t* biases = nullptr;
+  // The same matrix repacked for this CPU's 4-bit kernel (pack_weight in matmul.h), or null. The kernels use
+  // it where it is set and that kernel is active; data, scales and biases stay valid (embedding lookups).
+  const uint8_t* packed = nullptr;
 
   // Rows [first, first + n) as a view of their own (one expert of a stack, half of a fused matrix).
   WeightView row_slice(int64_t first, int64_t n) const {
     WeightView v = *this;
     v.rows = n;
     v.data = data + size_t(first) * row_bytes;
+    v.packed = nullptr;  // packed rows come in groups of 16: a slice runs on the rows as stored
     if (format == WeightFormat::MlxAffine) {
       const size_t off = size_t(first) * size_t(cols / group_size) * size_t(dtype_block_bytes(scale_dtype));
       v.scales = scales + off;

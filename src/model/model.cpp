@@ -1,13 +1,16 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 #include <map>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "kernels/matmul.h"
 #include "model/architecture.h"
+#include "util/cpu.h"
 #include "util/error.h"
 #include "util/half.h"
 #include "util/log.h"
@@ -114,8 +117,37 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
       throw Error(ErrorKind::BadModel, path + ": the intermediate (feed-forward) size must be positive: layer " + std::to_string(l) +
                                            " has a dense MLP");
   m->load_weights(*ws);
+  m->pack_weights();
   m->weights_ = std::move(ws);
   return m;
+}
+
+void Model::pack_weights() {
+  std::vector<kernels::WeightView*> views;
+  auto ffn = [&](FeedForward& f) {
+    for (Linear* l : {&f.gate_proj, &f.up_proj, &f.down_proj}) views.push_back(&l->w);
+  };
+  for (DecoderLayer& l : layers_) {
+    for (Linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj, &l.delta.in_qkv,
+                      &l.delta.in_z, &l.delta.in_b, &l.delta.in_a, &l.delta.in_qkvz, &l.delta.in_ba, &l.delta.out_proj,
+                      &l.moe.router, &l.moe.shared_gate})
+      views.push_back(&p->w);
+    for (FeedForward& e : l.moe.experts) ffn(e);
+    if (l.moe.has_shared) ffn(l.moe.shared);
+  }
+  views.push_back(&lm_head_);
+  // Plain threads, not OpenMP: a team started here would stay beside the one the engine's thread starts.
+  std::vector<std::shared_ptr<const uint8_t>> packed(views.size());
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < views.size();) packed[i] = kernels::pack_weight(*views[i]);
+  };
+  std::vector<std::thread> threads;
+  for (int t = 1; t < compute_threads(); ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+  for (auto& p : packed)
+    if (p) packed_.push_back(std::move(p));
 }
 
 void Model::load_weights(const WeightSource& ws) {

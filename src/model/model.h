@@ -105,6 +105,9 @@ class Model {
 
  private:
   void load_weights(const WeightSource& ws);
+  // Repacks every matrix the forward pass multiplies by for this CPU's fastest kernel where it has one
+  // (kernels::pack_weight); the repacked bytes live in packed_.
+  void pack_weights();
   void load_delta_net(const WeightSource& ws, const std::string& prefix, DeltaNetBlock& d) const;
   void load_moe(const WeightSource& ws, const std::string& prefix, MoeBlock& m) const;
   // Forward blocks (decoder.cpp, delta_net.cpp, moe.cpp); h is the normed input, out gets the block's output.
@@ -119,6 +122,7 @@ class Model {
   std::vector<float> final_norm_;
   std::vector<DecoderLayer> layers_;
   std::vector<float> inv_freq_;
+  std::vector<std::shared_ptr<const uint8_t>> packed_;
   mutable std::mutex adapters_mu_;
   std::vector<std::shared_ptr<const Adapter>> adapters_;
   std::vector<std::vector<int>> adapter_sets_ = {{}};  // id -> adapter indices; id 0: none

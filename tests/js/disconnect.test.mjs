@@ -1,8 +1,9 @@
 // A client that goes away stops its generation: a streamed request within one token of the disconnect, a
 // non-streamed one while it waits; the server keeps serving. The model must be slow enough per token that
 // "one token" is longer than the client's reaction time on a busy machine, so this builds a synthetic
-// Qwen3-shaped model (12 layers, GPT-2 vocabulary from ../shared/tokenizers, random weights, about 30 ms
-// per token on one thread) with `optiq make-model`. The server logs how many tokens a cancelled request generated.
+// Qwen3-shaped model (28 layers, GPT-2 vocabulary from ../shared/tokenizers, random weights, about 28 ms
+// per token on one thread; 12 layers took 12-14 ms once the 4-bit kernels got faster, close to the handlers'
+// 10 ms poll of the connection) with `optiq make-model`. The server logs how many tokens a cancelled request generated.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -21,7 +22,7 @@ before(async () => {
   if (skip.skip) return;
   dir = mkdtempSync(path.join(os.tmpdir(), 'optiq-slow-'));
   const model = path.join(dir, 'model');
-  const made = spawnSync(bin, ['make-model', '--shape', 'qwen3-0.6b', '--layers', '12', '--vocab', '50257', '--format', 'mlx4',
+  const made = spawnSync(bin, ['make-model', '--shape', 'qwen3-0.6b', '--layers', '28', '--vocab', '50257', '--format', 'mlx4',
     '-o', model], { encoding: 'utf8' });
   assert.equal(made.status, 0, made.stderr);
   for (const f of ['tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(tokDir, f), path.join(model, f));

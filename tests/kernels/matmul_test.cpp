@@ -4,6 +4,7 @@
 #include "util/omp.h"
 
 #include <cmath>
+#include <memory>
 #include <cstring>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@ namespace {
 // A weight matrix of any format built from random floats, owning its bytes.
 struct TestWeight {
   std::vector<uint8_t> data, scales, biases;
+  std::shared_ptr<const uint8_t> packed;  // pack_weight's bytes, when packed
   WeightView view;
 };
 
@@ -180,10 +182,23 @@ double bound(const Spec& sp, const std::vector<float>& wrow, const std::vector<f
   return 1.001 * qerr + kFloatRelTol * absdot + 1e-6;
 }
 
-void check_format(const Spec& sp, int64_t rows, int64_t cols, int64_t n, uint32_t seed) {
+// Repacks t for the AVX-512 VNNI 4-bit kernel (as a model's loading does); false where this CPU or the format
+// does not take it.
+bool pack(TestWeight& t) {
+  t.packed = pack_weight(t.view);
+  return t.packed != nullptr && t.view.packed == t.packed.get();
+}
+
+// Packs where the machine can (all 4-bit tests below skip otherwise).
+bool packed_kernel_here() { return detected_isa() == Isa::Avx2 && vnni_active(); }
+
+void check_format(const Spec& sp, int64_t rows, int64_t cols, int64_t n, uint32_t seed, bool packed = false) {
   SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
-               " n=" + std::to_string(n));
+               " n=" + std::to_string(n) + (packed ? " packed" : ""));
   TestWeight tw = make_weight(sp, rows, cols, seed);
+  if (packed) {
+    ASSERT_TRUE(pack(tw));
+  }
   std::mt19937 rng(seed + 1);
   std::normal_distribution<float> nd(0.0f, 1.0f);
   std::vector<float> x(static_cast<size_t>(n * cols));
@@ -299,9 +314,15 @@ struct SharedX {
   WeightView ws[3];
   float* ys[3];
 };
-SharedX shared_x_case(const Spec& sp, int64_t n, int64_t cols, std::initializer_list<int64_t> rows, uint32_t& seed) {
+SharedX shared_x_case(const Spec& sp, int64_t n, int64_t cols, std::initializer_list<int64_t> rows, uint32_t& seed,
+                      bool packed = false) {
   SharedX c;
-  for (int64_t r : rows) c.tw.push_back(make_weight(sp, r, cols, seed++));
+  for (int64_t r : rows) {
+    c.tw.push_back(make_weight(sp, r, cols, seed++));
+    if (packed) {
+      EXPECT_TRUE(pack(c.tw.back()));
+    }
+  }
   c.x.resize(size_t(n * cols));
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -322,12 +343,18 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
                          Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32},
                          Spec{WeightFormat::Q8_0}, Spec{WeightFormat::F16}})
-    for (int64_t n : {1, 3}) {
-      SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
-      SharedX c = shared_x_case(sp, n, 256, {7, 64, 33}, seed);
-      matmul_shared_x(c.ws, c.ys, 3, c.x.data(), n);
-      for (size_t i = 0; i < c.tw.size(); ++i) EXPECT_EQ(c.got[i], c.want[i]) << "weight " << i;
-    }
+    for (int64_t n : {1, 3})
+      for (bool packed : {false, true}) {
+        const bool four_bit = sp.format == WeightFormat::Q4_0 || sp.bits == 4;
+        if (packed && (!four_bit || !packed_kernel_here())) continue;
+        SCOPED_TRACE(sp.name() + " n=" + std::to_string(n) + (packed ? " packed" : ""));
+        // packed: rows in whole groups of 16 (one parallel region) and not (a matmul each)
+        for (auto rows : {std::initializer_list<int64_t>{7, 64, 33}, std::initializer_list<int64_t>{16, 64, 32}}) {
+          SharedX c = shared_x_case(sp, n, 256, rows, seed, packed);
+          matmul_shared_x(c.ws, c.ys, 3, c.x.data(), n);
+          for (size_t i = 0; i < c.tw.size(); ++i) EXPECT_EQ(c.got[i], c.want[i]) << "weight " << i;
+        }
+      }
 }
 
 // matmul_shared_x with low-rank terms (LoRA deltas, fused into the weights' parallel region at one row):
@@ -336,10 +363,13 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
 TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
   uint32_t seed = 1700;
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::F16}})
-    for (int64_t n : {1, 3}) {
-      SCOPED_TRACE(sp.name() + " n=" + std::to_string(n));
+    for (int64_t n : {1, 3})
+    for (bool packed : {false, true}) {
+      if (packed && (sp.format == WeightFormat::F16 || !packed_kernel_here())) continue;
+      SCOPED_TRACE(sp.name() + " n=" + std::to_string(n) + (packed ? " packed" : ""));
       const int64_t cols = 1024;
-      SharedX c = shared_x_case(sp, n, cols, {70, 256, 33}, seed);
+      // packed: rows in whole groups of 16, so the terms share the weights' region
+      SharedX c = packed ? shared_x_case(sp, n, cols, {80, 256, 48}, seed, true) : shared_x_case(sp, n, cols, {70, 256, 33}, seed);
       const std::vector<TestWeight>& tw = c.tw;
       const std::vector<float>& x = c.x;
       std::vector<std::vector<float>>& want = c.want;
@@ -531,6 +561,75 @@ TEST(Matmul, DequantizeRowMatchesQuantModule) {
   quant::dequantize_row_q6_k(reinterpret_cast<const quant::BlockQ6_K*>(tq.data.data() + 210), d.data(),
                              256);
   EXPECT_EQ(c, d);
+}
+
+// ---- 4-bit weights repacked for the AVX-512 VNNI kernel (pack_weight) ----
+
+// The packed kernel keeps matmul's error bound against the reference for every 4-bit layout it takes: Q4_0, MLX
+// 4-bit with groups of 32 to 256 and f16 / bf16 / f32 parameters; rows that leave a partial last group of 16,
+// an all-zero block and an outlier in x, one to many rows of x (tiles of 8, 4, 2, 1).
+TEST(PackedMatmul, MatchesReferenceWithinTheBound) {
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  uint32_t seed = 3100;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32},
+                         Spec{WeightFormat::MlxAffine, 4, 256, DType::BF16}})
+    for (int64_t rows : {1, 16, 37, 300})
+      for (int64_t n : {1, 3, 8, 17}) {
+        const int64_t cols = sp.group_size == 256 ? 512 : (rows + n) % 2 ? 256 : 640;
+        check_format(sp, rows, cols, n, seed++, true);
+      }
+}
+
+// What the packed kernel computes comes from the packed bytes (not the weight as stored): with its codes and
+// scales all zero every output is zero, and packing again gives the first results back.
+TEST(PackedMatmul, ReadsThePackedBytes) {
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}}) {
+    TestWeight tw = make_weight(sp, 40, 256, 77);
+    ASSERT_TRUE(pack(tw));
+    std::vector<float> x(256 * 3), y(40 * 3), y2(40 * 3);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(float(i));
+    matmul(tw.view, x.data(), 3, y.data());
+    EXPECT_NE(y, std::vector<float>(y.size(), 0.0f));
+    const std::vector<uint8_t> zeros(256 * 48, 0);  // at least the bytes of 3 row groups
+    WeightView z = tw.view;
+    z.packed = zeros.data();
+    matmul(z, x.data(), 3, y2.data());
+    EXPECT_EQ(y2, std::vector<float>(y2.size(), 0.0f)) << sp.name();
+    matmul(tw.view, x.data(), 3, y2.data());
+    EXPECT_EQ(y2, y);
+  }
+}
+
+// A row of x gets bit for bit the same numbers alone and in a batch of any size (tiles of 8, 4, 2 and 1 rows
+// of x, row ranges split over threads, a partial last row group), so a sequence decodes the same among others;
+// and a slice of a packed matrix runs on its rows as stored.
+TEST(PackedMatmul, BatchRowsEqualRowsAlone) {
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  uint32_t seed = 3300;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32}})
+    for (int64_t rows : {5, 48, 300}) {
+      const int64_t cols = 256;
+      TestWeight tw = make_weight(sp, rows, cols, seed++);
+      ASSERT_TRUE(pack(tw));
+      std::mt19937 rng(seed);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      const int64_t nmax = 23;
+      std::vector<float> x(size_t(nmax * cols));
+      for (auto& e : x) e = nd(rng);
+      std::vector<float> alone(size_t(nmax * rows));
+      for (int64_t i = 0; i < nmax; ++i) matmul(tw.view, x.data() + i * cols, 1, alone.data() + i * rows);
+      for (int64_t n : {2, 3, 4, 7, 8, 9, 15, 16, 23}) {
+        SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+        std::vector<float> got(size_t(n * rows), -1.0f);
+        matmul(tw.view, x.data(), n, got.data());
+        EXPECT_EQ(got, std::vector<float>(alone.begin(), alone.begin() + n * rows));
+      }
+      const WeightView slice = tw.view.row_slice(1, rows - 1);
+      EXPECT_EQ(slice.packed, nullptr);
+    }
 }
 
 TEST(Matmul, Deterministic) {
