@@ -46,6 +46,7 @@ class GgufFile {
  public:
   explicit GgufFile(const std::string& path);
   const std::string& path() const { return file_.path(); }
+  const MappedFile& file() const { return file_; }
   uint32_t version() const { return version_; }
 
   bool has(const std::string& key) const { return kv_.count(key) != 0; }

@@ -117,8 +117,8 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
       throw Error(ErrorKind::BadModel, path + ": the intermediate (feed-forward) size must be positive: layer " + std::to_string(l) +
                                            " has a dense MLP");
   m->load_weights(*ws);
-  m->pack_weights();
   m->weights_ = std::move(ws);
+  m->pack_weights();
   return m;
 }
 
@@ -136,18 +136,34 @@ void Model::pack_weights() {
     if (l.moe.has_shared) ffn(l.moe.shared);
   }
   views.push_back(&lm_head_);
-  // Plain threads, not OpenMP: a team started here would stay beside the one the engine's thread starts.
+  // The kernels read the repacked copies only: the pages of each matrix as stored go back to the system as soon
+  // as it is packed (read from the file again if a kernel without the packed path ever needs them), all but the
+  // embedding's, which the lookups read (the head shares it when tied).
   std::vector<std::shared_ptr<const uint8_t>> packed(views.size());
-  std::atomic<size_t> next{0};
+  std::atomic<size_t> next{0}, released{0};
   auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < views.size();) packed[i] = kernels::pack_weight(*views[i]);
+    for (size_t i; (i = next.fetch_add(1)) < views.size();) {
+      const kernels::WeightView& w = *views[i];
+      packed[i] = kernels::pack_weight(*views[i]);
+      if (!packed[i] || w.data == embed_.data) continue;
+      released += weights_->release(w.data, size_t(w.rows) * w.row_bytes);
+      if (w.format == kernels::WeightFormat::MlxAffine) {
+        const size_t params = size_t(w.rows) * size_t(w.cols / w.group_size) * size_t(dtype_block_bytes(w.scale_dtype));
+        released += weights_->release(w.scales, params);
+        released += weights_->release(w.biases, params);
+      }
+    }
   };
+  // Plain threads, not OpenMP: a team started here would stay beside the one the engine's thread starts.
   std::vector<std::thread> threads;
   for (int t = 1; t < compute_threads(); ++t) threads.emplace_back(work);
   work();
   for (std::thread& t : threads) t.join();
   for (auto& p : packed)
     if (p) packed_.push_back(std::move(p));
+  if (!packed_.empty())
+    OPTIQ_LOG_DEBUG("repacked %zu matrices for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back",
+                    packed_.size(), released.load() >> 20);
 }
 
 void Model::load_weights(const WeightSource& ws) {

@@ -171,6 +171,12 @@ std::vector<float> WeightSource::vector_f32(const std::string& name, int64_t n) 
   return out;
 }
 
+size_t WeightSource::release(const uint8_t* p, size_t n) const {
+  for (const auto& f : files_)
+    if (size_t got = f->file().release(p, n)) return got;
+  return gguf_ ? gguf_->file().release(p, n) : 0;
+}
+
 kernels::WeightView WeightSource::linear(const std::string& module, int64_t out, int64_t in) const {
   return matrix(module, module + ".weight", 0, out, in);
 }

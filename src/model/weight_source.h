@@ -41,6 +41,9 @@ class WeightSource {
   kernels::WeightView stacked(const std::string& module, const std::string& tensor, int64_t n, int64_t out, int64_t in) const;
   // Small vectors (norm weights, biases) as f32, checked against the expected length.
   std::vector<float> vector_f32(const std::string& name, int64_t n) const;
+  // Gives back the memory of the pages of [p, p + n) that lie wholly inside one of the mapped files (a matrix
+  // the kernels use a repacked copy of); returns the bytes given back.
+  size_t release(const uint8_t* p, size_t n) const;
 
  private:
   kernels::WeightView matrix(const std::string& module, const std::string& tensor, int64_t stack, int64_t out, int64_t in) const;

@@ -19,6 +19,10 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Gives back the memory of the whole pages inside [p, p + n) when that range lies in this mapping (the
+  // pages are read from the file again if touched later): for bytes the process keeps a copy of elsewhere.
+  // Returns the bytes given back (0 when the range is not in this mapping).
+  size_t release(const uint8_t* p, size_t n) const;
 
  private:
   std::string path_;
