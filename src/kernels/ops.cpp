@@ -8,6 +8,7 @@
 namespace optiq::kernels {
 
 void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
+  if (active_isa() == Isa::Avx2) return detail::rms_norm_avx2(x, w, n, eps, y);
   double ss = 0;
   for (int64_t i = 0; i < n; ++i) ss += double(x[i]) * x[i];
   const float inv = float(1.0 / std::sqrt(ss / double(n) + double(eps)));
@@ -15,6 +16,7 @@ void rms_norm(const float* x, const float* w, int64_t n, float eps, float* y) {
 }
 
 void silu_mul(float* x, const float* up, int64_t n) {
+  if (active_isa() == Isa::Avx2) return detail::silu_mul_avx2(x, up, n);
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
 }
 

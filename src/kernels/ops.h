@@ -18,6 +18,8 @@ void softmax(float* x, int64_t n);
 void f32_to_f16_row(const float* x, uint16_t* y, int64_t n);
 namespace detail {
 void f32_to_f16_row_avx2(const float* x, uint16_t* y, int64_t n);
+void rms_norm_avx2(const float* x, const float* w, int64_t n, float eps, float* y);
+void silu_mul_avx2(float* x, const float* up, int64_t n);
 }
 
 }  // namespace optiq::kernels

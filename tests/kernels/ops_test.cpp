@@ -53,3 +53,35 @@ TEST(Ops, F32ToF16RowEqualsTheScalarConversion) {
   }
   set_active_isa(detected_isa());
 }
+
+// rms_norm and silu_mul run vectorized on AVX2: rms_norm sums x² in double as the scalar code in another order,
+// so it agrees to a relative 1e-6 (each y[i] the same product of w, x and the inverse); silu_mul's exp is a
+// polynomial, within 1e-6 relative of x / (1 + exp(-x)), and saturates as it does: 0 (or -0) far below zero,
+// x far above, for rows of any length (vector body and scalar tail), y aliasing x.
+TEST(Ops, VectorRmsNormAndSiluAgreeWithTheScalarCode) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (int64_t n : {1, 7, 16, 37, 128, 1024}) {
+    std::vector<float> x(static_cast<size_t>(n)), w(x), up(x);
+    for (int64_t i = 0; i < n; ++i) x[size_t(i)] = nd(rng), w[size_t(i)] = nd(rng), up[size_t(i)] = nd(rng);
+    if (n >= 16) {  // saturating inputs of silu
+      x[0] = -200.0f, x[1] = 200.0f, x[2] = 0.0f, x[3] = -0.0f, x[4] = -87.5f, x[5] = 1e30f, x[6] = -1e30f, x[7] = 88.0f;
+    }
+    std::vector<float> ys(static_cast<size_t>(n)), yv(ys), ya = x, ss = x, sv = x;
+    set_active_isa(Isa::Scalar);
+    kernels::rms_norm(x.data(), w.data(), n, 1e-6f, ys.data());
+    kernels::silu_mul(ss.data(), up.data(), n);
+    set_active_isa(Isa::Avx2);
+    kernels::rms_norm(x.data(), w.data(), n, 1e-6f, yv.data());
+    kernels::rms_norm(ya.data(), w.data(), n, 1e-6f, ya.data());  // in place
+    kernels::silu_mul(sv.data(), up.data(), n);
+    set_active_isa(detected_isa());
+    for (int64_t i = 0; i < n; ++i) {
+      SCOPED_TRACE("n=" + std::to_string(n) + " i=" + std::to_string(i) + " x=" + std::to_string(x[size_t(i)]));
+      EXPECT_NEAR(yv[size_t(i)], ys[size_t(i)], 1e-6 * std::fabs(ys[size_t(i)]) + 1e-30);
+      EXPECT_EQ(bits(ya[size_t(i)]), bits(yv[size_t(i)]));
+      EXPECT_NEAR(sv[size_t(i)], ss[size_t(i)], 1e-6 * std::fabs(ss[size_t(i)]) + 1e-35);
+    }
+  }
+}
