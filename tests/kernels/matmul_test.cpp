@@ -418,6 +418,17 @@ TEST(MatmulSharedX, LowRankTermsEqualLowrankAddAfterTheMatmuls) {
     }
 }
 
+// nmax rows of normal x (from seed) and what each gives alone through w: {x [nmax][cols], y [nmax][rows]}.
+std::pair<std::vector<float>, std::vector<float>> rows_alone(const WeightView& w, int64_t nmax, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(size_t(nmax * w.cols));
+  for (auto& e : x) e = nd(rng);
+  std::vector<float> alone(size_t(nmax * w.rows));
+  for (int64_t i = 0; i < nmax; ++i) matmul(w, x.data() + i * w.cols, 1, alone.data() + i * w.rows);
+  return {std::move(x), std::move(alone)};
+}
+
 // The 4-bit formats: each row of a batch of x rows gets bit for bit what it gets alone (the batched kernel and
 // the one-row kernel round alike), so a sequence decoded among others continues exactly as it would alone.
 // Odd block counts (MLX group 32; one block alone), tail rows of the register tiles, row ranges split over
@@ -430,13 +441,7 @@ TEST(Matmul, FourBitBatchRowsEqualRowsAlone) {
       if (sp.group_size > 0 && cols % sp.group_size != 0) continue;
       for (int64_t rows : {1, 5, 37, 300}) {
         const TestWeight tw = make_weight(sp, rows, cols, seed++);
-        std::mt19937 rng(seed);
-        std::normal_distribution<float> nd(0.0f, 1.0f);
-        const int64_t nmax = 9;
-        std::vector<float> x(size_t(nmax * cols));
-        for (auto& e : x) e = nd(rng);
-        std::vector<float> alone(size_t(nmax * rows));
-        for (int64_t i = 0; i < nmax; ++i) matmul(tw.view, x.data() + i * cols, 1, alone.data() + i * rows);
+        const auto [x, alone] = rows_alone(tw.view, 9, seed);
         for (int64_t n : {2, 3, 4, 5, 8, 9}) {
           SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
                        " n=" + std::to_string(n));
@@ -614,13 +619,7 @@ TEST(PackedMatmul, BatchRowsEqualRowsAlone) {
       const int64_t cols = 256;
       TestWeight tw = make_weight(sp, rows, cols, seed++);
       ASSERT_TRUE(pack(tw));
-      std::mt19937 rng(seed);
-      std::normal_distribution<float> nd(0.0f, 1.0f);
-      const int64_t nmax = 23;
-      std::vector<float> x(size_t(nmax * cols));
-      for (auto& e : x) e = nd(rng);
-      std::vector<float> alone(size_t(nmax * rows));
-      for (int64_t i = 0; i < nmax; ++i) matmul(tw.view, x.data() + i * cols, 1, alone.data() + i * rows);
+      const auto [x, alone] = rows_alone(tw.view, 23, seed);
       for (int64_t n : {2, 3, 4, 7, 8, 9, 15, 16, 23}) {
         SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
         std::vector<float> got(size_t(n * rows), -1.0f);
