@@ -212,7 +212,6 @@ OPTIQ_PACKED512 void group_tile(const uint8_t* p, const GroupDesc& d, const Pack
   const int8_t* xq = a.q.data() + 32 * x0;  // this block's, row i at xq + 32i
   const float* dx = a.dx.data() + x0;
   const float* off = a.off.data() + x0;
-  const float* xsg = a.xsg.data() + x0;
   __m512i dot[NX];
   if constexpr (Q40) {
     for (int64_t b = 0; b < d.nb; ++b, p += 32 + kBlockCodes, xq += 32 * n, dx += n, off += n) {
@@ -225,6 +224,7 @@ OPTIQ_PACKED512 void group_tile(const uint8_t* p, const GroupDesc& d, const Pack
       }
     }
   } else {
+    const float* xsg = a.xsg.data() + x0;  // (empty for Q4_0)
     for (int64_t g = 0; g < d.groups; ++g, xsg += n) {
       const __m512 s = load_params16(p, d.pdt), bias = load_params16(p + kGroupRows * d.pb, d.pdt);
       p += 2 * kGroupRows * d.pb;
