@@ -122,50 +122,6 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   return m;
 }
 
-void Model::pack_weights() {
-  std::vector<kernels::WeightView*> views;
-  auto ffn = [&](FeedForward& f) {
-    for (Linear* l : {&f.gate_proj, &f.up_proj, &f.down_proj}) views.push_back(&l->w);
-  };
-  for (DecoderLayer& l : layers_) {
-    for (Linear* p : {&l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.gate_proj, &l.up_proj, &l.down_proj, &l.delta.in_qkv,
-                      &l.delta.in_z, &l.delta.in_b, &l.delta.in_a, &l.delta.in_qkvz, &l.delta.in_ba, &l.delta.out_proj,
-                      &l.moe.router, &l.moe.shared_gate})
-      views.push_back(&p->w);
-    for (FeedForward& e : l.moe.experts) ffn(e);
-    if (l.moe.has_shared) ffn(l.moe.shared);
-  }
-  views.push_back(&lm_head_);
-  // The kernels read the repacked copies only: the pages of each matrix as stored go back to the system as soon
-  // as it is packed (read from the file again if a kernel without the packed path ever needs them), all but the
-  // embedding's, which the lookups read (the head shares it when tied).
-  std::vector<std::shared_ptr<const uint8_t>> packed(views.size());
-  std::atomic<size_t> next{0}, released{0};
-  auto work = [&] {
-    for (size_t i; (i = next.fetch_add(1)) < views.size();) {
-      const kernels::WeightView& w = *views[i];
-      packed[i] = kernels::pack_weight(*views[i]);
-      if (!packed[i] || w.data == embed_.data) continue;
-      released += weights_->release(w.data, size_t(w.rows) * w.row_bytes);
-      if (w.format == kernels::WeightFormat::MlxAffine) {
-        const size_t params = size_t(w.rows) * size_t(w.cols / w.group_size) * size_t(dtype_block_bytes(w.scale_dtype));
-        released += weights_->release(w.scales, params);
-        released += weights_->release(w.biases, params);
-      }
-    }
-  };
-  // Plain threads, not OpenMP: a team started here would stay beside the one the engine's thread starts.
-  std::vector<std::thread> threads;
-  for (int t = 1; t < compute_threads(); ++t) threads.emplace_back(work);
-  work();
-  for (std::thread& t : threads) t.join();
-  for (auto& p : packed)
-    if (p) packed_.push_back(std::move(p));
-  if (!packed_.empty())
-    OPTIQ_LOG_DEBUG("repacked %zu matrices for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back",
-                    packed_.size(), released.load() >> 20);
-}
-
 void Model::load_weights(const WeightSource& ws) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, hd = c.head_dim, I = c.intermediate_size;
@@ -359,6 +315,41 @@ std::vector<std::pair<const kernels::WeightView*, double>> layer_matrices(const 
   return v;
 }
 }  // namespace
+
+void Model::pack_weights() {
+  std::vector<kernels::WeightView*> views;  // the layers' matrices (this model's own, so not const) and the head
+  for (const DecoderLayer& l : layers_)
+    for (const auto& [w, share] : layer_matrices(l, config_)) views.push_back(const_cast<kernels::WeightView*>(w));
+  views.push_back(&lm_head_);
+  // The kernels read the repacked copies only: the pages of each matrix as stored go back to the system as soon
+  // as it is packed (read from the file again if a kernel without the packed path ever needs them), all but the
+  // embedding's, which the lookups read (the head shares it when tied).
+  std::vector<std::shared_ptr<const uint8_t>> packed(views.size());
+  std::atomic<size_t> next{0}, released{0};
+  auto work = [&] {
+    for (size_t i; (i = next.fetch_add(1)) < views.size();) {
+      const kernels::WeightView& w = *views[i];
+      packed[i] = kernels::pack_weight(*views[i]);
+      if (!packed[i] || w.data == embed_.data) continue;
+      released += weights_->release(w.data, size_t(w.rows) * w.row_bytes);
+      if (w.format == kernels::WeightFormat::MlxAffine) {
+        const size_t params = size_t(w.rows) * size_t(w.cols / w.group_size) * size_t(dtype_block_bytes(w.scale_dtype));
+        released += weights_->release(w.scales, params);
+        released += weights_->release(w.biases, params);
+      }
+    }
+  };
+  // Plain threads, not OpenMP: a team started here would stay beside the one the engine's thread starts.
+  std::vector<std::thread> threads;
+  for (int t = 1; t < compute_threads(); ++t) threads.emplace_back(work);
+  work();
+  for (std::thread& t : threads) t.join();
+  for (auto& p : packed)
+    if (p) packed_.push_back(std::move(p));
+  if (!packed_.empty())
+    OPTIQ_LOG_DEBUG("repacked %zu matrices for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back",
+                    packed_.size(), released.load() >> 20);
+}
 
 int64_t Model::weight_bytes_per_token() const {
   double b = double(view_bytes(lm_head_) + int64_t(final_norm_.size()) * 4);
