@@ -115,10 +115,11 @@ std::vector<KvVariant> kv_variants(const std::string& bits_list, const std::stri
 int run_bench(int argc, char** argv) {
   std::string model_path, depths_s = "0", kv_bits, kv_configs, rotation = "auto";
   int gen = 64, prompt_len = 512, chunk = 512, kv_group = 0;
+  int streams = 1;
   bool no_bandwidth = false, interleave = false;
   std::vector<std::string> adapters;
   Flags f("optiq bench MODEL [--depth 0,4096,16384] [--gen 64] [--prompt-len 512] [--kv-bits 16,8,4] [--kv-config A.json,B.json] "
-          "[--adapter PATH] [--interleave]");
+          "[--adapter PATH] [--streams 8] [--interleave]");
   f.add("model", &model_path, "model folder or .gguf file (or the first argument)");
   f.add("depth", &depths_s, "comma-separated context depths for decode (default 0)");
   f.add("gen", &gen, "tokens to decode at each depth (default 64)");
@@ -130,6 +131,9 @@ int run_bench(int argc, char** argv) {
   f.add("kv-rotation", &rotation, "Hadamard rotation of quantized K/V: auto | on | off (default auto)");
   f.add("adapter", &adapters,
         "also decode with this LoRA adapter (PATH or NAME=PATH; repeat to stack), step by step alternating with the base");
+  f.add("streams", &streams,
+        "also decode this many sequences in one batch (each at the depth), step by step alternating with one sequence, "
+        "and print the batch's tokens/s against one sequence's as the median of the rounds' ratios");
   f.add_bool("interleave", &interleave,
              "decode the KV variants step by step in turn at each depth, and print each one's speed against the "
              "first as the median of the rounds' ratios (steady on a noisy machine)");
@@ -141,6 +145,9 @@ int run_bench(int argc, char** argv) {
   std::vector<KvVariant> variants = kv_variants(kv_bits, kv_configs, kv_group, rotation);
   if (interleave && !adapters.empty())
     throw Error(ErrorKind::InvalidArgument, "--interleave and --adapter cannot be combined (each alternates on its own)");
+  if (streams < 1 || streams > 256) throw Error(ErrorKind::InvalidArgument, "--streams must be between 1 and 256");
+  if (streams > 1 && (interleave || !adapters.empty()))
+    throw Error(ErrorKind::InvalidArgument, "--streams cannot be combined with --interleave or --adapter (each alternates on its own)");
   if (interleave && variants.size() < 2)
     throw Error(ErrorKind::InvalidArgument, "--interleave needs two or more KV variants (--kv-bits / --kv-config)");
 
@@ -190,33 +197,38 @@ int run_bench(int argc, char** argv) {
     }
     prefill[v] = prompt_len / (now_s() - t0);
   }
-  // An arm decodes one sequence: a KV variant, with or without the adapters. The arms of a group take their
-  // decode steps in turn, so that a noisy machine slows them alike; each arm after the first is compared with
-  // the first by the median of the rounds' step-time ratios (a burst of noise moves a few rounds, not the
-  // median).
-  struct Arm { size_t var; bool lora; };
+  // An arm decodes one sequence (or `streams` sequences in one batch): a KV variant, with or without the
+  // adapters. The arms of a group take their decode steps in turn, so that a noisy machine slows them alike;
+  // each arm after the first is compared with the first by the median of the rounds' ratios of tokens/s (a
+  // burst of noise moves a few rounds, not the median).
+  struct Arm { size_t var; bool lora; int streams = 1; };
   auto run_group = [&](const std::vector<Arm>& arms, int depth) {
     const size_t n = arms.size();
     std::vector<std::unique_ptr<kv::KvCache>> caches;
-    std::vector<int32_t> seqs;
+    std::vector<std::vector<int32_t>> seqs(n);
     model::Batch b;
-    for (const Arm& a : arms) {
-      caches.push_back(model->make_cache(variants[a.var].spec));
-      seqs.push_back(caches.back()->create_sequence());
-      fill_cache(*caches.back(), seqs.back(), depth);
+    auto fill_batch = [&](size_t k, int pos) {
       b.clear();
-      b.add(tok(rng), depth, seqs.back(), true, a.lora ? adapter_set : 0);
+      for (int32_t s : seqs[k]) b.add(tok(rng), pos, s, true, arms[k].lora ? adapter_set : 0);
+    };
+    for (size_t k = 0; k < n; ++k) {
+      caches.push_back(model->make_cache(variants[arms[k].var].spec));
+      for (int s = 0; s < arms[k].streams; ++s) {
+        seqs[k].push_back(caches.back()->create_sequence());
+        fill_cache(*caches.back(), seqs[k].back(), depth);
+      }
+      if (logits.size() < size_t(arms[k].streams) * size_t(c.vocab_size)) logits.resize(size_t(arms[k].streams) * size_t(c.vocab_size));
+      fill_batch(k, depth);
       model->forward(b, *caches.back(), logits.data());  // warm-up step at this depth
     }
     std::vector<double> dt(n, 0.0), step(n, 0.0);
-    std::vector<std::vector<double>> ratio(n);  // arm k's step time / arm 0's step in the same round
+    std::vector<std::vector<double>> ratio(n);  // arm k's time per token / arm 0's in the same round
     for (int i = 1; i <= gen; ++i) {
       for (size_t k = 0; k < n; ++k) {
-        b.clear();
-        b.add(tok(rng), depth + i, seqs[k], true, arms[k].lora ? adapter_set : 0);
+        fill_batch(k, depth + i);
         const double t0 = now_s();
         model->forward(b, *caches[k], logits.data());
-        step[k] = now_s() - t0;
+        step[k] = (now_s() - t0) / arms[k].streams;
         dt[k] += step[k];
       }
       for (size_t k = 1; k < n; ++k) ratio[k].push_back(step[k] / step[0]);
@@ -225,10 +237,12 @@ int run_bench(int argc, char** argv) {
       const KvVariant& var = variants[arms[k].var];
       const int64_t kv_row_bytes = var.spec.bytes_per_token(shape);
       const double tps = gen / dt[k];
-      const int64_t bytes = model->weight_bytes_per_token() + (arms[k].lora ? adapter_bytes : 0) +
+      const int64_t bytes = (model->weight_bytes_per_token() + (arms[k].lora ? adapter_bytes : 0)) / arms[k].streams +
                             kv_row_bytes * (int64_t(depth) + 1 + gen / 2);
       const double gbs = double(bytes) * tps / 1e9;
-      const std::string label = arms[k].lora ? var.label + " +lora" : var.label;
+      const std::string label = arms[k].lora     ? var.label + " +lora"
+                                : arms[k].streams > 1 ? var.label + " x" + std::to_string(arms[k].streams)
+                                                      : var.label;
       std::printf("| %-10s | %-14s | %8d | %12.1f | %6d | %12.2f | %14lld | %8.2f | %6.1f%% |\n", c.model_type.c_str(),
                   label.c_str(), depth, prefill[arms[k].var], gen, tps, (long long)bytes, gbs, bw > 0 ? 100.0 * gbs / bw : 0.0);
       std::fflush(stdout);
@@ -237,7 +251,7 @@ int run_bench(int argc, char** argv) {
                                   {"threads", threads}, {"isa", isa}, {"depth", depth},
                                   {"prompt_len", prompt_len}, {"prefill_tok_s", prefill[arms[k].var]}, {"gen", gen},
                                   {"decode_tok_s", tps}, {"bytes_per_token", bytes}, {"gb_s", gbs},
-                                  {"read_bandwidth_gb_s", bw}};
+                                  {"read_bandwidth_gb_s", bw}, {"streams", arms[k].streams}};
       if (k == 0) {
         rows.push_back(j);
         continue;
@@ -247,7 +261,13 @@ int run_bench(int argc, char** argv) {
       const size_t m = r.size() / 2;
       const double med = r.size() % 2 ? r[m] : 0.5 * (r[m - 1] + r[m]);
       const std::string& first = variants[arms[0].var].label;
-      if (arms[k].lora) {
+      if (arms[k].streams > 1) {
+        j["streams_vs_one"] = 1 / med;
+        std::fprintf(stderr,
+                     "%s, depth %d: %d streams in one batch decode %.2fx the tokens/s of one stream (median of %d rounds; "
+                     "%.2fx in total time)\n",
+                     var.label.c_str(), depth, arms[k].streams, 1 / med, gen, dt[0] / dt[k]);
+      } else if (arms[k].lora) {
         j["adapters"] = adapters, j["adapter_overhead"] = med - 1;
         std::fprintf(stderr,
                      "%s, depth %d: a decode step with the adapters takes %.1f%% longer than the base step before it "
@@ -270,6 +290,7 @@ int run_bench(int argc, char** argv) {
       for (int depth : depths) {
         std::vector<Arm> arms = {{v, false}};
         if (adapter_set) arms.push_back({v, true});
+        if (streams > 1) arms.push_back({v, false, streams});
         run_group(arms, depth);
       }
   }

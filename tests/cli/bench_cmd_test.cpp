@@ -2,6 +2,8 @@
 // token are the base's plus exactly the adapter's A and B in 16 bits, with the median step overhead; a bad
 // adapter stops start-up with exit code 1 (as in generate) and the path. optiq bench --interleave: the KV
 // variants decode in turn at each depth, each row after the first with its median speed against the first.
+// optiq bench --streams N: a second row per depth, N sequences decoded in one batch, with the batch's median
+// tokens/s against one sequence and the weights' bytes shared by the N tokens of a step.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -105,6 +107,36 @@ TEST(BenchCommand, InterleavedKvVariantsCompareWithTheFirst) {
   CmdResult one = run_optiq({"bench", model, "--gen", "4", "--prompt-len", "0", "--no-bandwidth", "--interleave"}, "bench_cmd");
   EXPECT_NE(one.rc, 0);
   EXPECT_NE(one.err.find("--interleave needs two or more KV variants"), std::string::npos) << one.err;
+}
+
+TEST(BenchCommand, StreamsRowsDecodeABatchAgainstOneSequence) {
+  const std::string model = test::shared_path("models/stories260K-hf");
+  OPTIQ_REQUIRE_SHARED(model);
+  CmdResult b = run_optiq({"bench", model, "--depth", "0,16", "--gen", "8", "--prompt-len", "0", "--no-bandwidth", "--streams", "4"},
+                          "bench_cmd");
+  ASSERT_EQ(b.rc, 0) << b.err;
+  const std::vector<nlohmann::json> rows = json_lines(b.out);
+  ASSERT_EQ(rows.size(), 4u) << b.out;
+  for (int d = 0; d < 2; ++d) {
+    const nlohmann::json &one = rows[size_t(2 * d)], &four = rows[size_t(2 * d + 1)];
+    EXPECT_EQ(one["depth"], d == 0 ? 0 : 16);
+    EXPECT_EQ(four["depth"], one["depth"]);
+    EXPECT_EQ(one["streams"], 1);
+    EXPECT_EQ(four["streams"], 4);
+    EXPECT_FALSE(one.contains("streams_vs_one"));
+    const double s = four["streams_vs_one"].get<double>();
+    EXPECT_TRUE(std::isfinite(s) && s > 0.0) << s;
+    // Per token: a quarter of the weights, the same KV.
+    const int64_t kv = one["kv_bytes_per_token"].get<int64_t>();
+    const int64_t kv_read = kv * (int64_t(one["depth"].get<int>()) + 1 + 8 / 2);
+    EXPECT_EQ(four["bytes_per_token"].get<int64_t>() - kv_read, (one["bytes_per_token"].get<int64_t>() - kv_read) / 4);
+  }
+  EXPECT_NE(b.out.find("| fp16 x4        |"), std::string::npos) << b.out;
+  EXPECT_NE(b.err.find("fp16, depth 16: 4 streams in one batch decode "), std::string::npos) << b.err;
+
+  CmdResult bad = run_optiq({"bench", model, "--gen", "4", "--prompt-len", "0", "--no-bandwidth", "--streams", "0"}, "bench_cmd");
+  EXPECT_NE(bad.rc, 0);
+  EXPECT_NE(bad.err.find("--streams must be between 1 and 256"), std::string::npos) << bad.err;
 }
 
 }  // namespace
