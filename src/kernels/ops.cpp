@@ -20,15 +20,16 @@ void silu_mul(float* x, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i])) * up[i];
 }
 
-void rope(float* x, int n_heads, int head_dim, int rot_dims, int32_t pos, const float* inv_freq, bool traditional) {
-  const int half = rot_dims / 2;
-  float cs[512], sn[512];
+void rope_angles(int32_t pos, const float* inv_freq, int half, float* cs, float* sn) {
   for (int i = 0; i < half; ++i) {
-    // Angles in double then rounded: positions reach 1e5+, where f32 angle products lose digits.
-    double a = double(pos) * double(inv_freq[i]);
+    const double a = double(pos) * double(inv_freq[i]);
     cs[i] = float(std::cos(a));
     sn[i] = float(std::sin(a));
   }
+}
+
+void rope(float* x, int n_heads, int head_dim, int rot_dims, const float* cs, const float* sn, bool traditional) {
+  const int half = rot_dims / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + int64_t(h) * head_dim;
     for (int i = 0; i < half; ++i) {

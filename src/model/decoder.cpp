@@ -265,6 +265,11 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
   std::vector<float> h(size_t(N * H)), tmp(size_t(N * H));
   std::vector<float> q(size_t(N * q_rows)), k(size_t(N * kv_dim)), v(size_t(N * kv_dim)), att(size_t(N * q_dim));
   std::vector<float> gate, up;
+  // Each row's RoPE rotation, the same in every layer: [cos | sin] (rot / 2 each) per row.
+  const int rot = c.rope_dims > 0 ? c.rope_dims : int(hd);
+  std::vector<float> angles(size_t(N) * size_t(rot));
+  for (int64_t r = 0; r < N; ++r)
+    kernels::rope_angles(batch.positions[r], inv_freq_.data(), rot / 2, angles.data() + r * rot, angles.data() + r * rot + rot / 2);
 
   for (int il = first; il < last; ++il) {
     const DecoderLayer& L = layers_[size_t(il)];
@@ -287,7 +292,6 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
           std::memcpy(row + q_dim, g.data(), size_t(q_dim) * sizeof(float));
         }
       }
-      const int rot = c.rope_dims > 0 ? c.rope_dims : int(hd);
 #pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
       for (int64_t r = 0; r < N; ++r) {
         float* qr = q.data() + r * q_rows;
@@ -296,8 +300,9 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
           for (int hh = 0; hh < nh; ++hh) kernels::rms_norm(qr + hh * hd, L.q_norm.data(), hd, c.rms_norm_eps, qr + hh * hd);
           for (int hh = 0; hh < nkv; ++hh) kernels::rms_norm(kr + hh * hd, L.k_norm.data(), hd, c.rms_norm_eps, kr + hh * hd);
         }
-        kernels::rope(qr, nh, int(hd), rot, batch.positions[r], inv_freq_.data(), c.rope_traditional);
-        kernels::rope(kr, nkv, int(hd), rot, batch.positions[r], inv_freq_.data(), c.rope_traditional);
+        const float* cs = angles.data() + r * rot;
+        kernels::rope(qr, nh, int(hd), rot, cs, cs + rot / 2, c.rope_traditional);
+        kernels::rope(kr, nkv, int(hd), rot, cs, cs + rot / 2, c.rope_traditional);
         cache.store(batch.seq_ids[r], il, batch.positions[r], kr, v.data() + r * kv_dim);
       }
       attention(cache, batch, il, nh, q.data(), q_rows, att.data(), threads);
