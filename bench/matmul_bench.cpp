@@ -27,7 +27,7 @@ namespace {
 
 struct Owned {
   std::vector<uint8_t> data, scales, biases;
-  std::shared_ptr<const uint8_t> packed;
+  std::shared_ptr<const LargeBuffer> packed;
   WeightView v;
   size_t bytes() const { return data.size() + scales.size() + biases.size(); }
 };

@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "kernels/weight.h"
+#include "util/large_buffer.h"
 
 namespace optiq::kernels {
 
@@ -53,15 +54,19 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 
-// Repacks w (Q4_0, or MLX 4-bit with groups of a multiple of 32) for the AVX-512 VNNI kernel where that is
+// Repacking w (Q4_0, or MLX 4-bit with groups of a multiple of 32) for the AVX-512 VNNI kernel where that is
 // active: rows in groups of 16, each group's 4-bit codes interleaved so that one vpdpbusd multiplies 4 weights
-// of each of the 16 rows by 4 activations, with the group's scales (and biases) stored before its codes. Sets
-// w.packed and returns the bytes, which must outlive every use of w; returns null and leaves w alone where
-// the format, the shape or the CPU does not take it. A packed matrix gives the same numbers for a row of x
-// alone or in a batch of any size (its own summation order, within the error bound above). OPTIQ_PACK=0 in the
-// environment turns it off (A/B runs; the memory of the second copy). It runs on the calling thread alone;
-// different matrices may be packed on different threads at once.
-std::shared_ptr<const uint8_t> pack_weight(WeightView& w);
+// of each of the 16 rows by 4 activations, with the group's scales (and biases) stored before its codes. A
+// packed matrix gives the same numbers for a row of x alone or in a batch of any size (its own summation order,
+// within the error bound above). OPTIQ_PACK=0 in the environment turns it off (A/B runs; the memory of the
+// second copy).
+// The bytes w's packed copy takes; 0 where the format, the shape or the CPU does not take it.
+size_t packed_bytes(const WeightView& w);
+// Packs w into dst (packed_bytes(w) bytes, 64-byte aligned, which must outlive every use of w) and sets
+// w.packed. It runs on the calling thread alone; different matrices may be packed on different threads at once.
+void pack_weight(WeightView& w, uint8_t* dst);
+// The same into a buffer of its own (null, w left alone, where packed_bytes(w) is 0).
+std::shared_ptr<const LargeBuffer> pack_weight(WeightView& w);
 
 // Dequantize row r of w into out[cols] (embedding lookup, tests).
 void dequantize_row(const WeightView& w, int64_t r, float* out);

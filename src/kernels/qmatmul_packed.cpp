@@ -31,6 +31,7 @@
 
 #include "kernels/matmul_internal.h"
 #include "quant/mlx_affine.h"
+#include "util/error.h"
 
 namespace optiq::kernels {
 namespace detail {
@@ -303,23 +304,33 @@ bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const flo
 
 }  // namespace detail
 
-std::shared_ptr<const uint8_t> pack_weight(WeightView& w) {
+size_t packed_bytes(const WeightView& w) {
   static const bool off = [] {
     const char* e = std::getenv("OPTIQ_PACK");
     return e && std::strcmp(e, "0") == 0;
   }();
-  if (off || active_isa() != Isa::Avx2 || !vnni_active() || !detail::packable(w)) return nullptr;
+  if (off || active_isa() != Isa::Avx2 || !vnni_active() || !detail::packable(w)) return 0;
   detail::check_view(w);
+  return size_t((w.rows + detail::kGroupRows - 1) / detail::kGroupRows) * detail::group_bytes(w);
+}
+
+void pack_weight(WeightView& w, uint8_t* dst) {
+  OPTIQ_CHECK(packed_bytes(w) > 0 && reinterpret_cast<uintptr_t>(dst) % 64 == 0, "pack_weight: a matrix the packed kernel does not take");
   const int64_t groups = (w.rows + detail::kGroupRows - 1) / detail::kGroupRows;
   const size_t gb = detail::group_bytes(w);
-  uint8_t* buf = static_cast<uint8_t*>(::operator new(size_t(groups) * gb, std::align_val_t(64)));
-  std::shared_ptr<const uint8_t> owner(buf, [](const uint8_t* p) { ::operator delete(const_cast<uint8_t*>(p), std::align_val_t(64)); });
   // On the caller's thread alone (model loading packs several at once on plain threads): an OpenMP team
   // started on a loading thread stays beside the one the engine's thread starts later, and the two made one
   // decode stream in the server twice as slow.
-  for (int64_t g = 0; g < groups; ++g) detail::pack_group(w, g, buf + size_t(g) * gb);
-  w.packed = buf;
-  return owner;
+  for (int64_t g = 0; g < groups; ++g) detail::pack_group(w, g, dst + size_t(g) * gb);
+  w.packed = dst;
+}
+
+std::shared_ptr<const LargeBuffer> pack_weight(WeightView& w) {
+  const size_t n = packed_bytes(w);
+  if (n == 0) return nullptr;
+  auto buf = std::make_shared<LargeBuffer>(n);
+  pack_weight(w, buf->data());
+  return buf;
 }
 
 }  // namespace optiq::kernels

@@ -89,7 +89,7 @@ int32_t KvCache::alloc_page(int layout, bool force) {
     pages_.emplace_back();
   }
   Page& p = pages_[size_t(id)];
-  p.data = std::make_unique_for_overwrite<uint8_t[]>(size_t(bytes));
+  p.data = LargeBuffer(size_t(bytes));
   p.refs = 1;
   p.layout = layout;
   used_bytes_ += bytes;
@@ -103,7 +103,7 @@ void KvCache::unref_page(int32_t id) {
   if (--p.refs > 0) return;
   used_bytes_ -= layouts_[p.layout].bytes;
   --used_pages_;
-  p.data.reset();
+  p.data = LargeBuffer();
   free_ids_.push_back(id);
 }
 
@@ -147,10 +147,10 @@ void KvCache::copy_rows(int32_t from, int32_t to, int32_t rows) const {
     const LayerLayout& L = lay.layers[size_t(l)];
     const size_t hb = head_bytes(L.p), pb = size_t(head_groups(L.p)) * sizeof(uint16_t);
     for (size_t h = 0; h < H; ++h) {
-      for (size_t off : {L.k, L.v}) std::memcpy(D.data.get() + off + h * L.stride, F.data.get() + off + h * L.stride, size_t(rows) * hb);
+      for (size_t off : {L.k, L.v}) std::memcpy(D.data.data() + off + h * L.stride, F.data.data() + off + h * L.stride, size_t(rows) * hb);
       if (L.p.quantized())
         for (size_t off : {L.ks, L.kb, L.vs, L.vb})
-          std::memcpy(D.data.get() + off + h * L.stride, F.data.get() + off + h * L.stride, size_t(rows) * pb);
+          std::memcpy(D.data.data() + off + h * L.stride, F.data.data() + off + h * L.stride, size_t(rows) * pb);
     }
   }
 }
@@ -178,7 +178,7 @@ void KvCache::truncate(int32_t id, int32_t n) {
     copy_rows(s.pages.back(), copy, n % kPageTokens);
     unref_page(s.pages.back());
     s.pages.back() = copy;
-    s.bases.back() = pages_[size_t(copy)].data.get();
+    s.bases.back() = pages_[size_t(copy)].data.data();
   }
 }
 
@@ -209,7 +209,7 @@ int32_t KvCache::copy_prefix(int32_t src, int32_t n) {
     const int32_t p = alloc_page(seq_layout(from), /*force=*/true);  // checked above
     copy_rows(from.pages[size_t(whole)], p, n % kPageTokens);
     to.pages.push_back(p);
-    to.bases.push_back(pages_[size_t(p)].data.get());
+    to.bases.push_back(pages_[size_t(p)].data.data());
   }
   return id;
 }
@@ -227,7 +227,7 @@ bool KvCache::reserve(int32_t id, int32_t n) {
   for (int32_t i = 0; i < need; ++i) {
     const int32_t p = alloc_page(layout, /*force=*/true);
     s.pages.push_back(p);
-    s.bases.push_back(pages_[size_t(p)].data.get());
+    s.bases.push_back(pages_[size_t(p)].data.data());
   }
   return true;
 }
@@ -254,8 +254,8 @@ void KvCache::convert(Seq& s) {
     const int32_t old = s.pages[i];
     const int32_t rows = std::min<int32_t>(kPageTokens, s.length - int32_t(i) * kPageTokens);
     const int32_t p = alloc_page(kSpecLayout, /*force=*/true);
-    const uint8_t* src = pages_[size_t(old)].data.get();
-    uint8_t* dst = pages_[size_t(p)].data.get();
+    const uint8_t* src = pages_[size_t(old)].data.data();
+    uint8_t* dst = pages_[size_t(p)].data.data();
     for (int l = 0; l < shape_.n_layers; ++l) {
       if (!shape_.layer_has_kv(l)) continue;
       const LayerLayout& F = from.layers[size_t(l)];
@@ -319,7 +319,7 @@ void KvCache::store(int32_t id, int layer, int32_t pos, const float* k, const fl
   OPTIQ_CHECK(pos >= 0 && pos < s.length, "KV position out of range");
   const int32_t page = s.pages[size_t(pos / kPageTokens)];
   OPTIQ_CHECK(pages_[size_t(page)].refs == 1, "KV store into a shared page");
-  store_row(layouts_[seq_layout(s)].layers[size_t(layer)], pages_[size_t(page)].data.get(), pos % kPageTokens, k, v);
+  store_row(layouts_[seq_layout(s)].layers[size_t(layer)], pages_[size_t(page)].data.data(), pos % kPageTokens, k, v);
 }
 
 kernels::KvLayerView KvCache::view(int32_t id, int layer) const {

@@ -24,6 +24,7 @@
 
 #include "kernels/attention.h"
 #include "kv/kv_spec.h"
+#include "util/large_buffer.h"
 
 namespace optiq::kv {
 
@@ -99,7 +100,7 @@ class KvCache {
     int64_t bytes = 0;
   };
   struct Page {
-    std::unique_ptr<uint8_t[]> data;
+    LargeBuffer data;
     int32_t refs = 0;
     int layout = 0;
   };

@@ -324,13 +324,18 @@ void Model::pack_weights() {
   // The kernels read the repacked copies only: the pages of each matrix as stored go back to the system as soon
   // as it is packed (read from the file again if a kernel without the packed path ever needs them), all but the
   // embedding's, which the lookups read (the head shares it when tied).
-  std::vector<std::shared_ptr<const uint8_t>> packed(views.size());
+  // One buffer for all the copies (huge pages: a decode step streams through every byte of it).
+  std::vector<size_t> at(views.size() + 1, 0);
+  for (size_t i = 0; i < views.size(); ++i) at[i + 1] = at[i] + (kernels::packed_bytes(*views[i]) + 63) / 64 * 64;
+  if (at.back() == 0) return;
+  packed_ = LargeBuffer(at.back());
   std::atomic<size_t> next{0}, released{0};
   auto work = [&] {
     for (size_t i; (i = next.fetch_add(1)) < views.size();) {
-      const kernels::WeightView& w = *views[i];
-      packed[i] = kernels::pack_weight(*views[i]);
-      if (!packed[i] || w.data == embed_.data) continue;
+      kernels::WeightView& w = *views[i];
+      if (at[i + 1] == at[i]) continue;
+      kernels::pack_weight(w, packed_.data() + at[i]);
+      if (w.data == embed_.data) continue;
       released += weights_->release(w.data, size_t(w.rows) * w.row_bytes);
       if (w.format == kernels::WeightFormat::MlxAffine) {
         const size_t params = size_t(w.rows) * size_t(w.cols / w.group_size) * size_t(dtype_block_bytes(w.scale_dtype));
@@ -344,11 +349,10 @@ void Model::pack_weights() {
   for (int t = 1; t < compute_threads(); ++t) threads.emplace_back(work);
   work();
   for (std::thread& t : threads) t.join();
-  for (auto& p : packed)
-    if (p) packed_.push_back(std::move(p));
-  if (!packed_.empty())
-    OPTIQ_LOG_DEBUG("repacked %zu matrices for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back",
-                    packed_.size(), released.load() >> 20);
+  size_t n = 0;
+  for (size_t i = 0; i < views.size(); ++i) n += at[i + 1] > at[i];
+  OPTIQ_LOG_DEBUG("repacked %zu matrices (%zu MiB) for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back", n,
+                  at.back() >> 20, released.load() >> 20);
 }
 
 int64_t Model::weight_bytes_per_token() const {

@@ -11,6 +11,7 @@
 #include "model/config.h"
 #include "model/lora.h"
 #include "model/weight_source.h"
+#include "util/large_buffer.h"
 
 namespace optiq::model {
 
@@ -106,7 +107,7 @@ class Model {
  private:
   void load_weights(const WeightSource& ws);
   // Repacks every matrix the forward pass multiplies by for this CPU's fastest kernel where it has one
-  // (kernels::pack_weight); the repacked bytes live in packed_.
+  // (kernels::pack_weight); the repacked bytes live in packed_, one buffer.
   void pack_weights();
   void load_delta_net(const WeightSource& ws, const std::string& prefix, DeltaNetBlock& d) const;
   void load_moe(const WeightSource& ws, const std::string& prefix, MoeBlock& m) const;
@@ -122,7 +123,7 @@ class Model {
   std::vector<float> final_norm_;
   std::vector<DecoderLayer> layers_;
   std::vector<float> inv_freq_;
-  std::vector<std::shared_ptr<const uint8_t>> packed_;
+  LargeBuffer packed_;
   mutable std::mutex adapters_mu_;
   std::vector<std::shared_ptr<const Adapter>> adapters_;
   std::vector<std::vector<int>> adapter_sets_ = {{}};  // id -> adapter indices; id 0: none

@@ -21,7 +21,7 @@ namespace {
 // A weight matrix of any format built from random floats, owning its bytes.
 struct TestWeight {
   std::vector<uint8_t> data, scales, biases;
-  std::shared_ptr<const uint8_t> packed;  // pack_weight's bytes, when packed
+  std::shared_ptr<const LargeBuffer> packed;  // pack_weight's bytes, when packed
   WeightView view;
 };
 
@@ -186,7 +186,7 @@ double bound(const Spec& sp, const std::vector<float>& wrow, const std::vector<f
 // does not take it.
 bool pack(TestWeight& t) {
   t.packed = pack_weight(t.view);
-  return t.packed != nullptr && t.view.packed == t.packed.get();
+  return t.packed != nullptr && t.view.packed == t.packed->data();
 }
 
 // Packs where the machine can (all 4-bit tests below skip otherwise).
