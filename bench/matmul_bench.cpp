@@ -6,6 +6,9 @@
 //   and the AVX2 code, and the batched rows print both and the median of the paired ratios
 //   --pack-ab: likewise between the weight repacked for the AVX-512 VNNI kernel (pack_weight, as a model loads
 //   it) and the weight as stored (the pair kernels); without it the packed weight is timed where it exists
+//   --stream: repacked 4-bit weights only, streamed from memory as in decode: enough packed copies of each
+//   weight to pass 600 MB (more than a server CPU's L3) are multiplied in turn, at n=1 and n=8; prints each
+//   one's GB/s and how much longer the n=8 pass takes (1.0 = the 8 rows cost nothing over the bytes)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -142,7 +145,7 @@ Ab time_ab(F&& f, S&& set, double min_total) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, with_ref = false, n1_only = false, ab = false, pack_ab = false;
+  bool quick = false, with_ref = false, n1_only = false, ab = false, pack_ab = false, stream = false;
   long long extra_rows = 0, extra_cols = 0;
   std::string only;
   for (int i = 1; i < argc; ++i) {
@@ -151,6 +154,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--n1")) n1_only = true;
     if (!std::strcmp(argv[i], "--avx512-ab")) ab = true;
     if (!std::strcmp(argv[i], "--pack-ab")) pack_ab = true;
+    if (!std::strcmp(argv[i], "--stream")) stream = true, quick = true;
     if (!std::strcmp(argv[i], "--fmt") && i + 1 < argc) only = argv[++i];
     if (!std::strcmp(argv[i], "--shape") && i + 2 < argc) {  // only this shape
       extra_rows = std::atoll(argv[++i]);
@@ -181,6 +185,27 @@ int main(int argc, char** argv) {
       if (big && f.f == WeightFormat::MlxAffine && f.bits != 4) continue;
       Owned o = make(f.f, sh.rows, sh.cols, f.bits ? f.bits : 4, 64);
       const double gb = double(o.bytes()) / 1e9;
+      if (stream) {
+        if (!o.packed) continue;
+        std::vector<std::shared_ptr<const LargeBuffer>> copies;
+        std::vector<WeightView> views;
+        size_t total = 0;
+        while (total < size_t(600) << 20) {
+          WeightView v = o.v;
+          copies.push_back(pack_weight(v));
+          views.push_back(v);
+          total += copies.back()->size();
+        }
+        double t[2];
+        for (int k = 0; k < 2; ++k) {
+          const int64_t n = k == 0 ? 1 : 8;
+          t[k] = time_it([&] { for (const WeightView& v : views) matmul(v, x.data(), n, y.data()); }, 3.0);
+        }
+        std::printf("%-8s %6lldx%-5lld x%zu copies, %.0f MB packed: n=1 %6.2f GB/s  n=8 %6.2f GB/s  n=8 pass / n=1 pass %.2f\n",
+                    f.name, (long long)sh.rows, (long long)sh.cols, views.size(), double(total) / 1e6, double(total) / 1e9 / t[0],
+                    double(total) / 1e9 / t[1], t[1] / t[0]);
+        continue;
+      }
       // The A/B variant: AVX-512 on/off, or the packed weight / the weight as stored.
       const WeightView stored = [&] { WeightView v = o.v; v.packed = nullptr; return v; }();
       const WeightView* cur = &o.v;
