@@ -14,8 +14,9 @@
 // Prompts are token id arrays (both servers take them), so both read the same tokens.
 //
 //   node bench/load.mjs MODEL.gguf [--llama-server PATH] [--threads 2] [--gen 32] [--prompt-len 128]
-//        [--streams 1,4,8,16] [--prefix 4096] [--long 4096] [--slots 8] [--servers optiq,llama]
+//        [--streams 1,4,8,16] [--prefix 4096] [--long 4096] [--slots 8] [--servers optiq,llama] [--kv-bits 16]
 //
+// --kv-bits 8 or 4: both servers keep K/V quantized (optiq --kv-bits B, llama-server -ctk/-ctv q8_0 or q4_0).
 // MODEL: e.g. `optiq make-model --shape qwen3-0.6b --vocab 32000 --format gguf-q4_0 -o m.gguf`.
 // The binary is build/optiq (OPTIQ_BIN overrides). Prints one table per server and one JSON line each.
 import { spawn } from 'node:child_process';
@@ -23,7 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { bin, startServer } from '../tests/js/harness.mjs';
 
 const opts = { model: '', 'llama-server': '', threads: 2, gen: 32, 'prompt-len': 128, streams: '1,4,8,16', prefix: 4096,
-  long: 4096, slots: 8, vocab: 32000, servers: 'optiq,llama' };
+  long: 4096, slots: 8, vocab: 32000, servers: 'optiq,llama', 'kv-bits': 16 };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
@@ -34,6 +35,9 @@ for (let i = 0; i < args.length; i++) {
   opts[key] = typeof opts[key] === 'number' ? Number(args[++i]) : args[++i];
 }
 if (!opts.model) { console.error('usage: node bench/load.mjs MODEL.gguf [--llama-server PATH]'); process.exit(2); }
+const llamaKv = { 16: [], 8: ['-ctk', 'q8_0', '-ctv', 'q8_0'], 4: ['-ctk', 'q4_0', '-ctv', 'q4_0'] }[opts['kv-bits']];
+if (!llamaKv) { console.error('--kv-bits takes 16, 8 or 4'); process.exit(2); }
+const optiqKv = opts['kv-bits'] === 16 ? [] : ['--kv-bits', String(opts['kv-bits'])];
 
 const quantile = (xs, q) => { if (!xs.length) return NaN; const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(q * s.length))]; };
 let seed = 1;
@@ -120,7 +124,7 @@ function startLlama() {
   const port = 20000 + Math.floor(Math.random() * 20000);
   const ctx = opts.slots * Math.max(opts.prefix + 64, opts.long + 64, opts['prompt-len'] + 4 * opts.gen + 64);
   const proc = spawn(opts['llama-server'], ['-m', opts.model, '-np', String(opts.slots), '-c', String(ctx), '-t', String(opts.threads),
-    '--port', String(port), '-fa', 'on', '--no-warmup'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    '--port', String(port), '-fa', 'on', '--no-warmup', ...llamaKv], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let log = '';
     const seen = (d) => {
@@ -135,11 +139,11 @@ function startLlama() {
 
 const which = opts.servers.split(',');
 if (which.includes('optiq')) {
-const optiq = await startServer(['--model', opts.model, '--max-concurrency', String(opts.slots), '--max-queue', '64'],
+const optiq = await startServer(['--model', opts.model, '--max-concurrency', String(opts.slots), '--max-queue', '64', ...optiqKv],
   { OPTIQ_THREADS: String(opts.threads) });
-try { table(await measure(`optiq (${bin}), --max-concurrency ${opts.slots}`, optiq.base)); } finally { optiq.stop(); }
+try { table(await measure(`optiq (${bin}), --max-concurrency ${opts.slots}${optiqKv.length ? ' ' + optiqKv.join(' ') : ''}`, optiq.base)); } finally { optiq.stop(); }
 }
 if (opts['llama-server'] && which.includes('llama')) {
   const ls = await startLlama();
-  try { table(await measure(`llama-server -np ${opts.slots}`, ls.base)); } finally { ls.stop(); }
+  try { table(await measure(`llama-server -np ${opts.slots}${llamaKv.length ? ' ' + llamaKv.join(' ') : ''}`, ls.base)); } finally { ls.stop(); }
 }
