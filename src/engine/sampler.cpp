@@ -10,6 +10,26 @@ Sampler::Sampler(const SamplingParams& params) : params_(params) {
   rng_.seed(params.seed ? *params.seed : std::random_device{}());
 }
 
+namespace {
+
+// The first index of the largest value (ties: the lowest index; -inf everywhere: 0). 16 running maxima first
+// (a loop the compiler turns into vector max), then one pass for the first index that holds the maximum.
+int32_t argmax(const float* l, int32_t n) {
+  float lane[16];
+  for (float& m : lane) m = -INFINITY;
+  int32_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) lane[j] = l[i + j] > lane[j] ? l[i + j] : lane[j];
+  float mx = -INFINITY;
+  for (float m : lane) mx = m > mx ? m : mx;
+  for (; i < n; ++i) mx = l[i] > mx ? l[i] : mx;
+  for (i = 0; i < n; ++i)
+    if (l[i] == mx) return i;
+  return 0;
+}
+
+}  // namespace
+
 SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int32_t>& context, size_t n_generated,
                              const std::vector<uint8_t>* allowed) {
   const SamplingParams& p = params_;
@@ -25,7 +45,6 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     for (int32_t i = 0; i < vocab; ++i) sum += std::exp(double(logits[i] - mx));
     log_z = mx + float(std::log(sum));
   }
-  std::vector<float> raw_top;
   if (p.top_logprobs > 0) {
     std::vector<std::pair<float, int32_t>> all(static_cast<size_t>(vocab));
     for (int32_t i = 0; i < vocab; ++i) all[size_t(i)] = {logits[i], i};
@@ -35,9 +54,9 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     for (size_t i = 0; i < k; ++i) out.top.push_back({all[i].second, all[i].first - log_z});
   }
 
-  // Processing (the raw logit of the chosen token is kept for its logprob).
+  // Processing (the raw logits are kept for the chosen token's logprob, when it is reported).
   float* l = logits;
-  std::vector<float> raw(l, l + vocab);
+  if (want_logprobs) raw_.assign(l, l + vocab);
   for (auto& [id, b] : p.logit_bias)
     if (id >= 0 && id < vocab) l[id] += b;
   if (p.repetition_penalty != 1.0f && p.repetition_context_size > 0) {
@@ -63,8 +82,7 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
 
   int32_t chosen = 0;
   if (p.temperature <= 0.0f) {
-    for (int32_t i = 1; i < vocab; ++i)
-      if (l[i] > l[chosen]) chosen = i;
+    chosen = argmax(l, vocab);
   } else {
     cand_.resize(size_t(vocab));
     for (int32_t i = 0; i < vocab; ++i) cand_[size_t(i)] = {l[i] / p.temperature, i};
@@ -107,7 +125,7 @@ SampledToken Sampler::sample(float* logits, int32_t vocab, const std::vector<int
     }
   }
   out.id = chosen;
-  out.logprob = want_logprobs ? raw[size_t(chosen)] - log_z : 0.0f;
+  out.logprob = want_logprobs ? raw_[size_t(chosen)] - log_z : 0.0f;
   return out;
 }
 

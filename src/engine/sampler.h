@@ -49,6 +49,7 @@ class Sampler {
   SamplingParams params_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;  // scratch
+  std::vector<float> raw_;                        // the raw logits, when logprobs are reported
 };
 
 }  // namespace optiq::engine

@@ -21,6 +21,21 @@ TEST(Sampler, GreedyPicksArgmaxAndReportsRawLogprob) {
   EXPECT_NEAR(t.logprob, 3.0 - std::log(z), 1e-5);
 }
 
+TEST(Sampler, GreedyTakesTheFirstOfTiedMaximaAcrossAVocabulary) {
+  SamplingParams p;
+  Sampler s(p);
+  std::vector<float> l(32003);
+  for (size_t i = 0; i < l.size(); ++i) l[i] = float(int(i * 7919 % 1000)) / 100.0f - 5.0f;  // below 5
+  l[20001] = 9.5f, l[30000] = 9.5f, l[32002] = 9.25f;
+  EXPECT_EQ(s.sample(l.data(), int32_t(l.size()), {}, 0).id, 20001);
+  l[17] = 9.5f;  // an earlier tie wins
+  EXPECT_EQ(s.sample(l.data(), int32_t(l.size()), {}, 0).id, 17);
+  l[32002] = 9.75f;  // the maximum in the tail past the last 16
+  EXPECT_EQ(s.sample(l.data(), int32_t(l.size()), {}, 0).id, 32002);
+  std::vector<float> none(40, -INFINITY);  // nothing allowed: the first token, as before
+  EXPECT_EQ(s.sample(none.data(), 40, {}, 0).id, 0);
+}
+
 TEST(Sampler, TopLogprobsAreSortedBestFirst) {
   SamplingParams p;
   p.top_logprobs = 2;
