@@ -89,7 +89,21 @@ int32_t KvCache::alloc_page(int layout, bool force) {
     pages_.emplace_back();
   }
   Page& p = pages_[size_t(id)];
-  p.data = LargeBuffer(size_t(bytes));
+  if (!spare_[layout].empty()) {
+    p.data = std::move(spare_[layout].back());
+    spare_[layout].pop_back();
+    spare_bytes_ -= bytes;
+  } else {
+    for (int l = 0; l < 2 && budget_ > 0; ++l)  // other layouts' spares give way to a page that needs the room
+      while (!spare_[l].empty() && used_bytes_ + spare_bytes_ + bytes > budget_) {
+        spare_bytes_ -= layouts_[l].bytes;
+        spare_[l].pop_back();
+      }
+    // Not huge pages: a page's rows are written a token at a time, and a fresh huge page is faulted in and
+    // zeroed 2 MiB at once (on this VM a new sequence's first page then took 100+ ms more; attention read no
+    // faster from huge pages in alternating runs).
+    p.data = LargeBuffer(size_t(bytes), /*huge_pages=*/false);
+  }
   p.refs = 1;
   p.layout = layout;
   used_bytes_ += bytes;
@@ -101,8 +115,13 @@ void KvCache::unref_page(int32_t id) {
   Page& p = pages_[size_t(id)];
   OPTIQ_CHECK(p.refs > 0, "KV page released twice");
   if (--p.refs > 0) return;
-  used_bytes_ -= layouts_[p.layout].bytes;
+  const int64_t bytes = layouts_[p.layout].bytes;
+  used_bytes_ -= bytes;
   --used_pages_;
+  if (budget_ > 0 && used_bytes_ + spare_bytes_ + bytes <= budget_) {
+    spare_[p.layout].push_back(std::move(p.data));
+    spare_bytes_ += bytes;
+  }
   p.data = LargeBuffer();
   free_ids_.push_back(id);
 }

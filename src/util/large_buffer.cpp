@@ -9,8 +9,8 @@
 
 namespace optiq {
 
-LargeBuffer::LargeBuffer(size_t bytes) : size_(bytes) {
-  if (bytes < kHugePage) {
+LargeBuffer::LargeBuffer(size_t bytes, bool huge_pages) : size_(bytes) {
+  if (!huge_pages || bytes < kHugePage) {
     data_ = static_cast<uint8_t*>(::operator new(bytes == 0 ? 1 : bytes, std::align_val_t(64)));
     return;
   }

@@ -1,5 +1,5 @@
 #pragma once
-// Memory for large arrays that every decode step streams through (repacked weights, KV pages). From 2 MiB up
+// Memory for large arrays that every decode step streams through (repacked weights). From 2 MiB up
 // it is mapped anonymously, aligned to 2 MiB and marked for transparent huge pages (MADV_HUGEPAGE: Linux's
 // default THP mode, "madvise", gives them only to memory marked so), so that a pass over it needs a TLB entry
 // per 2 MiB instead of per 4 KiB. Where the system has no huge pages the mark does nothing; OPTIQ_THP=0 in the
@@ -12,7 +12,9 @@ namespace optiq {
 class LargeBuffer {
  public:
   LargeBuffer() = default;
-  explicit LargeBuffer(size_t bytes);  // throws std::bad_alloc
+  // huge_pages false: from the heap whatever the size (memory touched a little at a time, where a huge page
+  // would fault in, zeroed, 2 MiB at once). Throws std::bad_alloc.
+  explicit LargeBuffer(size_t bytes, bool huge_pages = true);
   ~LargeBuffer();
   LargeBuffer(LargeBuffer&& o) noexcept;
   LargeBuffer& operator=(LargeBuffer&& o) noexcept;

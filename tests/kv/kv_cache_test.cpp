@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "kernels/hadamard.h"
 #include "kv/kv_cache.h"
@@ -250,6 +251,26 @@ TEST(KvCache, BudgetCapsPagesAndQuantizedPagesAreSmaller) {
   EXPECT_EQ(q4.capacity_tokens(), 3 * fp16_page / (256 * kv_spec_from_flags("", 4, 64, 0).bytes_per_token(sh)) * 256);
   EXPECT_GE(q4.capacity_tokens(), 10 * 256);
   EXPECT_THROW(KvCache(sh, {}, fp16_page - 1), Error);
+}
+
+TEST(KvCache, ReleasedPagesAreReusedWithinTheBudget) {
+  const KvShape sh = shape(2, 2, 64);
+  const int64_t page = 256 * KvSpec{}.bytes_per_token(sh);
+  KvCache c(sh, {}, 3 * page);
+  const int32_t a = c.create_sequence();
+  fill(c, a, 0, 512, 1);
+  const std::set<const uint8_t*> first = {c.view(a, 0).k_row(0, 0), c.view(a, 0).k_row(0, 256)};
+  c.release_sequence(a);
+  EXPECT_EQ(c.pages_used(), 0);
+  EXPECT_EQ(c.bytes_used(), 0);
+  EXPECT_EQ(c.pages_free(), 3);  // kept memory is not counted as used
+  const int32_t b = c.create_sequence();
+  fill(c, b, 0, 600, 7);  // two pages from the released memory and a new one
+  const std::set<const uint8_t*> again = {c.view(b, 0).k_row(0, 0), c.view(b, 0).k_row(0, 256)};
+  EXPECT_EQ(again, first);
+  EXPECT_EQ(first.count(c.view(b, 0).k_row(0, 512)), 0u);
+  expect_rows(c, b, 0, 600, 7);  // nothing of the old sequence shows through
+  EXPECT_EQ(c.pages_free(), 0);
 }
 
 std::string error_of(const std::function<void()>& f) {

@@ -1,5 +1,5 @@
 // LargeBuffer: from 2 MiB up a 2 MiB-aligned mapping (huge pages where the system gives them), zero-filled;
-// smaller sizes from the heap, 64-byte aligned; moves hand the memory over.
+// smaller sizes (and any size without huge pages) from the heap, 64-byte aligned; moves hand the memory over.
 #include "util/large_buffer.h"
 
 #include <gtest/gtest.h>
@@ -31,6 +31,14 @@ TEST(LargeBuffer, SmallBuffersComeFromTheHeap) {
   EXPECT_EQ(b.size(), 1000u);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u);
   std::memset(b.data(), 1, 1000);
+}
+
+TEST(LargeBuffer, WithoutHugePagesEvenBigBuffersComeFromTheHeap) {
+  LargeBuffer b(LargeBuffer::kHugePage * 2, /*huge_pages=*/false);
+  ASSERT_NE(b.data(), nullptr);
+  EXPECT_FALSE(b.mapped());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(b.data()) % 64, 0u);
+  std::memset(b.data(), 2, b.size());
 }
 
 TEST(LargeBuffer, MovesHandTheMemoryOver) {
