@@ -315,9 +315,10 @@ size_t packed_bytes(const WeightView& w) {
 }
 
 void pack_weight(WeightView& w, uint8_t* dst) {
-  OPTIQ_CHECK(packed_bytes(w) > 0 && reinterpret_cast<uintptr_t>(dst) % 64 == 0, "pack_weight: a matrix the packed kernel does not take");
-  const int64_t groups = (w.rows + detail::kGroupRows - 1) / detail::kGroupRows;
+  const size_t bytes = packed_bytes(w);
+  OPTIQ_CHECK(bytes > 0 && reinterpret_cast<uintptr_t>(dst) % 64 == 0, "pack_weight: a matrix the packed kernel does not take");
   const size_t gb = detail::group_bytes(w);
+  const int64_t groups = int64_t(bytes / gb);
   // On the caller's thread alone (model loading packs several at once on plain threads): an OpenMP team
   // started on a loading thread stays beside the one the engine's thread starts later, and the two made one
   // decode stream in the server twice as slow.
