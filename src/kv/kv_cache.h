@@ -151,8 +151,8 @@ class KvCache {
   int n_state_layers_ = 0;
   std::vector<Page> pages_;
   std::vector<int32_t> free_ids_;
-  // The memory of released pages per layout, kept for the next pages (a fresh mapping costs its page faults and
-  // zeroing, 30 MB a page for a 0.6B model): only under a budget, used and spare bytes within it together.
+  // The memory of released pages per layout, kept for the next pages (fresh memory costs its page faults and
+  // zeroing, 29 MB a page for a 0.6B model): only under a budget, used and spare bytes within it together.
   std::vector<LargeBuffer> spare_[2];
   int64_t spare_bytes_ = 0;
   int64_t used_bytes_ = 0;
