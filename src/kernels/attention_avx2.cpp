@@ -656,6 +656,104 @@ OPTIQ_AVX512 void weighted_sum_q4_512(const KvLayerView& kv, int g, const float*
       }
   }
 }
+
+// fp16 K/V in 512-bit vectors (CPUs with AVX-512, head_dim a multiple of 16): half the instructions of the
+// 256-bit loops for the same bytes.
+// The four sums of a, b, c and d.
+OPTIQ_AVX512 inline __m128 sum4_512(__m512 a, __m512 b, __m512 c, __m512 d) {
+  // 128-bit lanes: [a0+a2 a1+a3 b0+b2 b1+b3], [c.. d..], then lane k holds vector k's four partial sums
+  const __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+  const __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+  __m512 u = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));
+  u = _mm512_add_ps(u, _mm512_permute_ps(u, 0x4E));
+  u = _mm512_add_ps(u, _mm512_permute_ps(u, 0xB1));  // every element of lane k: vector k's sum
+  return _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), u));
+}
+
+// scores<16, NQ> in 512-bit vectors: 4 tokens at a time, each K row converted once for the NQ queries, and
+// the 4 x NQ dots reduced together. Prefetches as scores does.
+template <int NQ>
+OPTIQ_AVX512 void scores16_512(const KvLayerView& kv, int g, const float* q, int t0, int t1, float* s) {
+  const int d = kv.head_dim, n = t1 - t0;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.k_row(g, t0);
+  const uint8_t* vrow0 = kv.v_row(g, t0);
+  constexpr int TT = 4;
+  int i = 0;
+  for (; i + TT <= n; i += TT) {
+    for (size_t off = 0; off < size_t(TT) * hb; off += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(row0 + size_t(i + kPrefetch) * hb + off), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i) * hb + off), _MM_HINT_T1);
+    }
+    __m512 acc[TT][NQ];
+    #pragma GCC unroll 4
+    for (int tt = 0; tt < TT; ++tt)
+      #pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) acc[tt][j] = _mm512_setzero_ps();
+    const uint8_t* row = row0 + size_t(i) * hb;
+    for (int e = 0; e < d; e += 16) {
+      __m512 qv[NQ];
+      #pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) qv[j] = _mm512_loadu_ps(q + size_t(j) * d + e);
+      #pragma GCC unroll 4
+      for (int tt = 0; tt < TT; ++tt) {
+        const __m512 k = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + size_t(tt) * hb + size_t(e) * 2)));
+        #pragma GCC unroll 4
+        for (int j = 0; j < NQ; ++j) acc[tt][j] = _mm512_fmadd_ps(qv[j], k, acc[tt][j]);
+      }
+    }
+    #pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) _mm_storeu_ps(s + size_t(j) * kChunk + i, sum4_512(acc[0][j], acc[1][j], acc[2][j], acc[3][j]));
+  }
+  for (; i < n; ++i) {
+    const uint8_t* row = row0 + size_t(i) * hb;
+    __m512 acc[NQ];
+    #pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) acc[j] = _mm512_setzero_ps();
+    for (int e = 0; e < d; e += 16) {
+      const __m512 k = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + size_t(e) * 2)));
+      #pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + size_t(j) * d + e), k, acc[j]);
+    }
+    #pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j) s[size_t(j) * kChunk + size_t(i)] = _mm512_reduce_add_ps(acc[j]);
+  }
+}
+
+// weighted_sum<16, NQ, ...> in 512-bit vectors, slabs of SW columns: every element is the same chain of FMAs,
+// so the same numbers bit for bit.
+template <int NQ, int SW>
+OPTIQ_AVX512 void weighted_sum16_512(const KvLayerView& kv, int g, const float* p, int t0, int t1, Partial* parts) {
+  const int d = kv.head_dim, n = t1 - t0;
+  const size_t hb = kv.head_bytes();
+  const uint8_t* row0 = kv.v_row(g, t0);
+  const NextKRows next_k(kv, g, t0);
+  constexpr int V = SW / 16;
+  for (int c = 0; c < d; c += SW) {
+    __m512 acc[NQ][V];
+    #pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 8
+      for (int k = 0; k < V; ++k) acc[j][k] = _mm512_loadu_ps(parts[j].acc + c + 16 * k);
+    for (int i = 0; i < n; ++i) {
+      if (c == 0) next_k.ask(i);
+      const uint8_t* row = row0 + size_t(i) * hb + size_t(c) * 2;
+      __m512 x[V];
+      #pragma GCC unroll 8
+      for (int k = 0; k < V; ++k) x[k] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row + 32 * k)));
+      #pragma GCC unroll 4
+      for (int j = 0; j < NQ; ++j) {
+        const __m512 wv = _mm512_set1_ps(p[size_t(j) * kChunk + size_t(i)]);
+        #pragma GCC unroll 8
+        for (int k = 0; k < V; ++k) acc[j][k] = _mm512_fmadd_ps(wv, x[k], acc[j][k]);
+      }
+    }
+    #pragma GCC unroll 4
+    for (int j = 0; j < NQ; ++j)
+      #pragma GCC unroll 8
+      for (int k = 0; k < V; ++k) _mm512_storeu_ps(parts[j].acc + c + 16 * k, acc[j][k]);
+  }
+}
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -707,10 +805,23 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
   #pragma GCC unroll 8
   for (int j = 0; j < NQ; ++j) tmax = std::max(tmax, std::min(t1, limits[j]));
   if (tmax == t0) return;
+  const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
+  if constexpr (BITS == 16) {
+    if (d % 16 == 0 && avx512_active()) {
+      scores16_512<NQ>(kv, g, q, t0, tmax, scratch);
+      #pragma GCC unroll 8
+      for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, d);
+      // slabs of up to 16 accumulators
+      if (d % 128 == 0 && NQ <= 2) weighted_sum16_512<NQ, 128>(kv, g, scratch, t0, tmax, parts);
+      else if (d % 64 == 0) weighted_sum16_512<NQ, 64>(kv, g, scratch, t0, tmax, parts);
+      else if (d % 32 == 0) weighted_sum16_512<NQ, 32>(kv, g, scratch, t0, tmax, parts);
+      else weighted_sum16_512<NQ, 16>(kv, g, scratch, t0, tmax, parts);
+      return;
+    }
+  }
   scores<BITS, NQ>(kv, g, q, t0, tmax, scratch, work);
   #pragma GCC unroll 8
   for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, kv.head_dim);
-  const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
   if constexpr (BITS == 4) {
     if (gs % 32 == 0 && avx512_active()) {
       if (NQ <= 2 && d % 128 == 0) {  // 128-column slabs (16 accumulators per query), a weight per group

@@ -8,9 +8,10 @@ Isa detected_isa();     // what this CPU supports
 Isa active_isa();       // detected, unless OPTIQ_FORCE_ISA or set_active_isa() says otherwise
 void set_active_isa(Isa isa);  // for tests: run the same code on each ISA
 const char* isa_name(Isa isa);
-// AVX-512 (F, BW, VL, DQ) for the AVX2 kernels that have a 512-bit variant (4-bit KV attention): on when this
-// CPU has it and the active ISA is AVX2, unless OPTIQ_FORCE_ISA=avx2 (or scalar). The variants give the same
-// numbers as the 256-bit code, bit for bit.
+// AVX-512 (F, BW, VL, DQ) for the AVX2 kernels that have a 512-bit variant (attention over 4-bit and fp16 K/V):
+// on when this CPU has it and the active ISA is AVX2, unless OPTIQ_FORCE_ISA=avx2 (or scalar). The variants give
+// the same numbers as the 256-bit code, bit for bit, except the fp16 K dots (sixteen partial sums, not eight:
+// float rounding).
 bool avx512_detected();
 bool avx512_active();
 void set_avx512_active(bool on);  // for tests and A/B runs: ignored (off) where the CPU lacks it

@@ -141,6 +141,29 @@ TEST(Attention, QuantizedEqualsDequantizedReference) {
       }
 }
 
+// fp16 K/V on CPUs with AVX-512 run 512-bit loops (sixteen partial sums per K dot, not eight): both widths stay
+// within the reference's bound, and they agree with each other to float rounding.
+TEST(Attention, Fp16NarrowAndWideKernelsMatchTheReference) {
+  if (detected_isa() != Isa::Avx2 || !avx512_detected()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (Case c : {Case{16, 64, 128, 2, 2, 1, 300}, Case{16, 64, 128, 1, 4, 1, 1}, Case{16, 64, 64, 2, 1, 3, 257},
+                 Case{16, 64, 8, 4, 2, 2, 33}, Case{16, 64, 96, 1, 2, 1, 70}, Case{16, 64, 256, 1, 2, 2, 300},
+                 Case{16, 64, 128, 1, 3, 2, 517}, Case{16, 64, 80, 2, 2, 1, 1030}})
+    for (int threads : {1, 2}) {
+      std::vector<float> wide, narrow;
+      set_avx512_active(false);
+      const double err_narrow = run_case(c, Isa::Avx2, threads, &narrow);
+      set_avx512_active(true);
+      const double err_wide = run_case(c, Isa::Avx2, threads, &wide);
+      SCOPED_TRACE("hd=" + std::to_string(c.hd) + " rep=" + std::to_string(c.rep) + " rows=" + std::to_string(c.rows) +
+                   " n=" + std::to_string(c.n) + " threads=" + std::to_string(threads));
+      EXPECT_LT(err_narrow, 2e-5);
+      EXPECT_LT(err_wide, 2e-5);
+      double diff = 0;
+      for (size_t i = 0; i < wide.size(); ++i) diff = std::max(diff, std::fabs(double(wide[i]) - double(narrow[i])));
+      EXPECT_LT(diff, 2e-5);
+    }
+}
+
 TEST(Attention, LongSequenceSplitAcrossThreadsEqualsOneThread) {
   // One tile, 5000 tokens: split into pieces over 2 threads and merged, the result is the reference's.
   for (Isa isa : isas()) {
@@ -149,7 +172,7 @@ TEST(Attention, LongSequenceSplitAcrossThreadsEqualsOneThread) {
   }
 }
 
-// The 512-bit variants (4-bit V) give the 256-bit kernels' numbers bit for bit, so the bounds above hold for both.
+// The 512-bit variants for 4-bit K/V give the 256-bit kernels' numbers bit for bit, so the bounds above hold for both.
 TEST(Attention, Avx512EqualsAvx2BitForBit) {
   if (detected_isa() != Isa::Avx2 || !avx512_detected()) GTEST_SKIP() << "no AVX-512 on this CPU";
   for (int gs : {32, 64, 128})
