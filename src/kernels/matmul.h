@@ -16,6 +16,7 @@
 //    of error as llama.cpp's Q8 activations. tests/kernels/matmul_test.cpp checks exactly this bound.
 //    The n == 1 kernels for MLX 4-bit and Q4_0 (qmatmul_avx2.cpp, "decode") use the same int8
 //    activations and integer dots, so the same bound holds; only the f32 summation order differs.
+#include <functional>
 #include <memory>
 
 #include "kernels/weight.h"
@@ -41,13 +42,19 @@ struct LowRank {
   int64_t n_rows = 0;
 };
 
+// Rows of x made inside a matmul's own parallel region, just before anything reads them: prep(r0, r1) writes
+// rows [r0, r1) of x (the memory the matmul's x points to), each thread its share, and every row is written
+// before any weight or low-rank term reads x. A caller's per-row step (a residual add and a norm, an activation)
+// then needs no parallel region of its own.
+using RowPrep = std::function<void(int64_t r0, int64_t r1)>;
+
 // y_i = W_i x for i < count, weights that read the same x (q, k and v; gate and up), plus the low-rank
-// terms lr[0..lr_count). At one row in the 4-bit formats (MLX 4-bit, Q4_0) x is quantized once, and the
+// terms lr[0..lr_count), x first made by prep when given. At one row in the 4-bit formats (MLX 4-bit, Q4_0) x is quantized once, and the
 // rows of all the weights and then all the terms are split over the threads in one parallel region;
 // otherwise one matmul each, then the terms together in one region. The same numbers as matmul and
 // lowrank_add, each (the terms are added in order, before any bias the caller adds).
 void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
-                     const LowRank* lr = nullptr, int lr_count = 0);
+                     const LowRank* lr = nullptr, int lr_count = 0, const RowPrep* prep = nullptr);
 
 // One low-rank update of all n rows: y[n, b.cols] += alpha · (x[n, a.rows] · a) · b, both products in one
 // parallel region (threaded from 32 KB of weights: memory-bound), the second added straight into y.

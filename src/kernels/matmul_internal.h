@@ -80,7 +80,9 @@ void quantize_block32(const float* src, int8_t* q, float* d, float* s);
 // weights, all packed (packed_active) with the same format, columns and group size, plus the low-rank terms lr
 // (may be null) in the same parallel region; false, having done nothing, when they do not all take it.
 bool packed_active(const WeightView& w);
-bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr);
+// prep (may be null): see RowPrep in matmul.h; run in the region's first phase, each thread its rows of x.
+bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr,
+                    const RowPrep* prep = nullptr);
 
 // Threads to use for `macs` multiply-adds: 1 for tiny work or inside a parallel region.
 inline int threads_for(double macs) {

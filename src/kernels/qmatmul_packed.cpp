@@ -265,7 +265,8 @@ void run_groups(const WeightView& w, const GroupDesc& d, const PackedActs& a, in
 
 bool packed_active(const WeightView& w) { return w.packed && active_isa() == Isa::Avx2 && vnni_active(); }
 
-bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr) {
+bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr,
+                    const RowPrep* prep) {
   if (count <= 0 || n <= 0) return false;
   const WeightView& w0 = ws[0];
   double macs = 0;
@@ -295,8 +296,9 @@ bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const flo
       if (q40) run_groups<true>(ws[i], d, a, first, last, ys[i]);
       else run_groups<false>(ws[i], d, a, first, last, ys[i]);
     }
-  }, lr, [&](int ti, int nt) {  // x quantized in the same region, each thread its share of the rows
+  }, lr, [&](int ti, int nt) {  // x made and quantized in the same region, each thread its share of the rows
     const auto [i0, i1] = thread_share(n, 1, ti, nt);
+    if (prep && i0 < i1) (*prep)(i0, i1);
     packed_acts_rows(x, i0, i1, w0.cols, q40, w0.group_size, a);
   });
   return true;

@@ -115,7 +115,9 @@ struct Out {
 // with the low-rank deltas of the rows' adapters: scale * B (A x) per adapter, over the rows that apply it,
 // so each A and B is read once per step however many rows share it. A projection that a DoRA adapter adapts
 // takes its deltas afterwards (apply_dora), since they rescale the whole output.
-void project(std::initializer_list<Out> outs, const float* x, int64_t n, const RowAdapters& rows, int layer, int threads) {
+// prep (may be null) makes x's rows inside the kernel's parallel region (kernels::RowPrep).
+void project(std::initializer_list<Out> outs, const float* x, int64_t n, const RowAdapters& rows, int layer, int threads,
+             const kernels::RowPrep* prep = nullptr) {
   kernels::WeightView ws[4];
   float* ys[4] = {};
   int c = 0;
@@ -139,7 +141,7 @@ void project(std::initializer_list<Out> outs, const float* x, int64_t n, const R
       }
     ++c;
   }
-  kernels::matmul_shared_x(ws, ys, c, x, n, terms.data(), int(terms.size()));
+  kernels::matmul_shared_x(ws, ys, c, x, n, terms.data(), int(terms.size()), prep);
   c = 0;
   for (const Out& o : outs) {
     add_bias(*o.l, n, o.y);
@@ -271,15 +273,31 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
   for (int64_t r = 0; r < N; ++r)
     kernels::rope_angles(batch.positions[r], inv_freq_.data(), rot / 2, angles.data() + r * rot, angles.data() + r * rot + rot / 2);
 
+  // The per-row steps between projections run inside the next projection's parallel region (kernels::RowPrep):
+  // the residual add of the last block's output (tmp), when one is pending, with the next norm of x into h;
+  // silu(gate) * up before down. Where no projection follows (linear attention, MoE), in a region of their own.
+  auto add_norm = [&](const std::vector<float>& w, bool add) -> kernels::RowPrep {
+    return [&x, &tmp, &h, &w, H, eps = c.rms_norm_eps, add](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        if (add) add_in_place(x + r * H, tmp.data() + r * H, H);
+        kernels::rms_norm(x + r * H, w.data(), H, eps, h.data() + r * H);
+      }
+    };
+  };
+  auto run_rows = [&](const kernels::RowPrep& f) {
+#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
+    for (int64_t r = 0; r < N; ++r) f(r, r + 1);
+  };
+  bool pending = false;  // tmp holds the last block's output, not yet added to x
   for (int il = first; il < last; ++il) {
     const DecoderLayer& L = layers_[size_t(il)];
-#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
-    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.input_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
+    const kernels::RowPrep norm1 = add_norm(L.input_norm, pending);
     if (c.is_linear(il)) {
+      run_rows(norm1);
       delta_net(L.delta, batch, cache, il, h.data(), tmp.data());
     } else {
       project({{&L.q_proj, q.data(), Proj::Q}, {&L.k_proj, k.data(), Proj::K}, {&L.v_proj, v.data(), Proj::V}}, h.data(), N,
-              row_adapters, il, threads);
+              row_adapters, il, threads, &norm1);
       // Gated attention: q_proj rows are [query (hd) | gate (hd)] per head; split them apart in place.
       if (c.attn_output_gate) {
         for (int64_t r = 0; r < N; ++r) {
@@ -316,23 +334,23 @@ void Model::forward_layers(const Batch& batch, kv::KvCache& cache, int first, in
       }
       project({{&L.o_proj, tmp.data(), Proj::O}}, att.data(), N, row_adapters, il, threads);
     }
-    add_in_place(x, tmp.data(), N * H);
-
-#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
-    for (int64_t r = 0; r < N; ++r) kernels::rms_norm(x + r * H, L.post_attn_norm.data(), H, c.rms_norm_eps, h.data() + r * H);
+    const kernels::RowPrep norm2 = add_norm(L.post_attn_norm, true);
     if (c.is_moe(il)) {
+      run_rows(norm2);
       moe(L.moe, N, h.data(), tmp.data());
     } else {
       gate.resize(size_t(N * I));
       up.resize(size_t(N * I));
       project({{&L.gate_proj, gate.data(), Proj::Gate}, {&L.up_proj, up.data(), Proj::Up}}, h.data(), N, row_adapters, il,
-              threads);
-#pragma omp parallel for num_threads(threads) schedule(static) if (N > 1)
-      for (int64_t r = 0; r < N; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
-      project({{&L.down_proj, tmp.data(), Proj::Down}}, gate.data(), N, row_adapters, il, threads);
+              threads, &norm2);
+      const kernels::RowPrep act = [&gate, &up, I](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) kernels::silu_mul(gate.data() + r * I, up.data() + r * I, I);
+      };
+      project({{&L.down_proj, tmp.data(), Proj::Down}}, gate.data(), N, row_adapters, il, threads, &act);
     }
-    add_in_place(x, tmp.data(), N * H);
+    pending = true;
   }
+  if (pending) add_in_place(x, tmp.data(), N * H);
 }
 
 void Model::head(const Batch& batch, const float* x, float* logits) const {

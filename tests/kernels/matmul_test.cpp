@@ -1,3 +1,4 @@
+#include <atomic>
 #include "kernels/matmul.h"
 
 #include <gtest/gtest.h>
@@ -354,6 +355,45 @@ TEST(MatmulSharedX, EqualsOneMatmulEach) {
           matmul_shared_x(c.ws, c.ys, 3, c.x.data(), n);
           for (size_t i = 0; i < c.tw.size(); ++i) EXPECT_EQ(c.got[i], c.want[i]) << "weight " << i;
         }
+      }
+}
+
+// matmul_shared_x with a RowPrep: x's rows are made inside the call (here x = 2·x0 + 1 from a copy x0, each row
+// once), and the outputs, low-rank terms included, are bit for bit those of the same x made beforehand. On the
+// packed kernel's region (one or two threads, 1 to 17 rows), the one-row path, and the fallback formats.
+TEST(MatmulSharedX, RowPrepMakesXBeforeAnyReadOfIt) {
+  uint32_t seed = 2700;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::Q8_0},
+                         Spec{WeightFormat::F16}})
+    for (int64_t n : {1, 3, 8, 17})
+      for (bool packed : {false, true}) {
+        const bool four_bit = sp.format == WeightFormat::Q4_0 || sp.bits == 4;
+        if (packed && (!four_bit || !packed_kernel_here())) continue;
+        SCOPED_TRACE(sp.name() + " n=" + std::to_string(n) + (packed ? " packed" : ""));
+        const int64_t cols = 512;
+        SharedX c = shared_x_case(sp, n, cols, {48, 256, 32}, seed, packed);
+        TestWeight a = make_weight(Spec{WeightFormat::F16}, cols, 8, seed++), b = make_weight(Spec{WeightFormat::F16}, 8, 256, seed++);
+        LowRank l;
+        l.a = a.view, l.b = b.view, l.alpha = 0.75f, l.out = 1;
+        for (size_t i = 0; i < 3; ++i) {  // want: the same x made first
+          std::fill(c.want[i].begin(), c.want[i].end(), 0.0f);
+          std::vector<float> made(c.x.size());
+          for (size_t e = 0; e < made.size(); ++e) made[e] = 2.0f * c.x[e] + 1.0f;
+          matmul(c.tw[i].view, made.data(), n, c.want[i].data());
+          if (i == 1) lowrank_add(l.a, l.b, made.data(), n, l.alpha, c.want[i].data());
+        }
+        const std::vector<float> x0 = c.x;
+        std::vector<float> x(c.x.size(), std::nanf(""));  // read before it is made: NaN outputs
+        std::vector<std::atomic<int>> made(static_cast<size_t>(n));
+        const RowPrep prep = [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            made[size_t(r)]++;
+            for (int64_t e = 0; e < cols; ++e) x[size_t(r * cols + e)] = 2.0f * x0[size_t(r * cols + e)] + 1.0f;
+          }
+        };
+        matmul_shared_x(c.ws, c.ys, 3, x.data(), n, &l, 1, &prep);
+        for (size_t i = 0; i < 3; ++i) EXPECT_EQ(c.got[i], c.want[i]) << "weight " << i;
+        for (int64_t r = 0; r < n; ++r) EXPECT_EQ(made[size_t(r)].load(), 1) << "row " << r;
       }
 }
 
