@@ -29,6 +29,7 @@ void rope_angles(int32_t pos, const float* inv_freq, int half, float* cs, float*
 }
 
 void rope(float* x, int n_heads, int head_dim, int rot_dims, const float* cs, const float* sn, bool traditional) {
+  if (active_isa() == Isa::Avx2) return detail::rope_avx2(x, n_heads, head_dim, rot_dims, cs, sn, traditional);
   const int half = rot_dims / 2;
   for (int h = 0; h < n_heads; ++h) {
     float* v = x + int64_t(h) * head_dim;

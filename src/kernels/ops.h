@@ -13,7 +13,7 @@ void silu_mul(float* x, const float* up, int64_t n);
 void rope_angles(int32_t pos, const float* inv_freq, int half, float* cs, float* sn);
 // RoPE on n_heads heads of size head_dim, rotating the first rot_dims dims of each head by the angles of
 // rope_angles (rot_dims / 2 of them). traditional=false: rotate-half pairs (i, i + rot/2); true: interleaved
-// pairs (2i, 2i+1).
+// pairs (2i, 2i+1). Vectorized on AVX2 with the same f32 products and sums, so the same bits.
 void rope(float* x, int n_heads, int head_dim, int rot_dims, const float* cs, const float* sn, bool traditional);
 // In place softmax over n values (f32, max-subtracted).
 void softmax(float* x, int64_t n);
@@ -24,6 +24,7 @@ namespace detail {
 void f32_to_f16_row_avx2(const float* x, uint16_t* y, int64_t n);
 void rms_norm_avx2(const float* x, const float* w, int64_t n, float eps, float* y);
 void silu_mul_avx2(float* x, const float* up, int64_t n);
+void rope_avx2(float* x, int n_heads, int head_dim, int rot_dims, const float* cs, const float* sn, bool traditional);
 }
 
 }  // namespace optiq::kernels

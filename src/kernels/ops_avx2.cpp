@@ -54,4 +54,52 @@ void f32_to_f16_row_avx2(const float* x, uint16_t* y, int64_t n) {
   for (; i < n; ++i) y[i] = f32_to_f16(x[i]);
 }
 
+// Products rounded to f32 on their own: the empty asm keeps the compiler from fusing a product into the
+// following add or subtract (-mfma), so every value is the scalar code's round(round(a·b) ± round(c·d)).
+inline __m256 rounded(__m256 v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+inline float rounded(float v) {
+  __asm__("" : "+x"(v));
+  return v;
+}
+
+// rope() 8 values at a time. Rotate-half pairs (i, i + half): 8 pairs per step. Interleaved pairs (2i, 2i+1):
+// 4 pairs per step, each angle's cos and sin duplicated over its pair; with P = v·cos and Q = swapped(v)·sin,
+// addsub gives P - Q in the even lanes (x0·cos - x1·sin) and P + Q in the odd ones (x1·cos + x0·sin, the scalar
+// sum x0·sin + x1·cos in the other order: the same f32 value).
+void rope_avx2(float* x, int n_heads, int head_dim, int rot_dims, const float* cs, const float* sn, bool traditional) {
+  const int half = rot_dims / 2;
+  const __m256i dup = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
+  for (int h = 0; h < n_heads; ++h) {
+    float* v = x + int64_t(h) * head_dim;
+    int i = 0;
+    if (!traditional) {
+      for (; i + 8 <= half; i += 8) {
+        const __m256 a = _mm256_loadu_ps(v + i), b = _mm256_loadu_ps(v + half + i);
+        const __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+        const __m256 ac = rounded(_mm256_mul_ps(a, c)), bs = rounded(_mm256_mul_ps(b, s));
+        const __m256 as = rounded(_mm256_mul_ps(a, s)), bc = rounded(_mm256_mul_ps(b, c));
+        _mm256_storeu_ps(v + i, _mm256_sub_ps(ac, bs));
+        _mm256_storeu_ps(v + half + i, _mm256_add_ps(as, bc));
+      }
+    } else {
+      for (; i + 4 <= half; i += 4) {
+        const __m256 c = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(cs + i)), dup);
+        const __m256 s = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(sn + i)), dup);
+        const __m256 w = _mm256_loadu_ps(v + 2 * i);
+        const __m256 p = rounded(_mm256_mul_ps(w, c)), q = rounded(_mm256_mul_ps(_mm256_permute_ps(w, 0xB1), s));
+        _mm256_storeu_ps(v + 2 * i, _mm256_addsub_ps(p, q));
+      }
+    }
+    for (; i < half; ++i) {
+      const int a = traditional ? 2 * i : i, b = traditional ? 2 * i + 1 : i + half;
+      const float x0 = v[a], x1 = v[b];
+      v[a] = rounded(x0 * cs[i]) - rounded(x1 * sn[i]);
+      v[b] = rounded(x0 * sn[i]) + rounded(x1 * cs[i]);
+    }
+  }
+}
+
 }  // namespace optiq::kernels::detail

@@ -85,3 +85,34 @@ TEST(Ops, VectorRmsNormAndSiluAgreeWithTheScalarCode) {
     }
   }
 }
+
+// RoPE vectorized on AVX2 gives the scalar code's bits: rotate-half and interleaved pairs, a partial rotation
+// (rot_dims < head_dim, the rest untouched), half sizes with a scalar tail, positions up to 1e5.
+TEST(Ops, VectorRopeEqualsTheScalarCodeBitForBit) {
+  if (detected_isa() != Isa::Avx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  struct Shape { int heads, head_dim, rot; };
+  for (const Shape& sh : {Shape{16, 128, 128}, Shape{3, 64, 32}, Shape{2, 80, 80}, Shape{4, 96, 24}, Shape{1, 12, 12}})
+    for (bool traditional : {false, true})
+      for (int32_t pos : {0, 1, 17, 4095, 100000}) {
+        const int half = sh.rot / 2;
+        std::vector<float> inv(static_cast<size_t>(half)), cs(inv), sn(inv);
+        for (int i = 0; i < half; ++i) inv[size_t(i)] = std::pow(1e6f, -2.0f * float(i) / float(sh.rot));
+        kernels::rope_angles(pos, inv.data(), half, cs.data(), sn.data());
+        std::vector<float> x(size_t(sh.heads) * size_t(sh.head_dim));
+        for (auto& e : x) e = nd(rng);
+        std::vector<float> ys = x, yv = x;
+        set_active_isa(Isa::Scalar);
+        kernels::rope(ys.data(), sh.heads, sh.head_dim, sh.rot, cs.data(), sn.data(), traditional);
+        set_active_isa(Isa::Avx2);
+        kernels::rope(yv.data(), sh.heads, sh.head_dim, sh.rot, cs.data(), sn.data(), traditional);
+        set_active_isa(detected_isa());
+        SCOPED_TRACE("head_dim=" + std::to_string(sh.head_dim) + " rot=" + std::to_string(sh.rot) +
+                     " traditional=" + std::to_string(traditional) + " pos=" + std::to_string(pos));
+        if (pos != 0) EXPECT_NE(ys, x);  // (position 0: no rotation)
+        for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(bits(yv[i]), bits(ys[i])) << i;
+        for (int h = 0; h < sh.heads; ++h)  // past rot_dims: untouched
+          for (int e = sh.rot; e < sh.head_dim; ++e) EXPECT_EQ(yv[size_t(h * sh.head_dim + e)], x[size_t(h * sh.head_dim + e)]);
+      }
+}
