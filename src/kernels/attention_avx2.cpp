@@ -715,8 +715,10 @@ OPTIQ_AVX512 void scores16_512(const KvLayerView& kv, int g, const float* q, int
       #pragma GCC unroll 4
       for (int j = 0; j < NQ; ++j) acc[j] = _mm512_fmadd_ps(_mm512_loadu_ps(q + size_t(j) * d + e), k, acc[j]);
     }
+    // the same reduction tree as the 4-token steps, so a token's score does not depend on where a block ends
+    const __m512 z = _mm512_setzero_ps();
     #pragma GCC unroll 4
-    for (int j = 0; j < NQ; ++j) s[size_t(j) * kChunk + size_t(i)] = _mm512_reduce_add_ps(acc[j]);
+    for (int j = 0; j < NQ; ++j) s[size_t(j) * kChunk + size_t(i)] = _mm_cvtss_f32(sum4_512(acc[j], z, z, z));
   }
 }
 
