@@ -808,22 +808,18 @@ void block_nq(const KvLayerView& kv, int g, const float* q, const int* limits, i
   for (int j = 0; j < NQ; ++j) tmax = std::max(tmax, std::min(t1, limits[j]));
   if (tmax == t0) return;
   const int d = kv.head_dim, gs = BITS == 16 ? d : kv.group_size;
-  if constexpr (BITS == 16) {
-    if (d % 16 == 0 && avx512_active()) {
-      scores16_512<NQ>(kv, g, q, t0, tmax, scratch);
-      #pragma GCC unroll 8
-      for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, d);
-      // slabs of up to 16 accumulators
-      if (d % 128 == 0 && NQ <= 2) weighted_sum16_512<NQ, 128>(kv, g, scratch, t0, tmax, parts);
-      else if (d % 64 == 0) weighted_sum16_512<NQ, 64>(kv, g, scratch, t0, tmax, parts);
-      else if (d % 32 == 0) weighted_sum16_512<NQ, 32>(kv, g, scratch, t0, tmax, parts);
-      else weighted_sum16_512<NQ, 16>(kv, g, scratch, t0, tmax, parts);
-      return;
-    }
-  }
-  scores<BITS, NQ>(kv, g, q, t0, tmax, scratch, work);
+  const bool wide16 = BITS == 16 && d % 16 == 0 && avx512_active();  // fp16 in 512-bit vectors
+  if (wide16) scores16_512<NQ>(kv, g, q, t0, tmax, scratch);
+  else scores<BITS, NQ>(kv, g, q, t0, tmax, scratch, work);
   #pragma GCC unroll 8
-  for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, kv.head_dim);
+  for (int j = 0; j < NQ; ++j) softmax_update(parts[j], scratch + size_t(j) * kChunk, tmax - t0, std::min(tmax, limits[j]) - t0, d);
+  if (wide16) {  // slabs of up to 16 accumulators
+    if (d % 128 == 0 && NQ <= 2) weighted_sum16_512<NQ, 128>(kv, g, scratch, t0, tmax, parts);
+    else if (d % 64 == 0) weighted_sum16_512<NQ, 64>(kv, g, scratch, t0, tmax, parts);
+    else if (d % 32 == 0) weighted_sum16_512<NQ, 32>(kv, g, scratch, t0, tmax, parts);
+    else weighted_sum16_512<NQ, 16>(kv, g, scratch, t0, tmax, parts);
+    return;
+  }
   if constexpr (BITS == 4) {
     if (gs % 32 == 0 && avx512_active()) {
       if (NQ <= 2 && d % 128 == 0) {  // 128-column slabs (16 accumulators per query), a weight per group

@@ -177,24 +177,6 @@ void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64
   matmul_shared_x(nullptr, &y, 0, x, n, &l, 1);
 }
 
-namespace {
-
-// prep over all n rows in a parallel region of its own (the kernels that take it in theirs do not run).
-void run_prep(const RowPrep& prep, int64_t n) {
-  const int threads = n > 1 && !omp_in_parallel() ? int(std::min<int64_t>(n, compute_threads())) : 1;
-  if (threads <= 1) {
-    prep(0, n);
-    return;
-  }
-#pragma omp parallel num_threads(threads)
-  {
-    const auto [r0, r1] = detail::thread_share(n, 1, omp_get_thread_num(), omp_get_num_threads());
-    if (r0 < r1) prep(r0, r1);
-  }
-}
-
-}  // namespace
-
 void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRank* lr,
                      int lr_count, const RowPrep* prep) {
   for (int i = 0; i < count; ++i) detail::check_view(ws[i]);
@@ -223,7 +205,10 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
   }
   const detail::LowRankRun run(lr, lr_count, ws, ys, x, n);
   if (detail::qmatmul_packed(ws, ys, count, x, n, run.empty() ? nullptr : &run, prep)) return;
-  if (prep) run_prep(*prep, n);
+  if (prep) {  // in a region of its own: a contiguous share of the rows per thread
+    const int threads = omp_in_parallel() ? 1 : int(std::min<int64_t>(n, compute_threads()));
+    detail::parallel_chunks(n, (n + threads - 1) / threads, threads, *prep);
+  }
   if (n == 1 && count > 0) {
     bool rows = true;
     for (int i = 0; i < count; ++i) rows = rows && ws[i].rows > 0 && !detail::packed_active(ws[i]);  // packed: a matmul each

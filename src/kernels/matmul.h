@@ -49,9 +49,9 @@ struct LowRank {
 using RowPrep = std::function<void(int64_t r0, int64_t r1)>;
 
 // y_i = W_i x for i < count, weights that read the same x (q, k and v; gate and up), plus the low-rank
-// terms lr[0..lr_count), x first made by prep when given. At one row in the 4-bit formats (MLX 4-bit, Q4_0) x is quantized once, and the
-// rows of all the weights and then all the terms are split over the threads in one parallel region;
-// otherwise one matmul each, then the terms together in one region. The same numbers as matmul and
+// terms lr[0..lr_count), x first made by prep when given. At one row in the 4-bit formats (MLX 4-bit, Q4_0)
+// x is quantized once, and the rows of all the weights and then all the terms are split over the threads in
+// one parallel region; otherwise one matmul each, then the terms together in one region. The same numbers as matmul and
 // lowrank_add, each (the terms are added in order, before any bias the caller adds).
 void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n,
                      const LowRank* lr = nullptr, int lr_count = 0, const RowPrep* prep = nullptr);
