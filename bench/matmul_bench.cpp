@@ -4,7 +4,7 @@
 //   --quick: skip the 151936x1024 shape; --ref: also time matmul_ref at n=1; --n1: decode only
 //   --avx512-ab: on a CPU with AVX-512, each timed call alternates between the AVX-512 (and VNNI) variants
 //   and the AVX2 code, and the batched rows print both and the median of the paired ratios
-//   --pack-ab: likewise between the weight repacked for the AVX-512 VNNI kernel (pack_weight, as a model loads
+//   --pack-ab: likewise between the weight repacked for the packed 4-bit kernel (pack_weight, as a model loads
 //   it) and the weight as stored (the pair kernels); without it the packed weight is timed where it exists
 //   --stream: repacked 4-bit weights only, streamed from memory as in decode: enough packed copies of each
 //   weight to pass 600 MB (more than a server CPU's L3) are multiplied in turn, at n=1 and n=8; prints each

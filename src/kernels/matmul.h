@@ -61,9 +61,9 @@ void matmul_shared_x(const WeightView* ws, float* const* ys, int count, const fl
 void lowrank_add(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 void lowrank_add_ref(const WeightView& a, const WeightView& b, const float* x, int64_t n, float alpha, float* y);
 
-// Repacking w (Q4_0, or MLX 4-bit with groups of a multiple of 32) for the AVX-512 VNNI kernel where that is
-// active: rows in groups of 16, each group's 4-bit codes interleaved so that one vpdpbusd multiplies 4 weights
-// of each of the 16 rows by 4 activations, with the group's scales (and biases) stored before its codes. A
+// Repacking w (Q4_0, or MLX 4-bit with groups of a multiple of 32) for the packed 4-bit kernel (AVX2, and AVX-512
+// VNNI where the CPU has it: the same numbers): rows in groups of 16, each group's 4-bit codes interleaved so
+// that one vpdpbusd (or two maddubs) multiplies 4 weights of each of the 16 (8) rows by 4 activations, with the group's scales (and biases) stored before its codes. A
 // packed matrix gives the same numbers for a row of x alone or in a batch of any size (its own summation order,
 // within the error bound above). OPTIQ_PACK=0 in the environment turns it off (A/B runs; the memory of the
 // second copy).

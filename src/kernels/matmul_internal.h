@@ -76,7 +76,7 @@ bool qmatmul_avx2_decode_shared(const WeightView* ws, float* const* ys, int coun
 // s = Σx exact in f32.
 void quantize_block32(const float* src, int8_t* q, float* d, float* s);
 
-// The AVX-512 VNNI kernel of packed 4-bit weights (qmatmul_packed.cpp): y_i = W_i x (n rows of x) for the count
+// The kernel of packed 4-bit weights (qmatmul_packed.cpp; AVX-512 VNNI, or AVX2): y_i = W_i x (n rows of x) for the count
 // weights, all packed (packed_active) with the same format, columns and group size, plus the low-rank terms lr
 // (may be null) in the same parallel region; false, having done nothing, when they do not all take it.
 bool packed_active(const WeightView& w);

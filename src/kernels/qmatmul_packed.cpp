@@ -1,4 +1,5 @@
-// AVX-512 VNNI kernel for 4-bit weights repacked in groups of 16 rows (pack_weight, matmul.h).
+// Kernels for 4-bit weights repacked in groups of 16 rows (pack_weight, matmul.h): AVX-512 VNNI where the CPU
+// has it, else AVX2 (maddubs; see "AVX2" below), on the same layout with the same results.
 //
 // Layout of one group of 16 rows (a "row group"; row groups follow one another in row order):
 //   Q4_0: per 32-column block, the 16 rows' f16 scales d (32 bytes), then the block's codes (256 bytes);
@@ -49,9 +50,12 @@ constexpr int64_t kGroupRows = 16;
 constexpr size_t kBlockCodes = 256;  // one 32-column block of a row group
 // Bytes ahead of the one being read that the kernel asks for (about 8 blocks).
 constexpr int64_t kPackedPf = 2048;
+// Rows of x per AVX2 tile (its 16 registers hold 2 accumulators of int16 sums per row of x, and the codes).
+constexpr int kTile256 = 3;
 
 bool packable(const WeightView& w) {
   if (!w.data || w.rows <= 0 || w.cols <= 0 || w.cols % 32) return false;
+  if (!__builtin_cpu_supports("bmi2")) return false;  // packing uses pdep / pext
   if (w.format == WeightFormat::Q4_0) return true;
   return w.format == WeightFormat::MlxAffine && w.bits == 4 && w.group_size >= 32 && w.group_size % 32 == 0 &&
          w.cols % w.group_size == 0 && w.scales && w.biases;
@@ -244,9 +248,130 @@ OPTIQ_PACKED512 void group_tile(const uint8_t* p, const GroupDesc& d, const Pack
   for (int i = 0; i < NX; ++i) _mm512_mask_storeu_ps(y + i * y_stride, mask, acc[i]);
 }
 
+// ---- AVX2 (no VNNI) ----
+// The same layout and the same arithmetic: a 64-byte chunk is two 256-bit halves (rows 0-7, rows 8-15), and
+// maddubs (u8 · s8 pairs into int16) with madd by ones (pairs into int32) gives each row its exact integer dot.
+// A block's 8 maddubs results of a half are first summed in int16: no sum can overflow (8 · 2 · 15 · 127 =
+// 30480 < 32768), so the dots are the VNNI kernel's integers, and every lane runs that kernel's float
+// operations: the results are bit for bit the same.
+#define OPTIQ_PACKED256 __attribute__((target("avx2,fma,f16c")))
+
+// The integer dots of a block's codes (16 rows, at p) with NX rows of x: dot[2i] rows 0-7, dot[2i+1] rows 8-15.
+template <int NX>
+OPTIQ_PACKED256 OPTIQ_PINLINE void block_dots256(const uint8_t* p, const int8_t* xq, __m256i* dot) {
+#pragma GCC unroll 5
+  for (int i = 0; i < 5; ++i) _mm_prefetch(reinterpret_cast<const char*>(p + kPackedPf + 64 * i), _MM_HINT_T0);
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  __m256i s[2 * NX];
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c));
+    const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 64 * c + 32));
+    const __m256i lo0 = _mm256_and_si256(v0, m4), hi0 = _mm256_and_si256(_mm256_srli_epi16(v0, 4), m4);
+    const __m256i lo1 = _mm256_and_si256(v1, m4), hi1 = _mm256_and_si256(_mm256_srli_epi16(v1, 4), m4);
+#pragma GCC unroll 8
+    for (int i = 0; i < NX; ++i) {
+      const __m256i xl = _mm256_set1_epi32(*reinterpret_cast<const unaligned_i32*>(xq + 32 * i + 8 * c));
+      const __m256i xh = _mm256_set1_epi32(*reinterpret_cast<const unaligned_i32*>(xq + 32 * i + 8 * c + 4));
+      const __m256i a0 = _mm256_add_epi16(_mm256_maddubs_epi16(lo0, xl), _mm256_maddubs_epi16(hi0, xh));
+      const __m256i a1 = _mm256_add_epi16(_mm256_maddubs_epi16(lo1, xl), _mm256_maddubs_epi16(hi1, xh));
+      s[2 * i] = c ? _mm256_add_epi16(s[2 * i], a0) : a0;
+      s[2 * i + 1] = c ? _mm256_add_epi16(s[2 * i + 1], a1) : a1;
+      // (gcc otherwise reorders the integer sums into a tree with every product spilled to the stack first)
+      __asm__("" : "+x"(s[2 * i]), "+x"(s[2 * i + 1]));
+    }
+  }
+  const __m256i ones = _mm256_set1_epi16(1);
+#pragma GCC unroll 16
+  for (int j = 0; j < 2 * NX; ++j) dot[j] = _mm256_madd_epi16(s[j], ones);
+}
+
+OPTIQ_PACKED256 OPTIQ_PINLINE __m256 load_params8(const uint8_t* p, DType dt) {
+  if (dt == DType::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  if (dt == DType::BF16)
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
+}
+
+// group_tile in 256-bit vectors: acc[2i + h] holds row i of x's outputs of rows 8h..8h+7 of the group.
+template <bool Q40, int NX>
+OPTIQ_PACKED256 void group_tile256(const uint8_t* p, const GroupDesc& d, const PackedActs& a, int64_t x0, float* y,
+                                   int64_t y_stride, int64_t left) {
+  __m256 acc[2 * NX];
+  for (int j = 0; j < 2 * NX; ++j) acc[j] = _mm256_setzero_ps();
+  const int64_t n = a.n;
+  const int8_t* xq = a.q.data() + 32 * x0;
+  const float* dx = a.dx.data() + x0;
+  const float* off = a.off.data() + x0;
+  __m256i dot[2 * NX];
+  if constexpr (Q40) {
+    for (int64_t b = 0; b < d.nb; ++b, p += 32 + kBlockCodes, xq += 32 * n, dx += n, off += n) {
+      const __m256 s0 = load_params8(p, DType::F16), s1 = load_params8(p + 16, DType::F16);
+      block_dots256<NX>(p + 32, xq, dot);
+#pragma GCC unroll 8
+      for (int i = 0; i < NX; ++i) {
+        const __m256 dxv = _mm256_set1_ps(dx[i]), ov = _mm256_set1_ps(off[i]);
+        acc[2 * i] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[2 * i]), dxv, ov), s0, acc[2 * i]);
+        acc[2 * i + 1] = _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_cvtepi32_ps(dot[2 * i + 1]), dxv, ov), s1, acc[2 * i + 1]);
+      }
+    }
+  } else {
+    const float* xsg = a.xsg.data() + x0;
+    for (int64_t g = 0; g < d.groups; ++g, xsg += n) {
+      const __m256 s0 = load_params8(p, d.pdt), s1 = load_params8(p + 8 * d.pb, d.pdt);
+      const __m256 b0 = load_params8(p + kGroupRows * d.pb, d.pdt), b1 = load_params8(p + (kGroupRows + 8) * d.pb, d.pdt);
+      p += 2 * kGroupRows * d.pb;
+#pragma GCC unroll 8
+      for (int i = 0; i < NX; ++i) {
+        const __m256 xs = _mm256_set1_ps(xsg[i]);
+        acc[2 * i] = _mm256_fmadd_ps(b0, xs, acc[2 * i]);
+        acc[2 * i + 1] = _mm256_fmadd_ps(b1, xs, acc[2 * i + 1]);
+      }
+      for (int64_t j = 0; j < d.per; ++j, p += kBlockCodes, xq += 32 * n, dx += n) {
+        block_dots256<NX>(p, xq, dot);
+#pragma GCC unroll 8
+        for (int i = 0; i < NX; ++i) {
+          const __m256 dxv = _mm256_set1_ps(dx[i]);
+          acc[2 * i] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot[2 * i]), dxv), s0, acc[2 * i]);
+          acc[2 * i + 1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(dot[2 * i + 1]), dxv), s1, acc[2 * i + 1]);
+        }
+      }
+    }
+  }
+  for (int i = 0; i < NX; ++i) {
+    float* yi = y + i * y_stride;
+    if (left >= kGroupRows) {
+      _mm256_storeu_ps(yi, acc[2 * i]);
+      _mm256_storeu_ps(yi + 8, acc[2 * i + 1]);
+    } else {  // the matrix's last, partial row group
+      alignas(32) float t[kGroupRows];
+      _mm256_store_ps(t, acc[2 * i]);
+      _mm256_store_ps(t + 8, acc[2 * i + 1]);
+      std::memcpy(yi, t, size_t(left) * sizeof(float));
+    }
+  }
+}
+
+// Row groups [g0, g1) of w times all rows of x, into y [a.n][w.rows]: the AVX2 tiles.
+template <bool Q40>
+OPTIQ_PACKED256 void run_groups256(const WeightView& w, const GroupDesc& d, const PackedActs& a, int64_t g0, int64_t g1,
+                                   float* y) {
+  const size_t gb = group_bytes(w);
+  for (int64_t g = g0; g < g1; ++g) {
+    const uint8_t* p = w.packed + size_t(g) * gb;
+    const int64_t r = g * kGroupRows, left = w.rows - r;
+    float* yr = y + r;
+    int64_t x0 = 0;
+    for (; x0 + kTile256 <= a.n; x0 += kTile256) group_tile256<Q40, kTile256>(p, d, a, x0, yr + x0 * w.rows, w.rows, left);
+    if (a.n - x0 >= 2) group_tile256<Q40, 2>(p, d, a, x0, yr + x0 * w.rows, w.rows, left), x0 += 2;
+    if (a.n - x0 >= 1) group_tile256<Q40, 1>(p, d, a, x0, yr + x0 * w.rows, w.rows, left);
+  }
+}
+
 // Row groups [g0, g1) of w times all rows of x, into y [a.n][w.rows].
 template <bool Q40>
 void run_groups(const WeightView& w, const GroupDesc& d, const PackedActs& a, int64_t g0, int64_t g1, float* y) {
+  if (!vnni_active()) return run_groups256<Q40>(w, d, a, g0, g1, y);
   const size_t gb = group_bytes(w);
   for (int64_t g = g0; g < g1; ++g) {
     const uint8_t* p = w.packed + size_t(g) * gb;
@@ -263,7 +388,7 @@ void run_groups(const WeightView& w, const GroupDesc& d, const PackedActs& a, in
 
 }  // namespace
 
-bool packed_active(const WeightView& w) { return w.packed && active_isa() == Isa::Avx2 && vnni_active(); }
+bool packed_active(const WeightView& w) { return w.packed && active_isa() == Isa::Avx2; }
 
 bool qmatmul_packed(const WeightView* ws, float* const* ys, int count, const float* x, int64_t n, const LowRankRun* lr,
                     const RowPrep* prep) {
@@ -311,7 +436,7 @@ size_t packed_bytes(const WeightView& w) {
     const char* e = std::getenv("OPTIQ_PACK");
     return e && std::strcmp(e, "0") == 0;
   }();
-  if (off || active_isa() != Isa::Avx2 || !vnni_active() || !detail::packable(w)) return 0;
+  if (off || active_isa() != Isa::Avx2 || !detail::packable(w)) return 0;
   detail::check_view(w);
   return size_t((w.rows + detail::kGroupRows - 1) / detail::kGroupRows) * detail::group_bytes(w);
 }

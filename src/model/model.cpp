@@ -351,7 +351,7 @@ void Model::pack_weights() {
   for (std::thread& t : threads) t.join();
   size_t n = 0;
   for (size_t i = 0; i < views.size(); ++i) n += at[i + 1] > at[i];
-  OPTIQ_LOG_DEBUG("repacked %zu matrices (%zu MiB) for the AVX-512 VNNI kernel; %zu MiB of their stored pages given back", n,
+  OPTIQ_LOG_DEBUG("repacked %zu matrices (%zu MiB) for the packed 4-bit kernel; %zu MiB of their stored pages given back", n,
                   at.back() >> 20, released.load() >> 20);
 }
 

@@ -183,7 +183,7 @@ double bound(const Spec& sp, const std::vector<float>& wrow, const std::vector<f
   return 1.001 * qerr + kFloatRelTol * absdot + 1e-6;
 }
 
-// Repacks t for the AVX-512 VNNI 4-bit kernel (as a model's loading does); false where this CPU or the format
+// Repacks t for the packed 4-bit kernel (as a model's loading does); false where this CPU or the format
 // does not take it.
 bool pack(TestWeight& t) {
   t.packed = pack_weight(t.view);
@@ -191,7 +191,7 @@ bool pack(TestWeight& t) {
 }
 
 // Packs where the machine can (all 4-bit tests below skip otherwise).
-bool packed_kernel_here() { return detected_isa() == Isa::Avx2 && vnni_active(); }
+bool packed_kernel_here() { return detected_isa() == Isa::Avx2 && __builtin_cpu_supports("bmi2"); }
 
 void check_format(const Spec& sp, int64_t rows, int64_t cols, int64_t n, uint32_t seed, bool packed = false) {
   SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " cols=" + std::to_string(cols) +
@@ -608,13 +608,13 @@ TEST(Matmul, DequantizeRowMatchesQuantModule) {
   EXPECT_EQ(c, d);
 }
 
-// ---- 4-bit weights repacked for the AVX-512 VNNI kernel (pack_weight) ----
+// ---- 4-bit weights repacked for the packed kernel (pack_weight; AVX2, or AVX-512 VNNI) ----
 
 // The packed kernel keeps matmul's error bound against the reference for every 4-bit layout it takes: Q4_0, MLX
 // 4-bit with groups of 32 to 256 and f16 / bf16 / f32 parameters; rows that leave a partial last group of 16,
 // an all-zero block and an outlier in x, one to many rows of x (tiles of 8, 4, 2, 1).
 TEST(PackedMatmul, MatchesReferenceWithinTheBound) {
-  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX2 + BMI2 on this CPU: the packed kernel does not run here";
   uint32_t seed = 3100;
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
                          Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32},
@@ -629,7 +629,7 @@ TEST(PackedMatmul, MatchesReferenceWithinTheBound) {
 // What the packed kernel computes comes from the packed bytes (not the weight as stored): with its codes and
 // scales all zero every output is zero, and packing again gives the first results back.
 TEST(PackedMatmul, ReadsThePackedBytes) {
-  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX2 + BMI2 on this CPU: the packed kernel does not run here";
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}}) {
     TestWeight tw = make_weight(sp, 40, 256, 77);
     ASSERT_TRUE(pack(tw));
@@ -651,7 +651,7 @@ TEST(PackedMatmul, ReadsThePackedBytes) {
 // of x, row ranges split over threads, a partial last row group), so a sequence decodes the same among others;
 // and a slice of a packed matrix runs on its rows as stored.
 TEST(PackedMatmul, BatchRowsEqualRowsAlone) {
-  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU: the packed kernel does not run here";
+  if (!packed_kernel_here()) GTEST_SKIP() << "no AVX2 + BMI2 on this CPU: the packed kernel does not run here";
   uint32_t seed = 3300;
   for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
                          Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32}})
@@ -668,6 +668,31 @@ TEST(PackedMatmul, BatchRowsEqualRowsAlone) {
       }
       const WeightView slice = tw.view.row_slice(1, rows - 1);
       EXPECT_EQ(slice.packed, nullptr);
+    }
+}
+
+// On a CPU with AVX-512 VNNI, the AVX2 kernel on the same packed bytes gives the VNNI kernel's numbers bit for
+// bit (the same integer dots, the same float operations per row), for every tile of x rows and a partial last
+// row group; so a model decodes alike with OPTIQ_FORCE_ISA=avx2.
+TEST(PackedMatmul, Avx2EqualsVnniBitForBit) {
+  if (!packed_kernel_here() || !vnni_active()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  uint32_t seed = 3500;
+  for (const Spec& sp : {Spec{WeightFormat::Q4_0}, Spec{WeightFormat::MlxAffine, 4, 32, DType::BF16},
+                         Spec{WeightFormat::MlxAffine, 4, 64, DType::F16}, Spec{WeightFormat::MlxAffine, 4, 128, DType::F32}})
+    for (int64_t rows : {5, 48, 300}) {
+      TestWeight tw = make_weight(sp, rows, 256, seed++);
+      ASSERT_TRUE(pack(tw));
+      const auto [x, alone] = rows_alone(tw.view, 17, seed);
+      for (int64_t n : {1, 2, 3, 4, 8, 9, 17}) {
+        SCOPED_TRACE(sp.name() + " rows=" + std::to_string(rows) + " n=" + std::to_string(n));
+        std::vector<float> vnni(size_t(n * rows)), avx2(size_t(n * rows), -1.0f);
+        matmul(tw.view, x.data(), n, vnni.data());
+        set_avx512_active(false);
+        ASSERT_FALSE(vnni_active());
+        matmul(tw.view, x.data(), n, avx2.data());
+        set_avx512_active(true);
+        EXPECT_EQ(avx2, vnni);
+      }
     }
 }
 
