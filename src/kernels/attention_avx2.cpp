@@ -146,11 +146,15 @@ void scores(const KvLayerView& kv, int g, const float* q, int t0, int t1, float*
   for (int gi = 0; gi < ng; ++gi) {
     int i = 0;
     for (; i + TT <= n; i += TT) {
-      // Keep DRAM busy: ask for the rows kPrefetch tokens ahead (the V rows of this block too, on the
-      // first pass) while these are being multiplied.
+      // Keep DRAM busy: ask for the V rows of this block (on the first pass) while these are being multiplied,
+      // and for quantized K the K rows kPrefetch tokens ahead. fp16 K rows are left to the hardware
+      // prefetchers: asking for them too made the kernel slower on an AVX2-only EPYC (attention_bench --depth 160
+      // --seqs 8 --bits 16 --distinct --layers 28: 7.2-8.1 against 8.3-9.5 ms a step), where 8-bit K needs it
+      // (7.1-7.4 against 11.3 ms without).
       if (gi == 0)
         for (size_t off = 0; off < size_t(TT) * hb; off += 64) {
-          _mm_prefetch(reinterpret_cast<const char*>(row0 + size_t(i + kPrefetch) * hb + off), _MM_HINT_T0);
+          if constexpr (BITS != 16)
+            _mm_prefetch(reinterpret_cast<const char*>(row0 + size_t(i + kPrefetch) * hb + off), _MM_HINT_T0);
           _mm_prefetch(reinterpret_cast<const char*>(vrow0 + size_t(i) * hb + off), _MM_HINT_T1);
         }
       dot_rows<BITS, NQ, TT>(row0 + size_t(i) * hb, hb, q, d, gi * gs, (gi + 1) * gs, dots + size_t(gi) * kChunk + i, dstride);
