@@ -253,8 +253,8 @@ OPTIQ_PACKED512 void group_tile(const uint8_t* p, const GroupDesc& d, const Pack
 // ---- AVX2 (no VNNI) ----
 // The same layout and the same arithmetic: a 64-byte chunk is two 256-bit halves (rows 0-7, rows 8-15), and
 // maddubs (u8 · s8 pairs into int16) with madd by ones (pairs into int32) gives each row its exact integer dot.
-// A block's 8 maddubs results of a half are first summed in int16: no sum can overflow (8 · 2 · 15 · 127 =
-// 30480 < 32768), so the dots are the VNNI kernel's integers, and every lane runs that kernel's float
+// A block's 8 maddubs results of a half are first summed in int16: no sum can overflow (8 · 2 · 15 · 128 =
+// 30720 < 32768), so the dots are the VNNI kernel's integers, and every lane runs that kernel's float
 // operations: the results are bit for bit the same.
 #define OPTIQ_PACKED256 __attribute__((target("avx2,fma,f16c")))
 
