@@ -57,7 +57,6 @@ constexpr int kTile256 = 4;
 
 bool packable(const WeightView& w) {
   if (!w.data || w.rows <= 0 || w.cols <= 0 || w.cols % 32) return false;
-  if (!__builtin_cpu_supports("bmi2")) return false;  // packing uses pdep / pext
   if (w.format == WeightFormat::Q4_0) return true;
   return w.format == WeightFormat::MlxAffine && w.bits == 4 && w.group_size >= 32 && w.group_size % 32 == 0 &&
          w.cols % w.group_size == 0 && w.scales && w.biases;
@@ -74,13 +73,29 @@ size_t group_bytes(const WeightView& w) {
   return size_t(w.cols / w.group_size) * 32 * param_bytes(w) + size_t(nb) * kBlockCodes;
 }
 
+// The low nibbles of v's 8 bytes side by side (byte i's in bits 4i). Shifts and masks, not pext: pext and pdep
+// are microcode, hundreds of cycles each, on AMD CPUs before Zen 3, and packing runs over every weight at load.
+uint32_t gather_nibbles(uint64_t v) {
+  v &= 0x0F0F0F0F0F0F0F0Full;
+  v = (v | (v >> 4)) & 0x00FF00FF00FF00FFull;
+  v = (v | (v >> 8)) & 0x0000FFFF0000FFFFull;
+  return uint32_t(v | (v >> 16));
+}
+
+// The inverse for 4 nibbles (bits 4i of v): nibble i into the low nibble of byte i.
+uint32_t spread_nibbles(uint32_t v) {
+  v &= 0xFFFF;
+  v = (v | (v << 8)) & 0x00FF00FFu;
+  return (v | (v << 4)) & 0x0F0F0F0Fu;
+}
+
 // Columns 8k..8k+7 of a row (its bytes at row) as 8 nibbles, column 8k+i in bits 4i.
-__attribute__((target("bmi2"))) uint32_t code_word(const WeightView& w, const uint8_t* row, int64_t k) {
+uint32_t code_word(const WeightView& w, const uint8_t* row, int64_t k) {
   if (w.format == WeightFormat::Q4_0) {  // a block: f16 scale, 16 bytes with column i low and 16 + i high
     const int64_t b = k / 4, c = k % 4;
     uint64_t v;
     std::memcpy(&v, row + 18 * b + 2 + 8 * (c & 1), 8);
-    return uint32_t(_pext_u64(c >= 2 ? v >> 4 : v, 0x0F0F0F0F0F0F0F0Full));
+    return gather_nibbles(c >= 2 ? v >> 4 : v);
   }
   uint32_t v;  // MLX: little-endian U32 words of 8 codes, column 8k+i in bits 4i
   std::memcpy(&v, row + 4 * k, 4);
@@ -88,13 +103,13 @@ __attribute__((target("bmi2"))) uint32_t code_word(const WeightView& w, const ui
 }
 
 // Block b's codes of rows [r0, r0 + here) (the rest zero) into out (kBlockCodes bytes).
-__attribute__((target("bmi2"))) void pack_block(const WeightView& w, int64_t r0, int64_t here, int64_t b, uint8_t* out) {
+void pack_block(const WeightView& w, int64_t r0, int64_t here, int64_t b, uint8_t* out) {
   std::memset(out, 0, kBlockCodes);
   for (int64_t i = 0; i < here; ++i) {
     const uint8_t* row = w.data + size_t(r0 + i) * w.row_bytes;
     for (int c = 0; c < 4; ++c) {  // chunk c, row i: columns 8c+j low, 8c+4+j high
       const uint32_t v = code_word(w, row, 4 * b + c);
-      const uint32_t o = _pdep_u32(v & 0xFFFF, 0x0F0F0F0Fu) | _pdep_u32(v >> 16, 0xF0F0F0F0u);
+      const uint32_t o = spread_nibbles(v) | spread_nibbles(v >> 16) << 4;
       std::memcpy(out + 64 * c + 4 * i, &o, 4);
     }
   }
