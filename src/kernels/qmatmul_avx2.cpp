@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "kernels/matmul_internal.h"
+#include "kernels/simd_avx2.h"
 #include "quant/ggml_blocks.h"
 #include "quant/mlx_affine.h"
 
@@ -584,14 +585,6 @@ OPTIQ_INLINE __m256 bias_lanes(const float* bf, const float* xsg, int64_t groups
   __m128 tail = _mm_setzero_ps();  // explicit fma: the same rounding wherever this is inlined
   for (; g < groups; ++g) tail = _mm_fmadd_ss(_mm_load_ss(bf + g), _mm_load_ss(xsg + g), tail);
   return _mm256_add_ps(acc, _mm256_set_m128(_mm_setzero_ps(), tail));
-}
-
-OPTIQ_INLINE __m256 load_params8(const uint8_t* p, DType dt) {
-  if (dt == DType::BF16)
-    return _mm256_castsi256_ps(
-        _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-  if (dt == DType::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
 }
 
 // MLX row r: its group scales as f32 into sc[groups]; returns bias_lanes of its biases, read in place (the

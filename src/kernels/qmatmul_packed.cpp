@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "kernels/matmul_internal.h"
+#include "kernels/simd_avx2.h"
 #include "quant/mlx_affine.h"
 #include "util/error.h"
 
@@ -301,13 +302,6 @@ OPTIQ_PACKED256 OPTIQ_PINLINE void block_dots256(const uint8_t* p, const int8_t*
   const __m256i ones = _mm256_set1_epi16(1);
 #pragma GCC unroll 16
   for (int j = 0; j < 2 * NX; ++j) dot[j] = _mm256_madd_epi16(s[j], ones);
-}
-
-OPTIQ_PACKED256 OPTIQ_PINLINE __m256 load_params8(const uint8_t* p, DType dt) {
-  if (dt == DType::F16) return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-  if (dt == DType::BF16)
-    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
-  return _mm256_loadu_ps(reinterpret_cast<const float*>(p));
 }
 
 // group_tile in 256-bit vectors: acc[2i + h] holds row i of x's outputs of rows 8h..8h+7 of the group.
